@@ -1,0 +1,1 @@
+"""stackblaze: a self-hosted platform for background workers."""

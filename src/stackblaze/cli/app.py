@@ -1,0 +1,287 @@
+"""The `stackblaze` command: parse, call the daemon once, render. Errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stackblaze.cli import render
+from stackblaze.cli.client import Client
+from stackblaze.cli.exit_codes import exit_code_for
+from stackblaze.errors import StackblazeError, UserError
+from stackblaze.settings import load_settings
+from stackblaze.spec import parse_duration
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Run background workers: deploy, scale, restart, read their logs.")
+env_app = typer.Typer(no_args_is_help=True, help="Project environment variables (secrets never printed).")
+daemon_app = typer.Typer(no_args_is_help=True, help="The stackblaze daemon (started by any command).")
+app.add_typer(env_app, name="env")
+app.add_typer(daemon_app, name="daemon")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ServiceArg = Annotated[str, typer.Argument(help="Service name, as in stackblaze.yaml.")]
+_state: dict[str, Any] = {"project": None}
+
+
+@app.callback()
+def _options(
+    project: Annotated[str | None, typer.Option("--project", "-p", envvar="STACKBLAZE_PROJECT",
+                                                help="Project to act on (needed when several are deployed).")] = None,
+) -> None:
+    _state["project"] = project
+
+
+def client() -> Client:
+    return Client(load_settings(), project=_state["project"])
+
+
+@app.command()
+def deploy(
+    path: Annotated[Path, typer.Argument(help="Project directory (stackblaze.yaml or Procfile).")] = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Snapshot the source as a release and run every service; replaces replicas of changed services."""
+    c = client()
+    if not as_json:
+        render.err.print(f"deploying {path.resolve()} ...")
+    result = c.request("POST", "/v1/deploy", body={"path": str(path.resolve())})
+    if as_json:
+        render.print_json(result)
+        return
+    for note in result["notes"]:
+        render.err.print(f"note: {note}")
+    for item in result["services"]:
+        fresh = "new release" if item["new_release"] else "unchanged"
+        render.out.print(f"{item['service']}: release {item['release']} ({fresh}), {item['replicas']} replica(s)")
+    for name in result["removed"]:
+        render.out.print(f"{name}: removed from the spec, stopping")
+    c.project = result["project"]
+    render.ps_table(c.request("GET", "/v1/ps"))
+
+
+@app.command()
+def ps(service: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """Services and their replicas: state, pid, uptime, restarts, last exit."""
+    result = client().request("GET", "/v1/ps", params={"service": service})
+    render.print_json(result) if as_json else render.ps_table(result)
+
+
+@app.command()
+def scale(
+    service: ServiceArg,
+    replicas: Annotated[int, typer.Option("--replicas", "-r", min=0, max=1000, help="How many to run.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Run N replicas of a service; scaling down stops the highest-numbered first."""
+    result = client().request("POST", f"/v1/services/{service}/scale", body={"replicas": replicas})
+    if as_json:
+        render.print_json(result)
+    else:
+        render.out.print(f"{service}: {result['from']} -> {result['replicas']} replicas")
+
+
+def _lifecycle(service: str, action: str, as_json: bool, done: str) -> None:
+    result = client().request("POST", f"/v1/services/{service}/{action}")
+    render.print_json(result) if as_json else render.out.print(f"{service}: {done}")
+
+
+@app.command()
+def restart(service: ServiceArg, as_json: JsonOpt = False) -> None:
+    """Replace every replica of a service (by its strategy: rolling or recreate)."""
+    _lifecycle(service, "restart", as_json, "restarting")
+
+
+@app.command()
+def stop(service: ServiceArg, as_json: JsonOpt = False) -> None:
+    """Stop a service's replicas (stop signal, then SIGKILL after its grace); waits until they are gone."""
+    _lifecycle(service, "stop", as_json, "stopped")
+
+
+@app.command()
+def start(service: ServiceArg, as_json: JsonOpt = False) -> None:
+    """Start a stopped service again."""
+    _lifecycle(service, "start", as_json, "started")
+
+
+@app.command()
+def destroy(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False, as_json: JsonOpt = False,
+) -> None:
+    """Stop every service of the project and delete its releases, logs, env and events."""
+    c = client()
+    if not yes and sys.stdin.isatty():
+        typer.confirm("Destroy the project: stop its workers, delete releases, logs and env?", abort=True)
+    result = c.request("POST", "/v1/destroy")
+    render.print_json(result) if as_json else render.out.print(f"project {result['project']} destroyed")
+
+
+@app.command()
+def logs(
+    service: Annotated[str | None, typer.Argument(help="Service (default: all).")] = None,
+    tail: Annotated[bool, typer.Option("--tail", "-f", "--follow", help="Follow live.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Show the last N lines.")] = 100,
+    since: Annotated[str | None, typer.Option("--since", help="Only lines newer than this, e.g. 10m, 2h.")] = None,
+    replica: Annotated[int | None, typer.Option("--replica", min=1, help="Only this replica.")] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each line's time.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Logs of every replica, prefixed `worker.1 |`; --tail follows live."""
+    params: dict[str, Any] = {"service": service, "n": lines, "follow": tail, "replica": replica}
+    if since is not None:
+        params["since"] = time.time() - parse_duration(since, where="--since")
+    printer = render.LogPrinter(as_json=as_json, timestamps=timestamps)
+    try:
+        for record in client().stream("/v1/logs", params=params):
+            printer.print(record)
+            printer.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def events(
+    service: Annotated[str | None, typer.Argument()] = None,
+    tail: Annotated[bool, typer.Option("--tail", "-f", "--follow", help="Follow live.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="How many past events.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """What happened: deploys, starts, exits (with their meaning), scheduled restarts, scaling."""
+    c = client()
+    params: dict[str, Any] = {"service": service, "limit": lines}
+    try:
+        if tail:
+            for event in c.stream("/v1/events", params={**params, "follow": True}):
+                render.event_line(event, as_json=as_json)
+            return
+        for event in c.request("GET", "/v1/events", params=params)["events"]:
+            render.event_line(event, as_json=as_json)
+    except KeyboardInterrupt:
+        pass
+
+
+@env_app.command("list")
+def env_list(as_json: JsonOpt = False) -> None:
+    """Every variable; secret values are shown masked."""
+    result = client().request("GET", "/v1/env")
+    if as_json:
+        render.print_json(result)
+        return
+    for var in result["env"]:
+        scope = f"  [{var['service']}]" if var["service"] else ""
+        render.out.print(f"{var['key']}={var['value']}{scope}{'  (secret)' if var['secret'] else ''}")
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            if sys.stdin.isatty():
+                value = typer.prompt(f"{key}", hide_input=True)
+            else:
+                value = sys.stdin.readline().rstrip("\n")
+        if not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise UserError(f"env set: {key!r} is not a variable name (e.g. WORKER_CONCURRENCY=5)")
+        values[key] = value
+    return values
+
+
+@env_app.command("set")
+def env_set(
+    pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE ... (KEY alone reads the value from stdin).")],
+    secret: Annotated[bool, typer.Option("--secret", help="Encrypt at rest; never print it back.")] = False,
+    service: Annotated[str | None, typer.Option("--service", "-s", help="Only for this service.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set variables and restart the affected replicas (rolling)."""
+    body = {"set": _pairs(pairs), "secret": secret, "service": service}
+    result = client().request("POST", "/v1/env", body=body)
+    if as_json:
+        render.print_json(result)
+    else:
+        render.out.print(f"set {', '.join(result['set'])}; restarting {', '.join(result['restarted']) or 'nothing'}")
+
+
+@env_app.command("unset")
+def env_unset(
+    keys: Annotated[list[str], typer.Argument(help="KEY ...")],
+    service: Annotated[str | None, typer.Option("--service", "-s")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove variables and restart the affected replicas (rolling)."""
+    result = client().request("POST", "/v1/env", body={"unset": keys, "service": service})
+    if as_json:
+        render.print_json(result)
+    else:
+        render.out.print(f"unset {', '.join(result['unset'])}; restarting {', '.join(result['restarted']) or 'nothing'}")
+
+
+@daemon_app.command("start")
+def daemon_start(as_json: JsonOpt = False) -> None:
+    """Start the daemon (and its runner) if it is not running."""
+    status = client().ensure_daemon()
+    render.print_json(status) if as_json else render.out.print(f"daemon running (pid {status['pid']})")
+
+
+@daemon_app.command("stop")
+def daemon_stop(
+    all_too: Annotated[bool, typer.Option("--all", help="Stop every worker and the runner too.")] = False,
+) -> None:
+    """Stop the daemon. Workers keep running under the runner unless --all."""
+    stopped = client().shutdown(all_too=all_too)
+    if not stopped:
+        render.out.print("daemon not running")
+    else:
+        render.out.print("daemon and workers stopped" if all_too else "daemon stopped (workers keep running)")
+
+
+@daemon_app.command("status")
+def daemon_status(as_json: JsonOpt = False) -> None:
+    """Whether the daemon runs, where its state lives."""
+    c = client()
+    status = c.daemon_status()
+    if as_json:
+        render.print_json(status or {"running": False, "home": str(c.settings.home)})
+    elif status is None:
+        render.out.print(f"daemon not running (home {c.settings.home})")
+        raise typer.Exit(1)
+    else:
+        render.out.print(f"daemon running (pid {status['pid']}, home {status['home']}, "
+                         f"projects: {', '.join(status['projects']) or 'none'})")
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option(help="How long to show live logs.")] = 4.0,
+) -> None:
+    """Deploy a bundled example (2 replicas, no broker), show ps, logs, a crash and its restart."""
+    from stackblaze.cli.demo import run_demo
+
+    run_demo(client(), seconds=seconds)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except StackblazeError as error:
+        render.err.print(f"error: {error}", markup=False)
+        sys.exit(exit_code_for(error))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except typer.Abort:
+        render.err.print("aborted")
+        sys.exit(1)
+    except Exception as error:  # click's usage errors and typer.Exit
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Exit):
+            sys.exit(error.exit_code)
+        raise

@@ -1,0 +1,115 @@
+"""The CLI's only way to the daemon: HTTP over its unix socket, starting the daemon when it is not there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
+from stackblaze.settings import Settings
+
+ERROR_KINDS: dict[str, type[StackblazeError]] = {
+    "UserError": UserError, "SpecError": UserError, "NotFoundError": NotFoundError,
+    "ConflictError": ConflictError, "UnavailableError": UnavailableError,
+}
+START_TIMEOUT = 30.0
+
+
+class Client:
+    def __init__(self, settings: Settings, *, project: str | None = None) -> None:
+        self.settings = settings
+        self.project = project
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(settings.api_socket)), base_url="http://stackblaze",
+            timeout=httpx.Timeout(30.0, read=None),
+        )
+
+    # -- the daemon's life -------------------------------------------------------------------------
+
+    def daemon_status(self) -> dict[str, Any] | None:
+        try:
+            response = self._http.get("/v1/status", timeout=5.0)
+        except (httpx.TransportError, OSError):
+            return None
+        return dict(response.json()) if response.status_code == 200 else None
+
+    def ensure_daemon(self) -> dict[str, Any]:
+        status = self.daemon_status()
+        if status is not None:
+            return status
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.home / "daemon.out", "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "stackblaze.server.daemon"], stdin=subprocess.DEVNULL, stdout=out,
+                stderr=out, start_new_session=True, close_fds=True,
+                env={**os.environ, "STACKBLAZE_HOME": str(self.settings.home),
+                     "STACKBLAZE_TIME_SCALE": repr(self.settings.time_scale)},
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            status = self.daemon_status()
+            if status is not None:
+                return status
+            if process.poll() is not None and process.returncode != 1:
+                break  # 1 means another daemon holds the lock: keep waiting for it
+            time.sleep(0.05)
+        raise UnavailableError(
+            f"the daemon did not start (see {self.settings.daemon_log} and {self.settings.home / 'daemon.out'})"
+        )
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in (extra or {}).items() if v is not None}
+        if self.project:
+            params["project"] = self.project
+        return params
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                body: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.ensure_daemon()
+        try:
+            response = self._http.request(method, path, params=self._params(params), json=body)
+        except httpx.TransportError as exc:
+            raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
+        payload = response.json()
+        if response.status_code >= 400:
+            raise ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)(payload.get("error", "failed"))
+        return dict(payload)
+
+    def stream(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        self.ensure_daemon()
+        try:
+            with self._http.stream("GET", path, params=self._params(params)) as response:
+                if response.status_code >= 400:
+                    payload = json.loads(response.read())
+                    kind = ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)
+                    raise kind(payload.get("error", "failed"))
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise UnavailableError(f"lost the daemon while reading {path}: {exc}") from None
+
+    def shutdown(self, *, all_too: bool) -> bool:
+        if self.daemon_status() is None:
+            return False
+        try:
+            self._http.post("/v1/shutdown", json={"all": all_too})
+        except httpx.TransportError:
+            pass
+        deadline = time.monotonic() + 700
+        while time.monotonic() < deadline:
+            if not self.settings.api_socket.exists() and (
+                not all_too or not self.settings.runner_socket.exists()
+            ):
+                return True
+            time.sleep(0.05)
+        raise UnavailableError("the daemon did not stop in time")

@@ -1,0 +1,122 @@
+"""Everything the CLI prints: tables, log lines, events. The only module that knows the output format."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from stackblaze.logs.record import parse_time
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+PREFIX_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
+STATE_STYLES = {"running": "green", "waiting": "yellow", "stopping": "yellow", "stopped": "dim", "starting": "cyan"}
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours < 48 else f"{hours // 24}d{hours % 24:02d}h"
+
+
+def clock(at: float) -> str:
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S")
+
+
+def last_exit(info: dict[str, Any] | None, now: float) -> str:
+    if not info:
+        return "-"
+    return f"{info['meaning']} ({duration(now - info['at'])} ago, ran {duration(info['ran_for'])})"
+
+
+def state_text(replica: dict[str, Any], now: float) -> Text:
+    state = replica["state"]
+    label = state
+    if state == "waiting" and replica.get("next_restart_at"):
+        label = f"waiting (restart in {duration(replica['next_restart_at'] - now)})"
+    if replica.get("stopping") and state == "running":
+        label = f"running (+{len(replica['stopping'])} stopping)"
+    return Text(label, style=STATE_STYLES.get(state, ""))
+
+
+def ps_table(payload: dict[str, Any]) -> None:
+    now = time.time()
+    if not payload["services"]:
+        out.print(f"project {payload['project']}: no services")
+        return
+    for service in payload["services"]:
+        flag = "" if service["running_flag"] else "  [stopped by user]"
+        out.print(Text.assemble(
+            (service["service"], "bold"),
+            f"  {service['running']}/{service['desired']} running  release {service['release']}  "
+            f"start: {service['start']}{flag}",
+        ))
+        table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
+        for column in ("REPLICA", "STATE", "PID", "RELEASE", "UPTIME", "RESTARTS", "LAST EXIT"):
+            table.add_column(column)
+        for replica in service["replicas"]:
+            running = replica["state"] == "running"
+            table.add_row(
+                f"{service['service']}.{replica['replica']}", state_text(replica, now),
+                str(replica["pid"] or "-") if running or replica["state"] == "stopping" else "-",
+                str(replica["release"] or "-"),
+                duration(replica["uptime"]) if running else "-",
+                str(replica["restart_count"]), last_exit(replica["last_exit"], now),
+            )
+        out.print(table)
+        out.print()
+
+
+class LogPrinter:
+    """`worker.1 | line`, the prefix coloured per replica on a terminal."""
+
+    def __init__(self, *, as_json: bool, timestamps: bool = False) -> None:
+        self._as_json = as_json
+        self._timestamps = timestamps
+        self._tty = sys.stdout.isatty()
+        self._colours: dict[str, str] = {}
+
+    def print(self, record: dict[str, Any]) -> None:
+        if self._as_json:
+            sys.stdout.write(json.dumps(record) + "\n")
+            return
+        name = f"{record['service']}.{record['replica']}"
+        stamp = f"{clock(parse_time(record['at']))} " if self._timestamps else ""
+        if not self._tty:
+            sys.stdout.write(f"{stamp}{name} | {record['line']}\n")
+            return
+        colour = self._colours.setdefault(name, PREFIX_COLOURS[len(self._colours) % len(PREFIX_COLOURS)])
+        line = Text(record["line"], style="red" if record["stream"] == "stderr" else "")
+        out.print(Text.assemble((stamp, "dim"), (f"{name} |", colour), " ", line))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def event_line(event: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+        return
+    when = datetime.fromtimestamp(event["at"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    kind = event["kind"]
+    style = {"exit": "red", "restart-scheduled": "yellow", "start": "green", "deploy": "cyan"}.get(kind, "")
+    out.print(Text.assemble((when, "dim"), " ", (f"{kind:<18}", style), " ", event["message"]))

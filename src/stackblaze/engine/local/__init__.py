@@ -1,0 +1,1 @@
+"""stackblaze.engine.local"""

@@ -1,0 +1,179 @@
+"""The daemon's HTTP API (FastAPI), served on a unix socket; the CLI is its main client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
+from stackblaze.logs.reader import Follower, find_logs, records_since, tail_records
+from stackblaze.server.control import Control
+
+FOLLOW_INTERVAL = 0.05
+STATUS_CODES: list[tuple[type[StackblazeError], int]] = [
+    (NotFoundError, 404), (ConflictError, 409), (UserError, 400), (UnavailableError, 503),
+]
+
+
+class DeployRequest(BaseModel):
+    path: str
+
+
+class ScaleRequest(BaseModel):
+    replicas: int = Field(ge=0, le=1000)
+
+
+class EnvRequest(BaseModel):
+    set: dict[str, str] = {}
+    unset: list[str] = []
+    secret: bool = False
+    service: str | None = None
+
+
+class ShutdownRequest(BaseModel):
+    all: bool = False
+
+
+def ndjson(items: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async for item in items:
+            yield json.dumps(item).encode() + b"\n"
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> FastAPI:
+    app = FastAPI(title="stackblaze", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(StackblazeError)
+    async def on_error(request: Request, exc: StackblazeError) -> JSONResponse:
+        status = next((code for kind, code in STATUS_CODES if isinstance(exc, kind)), 500)
+        return JSONResponse({"error": str(exc), "kind": type(exc).__name__}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        value = first.get("input")
+        message = f"{where}: {value!r} {first.get('msg', 'is invalid').lower()}"
+        return JSONResponse({"error": message, "kind": "UserError"}, status_code=400)
+
+    @app.get("/v1/status")
+    async def status() -> dict[str, Any]:
+        return {"pid": os.getpid(), "home": str(control.settings.home),
+                "time_scale": control.settings.time_scale, "projects": control.store.project_names()}
+
+    @app.post("/v1/deploy")
+    async def deploy(body: DeployRequest) -> dict[str, Any]:
+        return await control.deploy(body.path)
+
+    @app.get("/v1/ps")
+    async def ps(project: str | None = None, service: str | None = None) -> dict[str, Any]:
+        name = control.resolve(project)
+        if service is not None:
+            control.row(name, service)
+        services = []
+        for row in control.store.services(name):
+            if service is not None and row.name != service:
+                continue
+            replicas = control.engine.status(name, row.name)
+            services.append({
+                "service": row.name, "desired": row.replicas if row.running else 0, "running_flag": row.running,
+                "release": row.release, "start": row.spec["start"], "strategy": row.spec["strategy"],
+                "running": sum(1 for r in replicas if r["state"] == "running"), "replicas": replicas,
+            })
+        return {"project": name, "services": services}
+
+    @app.post("/v1/services/{service}/scale")
+    async def scale(service: str, body: ScaleRequest, project: str | None = None) -> dict[str, Any]:
+        return await control.scale(control.resolve(project), service, body.replicas)
+
+    @app.post("/v1/services/{service}/restart")
+    async def restart(service: str, project: str | None = None) -> dict[str, Any]:
+        return await control.restart(control.resolve(project), service)
+
+    @app.post("/v1/services/{service}/stop")
+    async def stop(service: str, project: str | None = None) -> dict[str, Any]:
+        return await control.set_running(control.resolve(project), service, False)
+
+    @app.post("/v1/services/{service}/start")
+    async def start(service: str, project: str | None = None) -> dict[str, Any]:
+        return await control.set_running(control.resolve(project), service, True)
+
+    @app.post("/v1/destroy")
+    async def destroy(project: str | None = None) -> dict[str, Any]:
+        return await control.destroy(control.resolve(project))
+
+    @app.get("/v1/env")
+    async def env_list(project: str | None = None) -> dict[str, Any]:
+        name = control.resolve(project)
+        return {"project": name, "env": control.env_list(name)}
+
+    @app.post("/v1/env")
+    async def env_change(body: EnvRequest, project: str | None = None) -> dict[str, Any]:
+        return await control.env_change(control.resolve(project), service=body.service,
+                                        set_values=body.set, unset=body.unset, secret=body.secret)
+
+    @app.get("/v1/events", response_model=None)
+    async def events(project: str | None = None, service: str | None = None, limit: int = 50,
+                     follow: bool = False) -> dict[str, Any] | StreamingResponse:
+        name = control.resolve(project)
+        first = control.store.events(project=name, service=service, limit=limit)
+        if not follow:
+            return {"project": name, "events": [e.to_dict() for e in first]}
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            last = first[-1].id if first else 0
+            for item in first:
+                yield item.to_dict()
+            while True:
+                await control.next_event()
+                for item in control.store.events(project=name, service=service, after_id=last, limit=1000):
+                    last = item.id
+                    yield item.to_dict()
+        return ndjson(stream())
+
+    @app.get("/v1/logs", response_model=None)
+    async def logs(project: str | None = None, service: str | None = None, replica: int | None = None,
+                   n: int = 100, since: float | None = None, follow: bool = False) -> StreamingResponse:
+        name = control.resolve(project)
+        if service is not None:
+            control.row(name, service)
+        project_dir = control.settings.logs_dir / name
+        follower = Follower(project_dir, service, replica) if follow else None
+        limits = follower.limits if follower else None
+        found = find_logs(project_dir, service, replica)
+        if since is not None:
+            since_text = (datetime.fromtimestamp(0, UTC) + timedelta(seconds=since)).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ")
+            backlog = list(records_since(found, since_text, limits=limits))
+        else:
+            backlog = tail_records(found, n, limits=limits)
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            try:
+                for record in backlog:
+                    yield record.to_dict()
+                while follower is not None:
+                    for record in follower.poll():
+                        yield record.to_dict()
+                    await asyncio.sleep(FOLLOW_INTERVAL)
+            finally:
+                if follower is not None:
+                    follower.close()
+        return ndjson(stream())
+
+    @app.post("/v1/shutdown")
+    async def shutdown(body: ShutdownRequest) -> dict[str, Any]:
+        on_shutdown(body.all)
+        return {"stopping": True, "workers": "stopping" if body.all else "left running"}
+
+    return app

@@ -1,0 +1,214 @@
+"""The control plane's operations: deploy, scale, start/stop, env, destroy — state first, then reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from stackblaze.build.release import make_release
+from stackblaze.engine.local.supervisor import Desired, Supervisor
+from stackblaze.errors import ConflictError, NotFoundError, UserError
+from stackblaze.settings import Settings
+from stackblaze.spec import Project, load_project
+from stackblaze.state.secrets import MASK
+from stackblaze.state.store import ServiceRow, Store
+
+# What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
+INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
+                 "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS")
+DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}  # worker logs are only useful live
+
+
+def service_spec(project: Project, name: str) -> dict[str, Any]:
+    service = next(s for s in project.services if s.name == name)
+    return {
+        "type": service.type, "root": service.root, "start": service.start, "env": dict(service.env),
+        "stop_signal": service.stop_signal, "stop_signal_number": service.stop_signal_number,
+        "shutdown_grace": service.shutdown_grace, "strategy": service.strategy, "build": service.build,
+        "project_env": dict(project.env),
+    }
+
+
+class Control:
+    def __init__(self, *, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.supervisor: Supervisor | None = None  # set once the runner is connected
+        self._new_event = asyncio.Event()
+
+    @property
+    def engine(self) -> Supervisor:
+        assert self.supervisor is not None
+        return self.supervisor
+
+    # -- what the supervisor asks ------------------------------------------------------------------
+
+    def services(self) -> list[tuple[str, str]]:
+        return [(row.project, row.name) for row in self.store.services()]
+
+    def desired(self, project: str, service: str) -> Desired | None:
+        row = self.store.service(project, service)
+        if row is None:
+            return None
+        path = self.store.release_path(project, service, row.release)
+        spec = row.spec
+        env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        env.update(DEFAULT_ENV)
+        env.update(spec["project_env"])
+        env.update(spec["env"])
+        stored = self.store.env(project)
+        env.update({v.key: v.value for v in stored if v.service == ""})
+        env.update({v.key: v.value for v in stored if v.service == service})
+        config = hashlib.sha256(json.dumps(
+            [row.release, spec["start"], env, spec["stop_signal_number"], spec["shutdown_grace"],
+             row.generation], sort_keys=True).encode()).hexdigest()[:16]
+        return Desired(
+            project=project, service=service, replicas=row.replicas if row.running else 0,
+            release=row.release, cwd=str(path), start=spec["start"], env=env,
+            stop_signal=spec["stop_signal_number"], shutdown_grace=spec["shutdown_grace"],
+            strategy=spec["strategy"], config=config,
+        )
+
+    def event(self, **fields: Any) -> None:
+        self.store.add_event(**fields)
+        # Wake every follower waiting on the old flag; later waiters get a fresh one.
+        self._new_event.set()
+        self._new_event = asyncio.Event()
+
+    async def next_event(self) -> None:
+        await self._new_event.wait()
+
+    # -- projects ----------------------------------------------------------------------------------
+
+    def resolve(self, project: str | None) -> str:
+        names = self.store.project_names()
+        if project is not None:
+            if project not in names:
+                raise NotFoundError(f"project {project!r} is not deployed (deployed: {', '.join(names) or 'none'})")
+            return project
+        if not names:
+            raise ConflictError("nothing is deployed yet (run: stackblaze deploy PATH)")
+        if len(names) > 1:
+            raise UserError(f"several projects are deployed ({', '.join(names)}): pass --project NAME")
+        return names[0]
+
+    def row(self, project: str, service: str) -> ServiceRow:
+        row = self.store.service(project, service)
+        if row is None:
+            known = ", ".join(r.name for r in self.store.services(project)) or "none"
+            raise NotFoundError(f"service {service!r} not found in project {project!r} (services: {known})")
+        return row
+
+    async def deploy(self, path: str) -> dict[str, Any]:
+        project = await asyncio.to_thread(load_project, Path(path))
+        releases_root = self.settings.releases_dir / project.name
+        result = []
+        for service in project.services:
+            previous = self.store.latest_release(project.name, service.name)
+            release = await asyncio.to_thread(
+                make_release, project.source / service.root, releases_root / service.name, previous=previous
+            )
+            if release.new:
+                self.store.add_release(project.name, service.name, release.number, str(release.path),
+                                       release.digest)
+            old = self.store.service(project.name, service.name)
+            row = ServiceRow(project.name, service.name, service_spec(project, service.name), service.replicas,
+                             release.number, old.running if old else True, old.generation if old else 0)
+            self.store.save_service(row)
+            result.append({"service": service.name, "release": release.number, "new_release": release.new,
+                           "replicas": service.replicas})
+        self.store.save_project(project.name, str(project.source),
+                                str(project.spec_file) if project.spec_file else None)
+        names = {s.name for s in project.services}
+        removed = [r.name for r in self.store.services(project.name) if r.name not in names]
+        for name in removed:
+            self.store.delete_service(project.name, name)
+        summary = ", ".join(f"{r['service']}@{r['release']}" for r in result)
+        self.event(project=project.name, kind="deploy", message=f"deployed {summary}",
+                   details={"services": result, "removed": removed})
+        for name in removed:
+            await self.engine.reconcile(project.name, name)
+        for item in result:
+            await self.engine.reconcile(project.name, item["service"], fresh=True)
+        return {"project": project.name, "services": result, "removed": removed, "notes": list(project.notes)}
+
+    async def scale(self, project: str, service: str, replicas: int) -> dict[str, Any]:
+        if not 0 <= replicas <= 1000:
+            raise UserError(f"--replicas: {replicas} is out of range (use 0 to 1000)")
+        row = self.row(project, service)
+        self.store.save_service(ServiceRow(row.project, row.name, row.spec, replicas, row.release,
+                                           row.running, row.generation))
+        self.event(project=project, service=service, kind="scale",
+                   message=f"{service} scaled {row.replicas} -> {replicas}",
+                   details={"from": row.replicas, "to": replicas})
+        await self.engine.reconcile(project, service)
+        return {"service": service, "from": row.replicas, "replicas": replicas}
+
+    async def set_running(self, project: str, service: str, running: bool) -> dict[str, Any]:
+        row = self.row(project, service)
+        self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, row.release,
+                                           running, row.generation))
+        verb = "start" if running else "stop"
+        self.event(project=project, service=service, kind=verb, message=f"{service}: {verb} requested")
+        await self.engine.reconcile(project, service, fresh=running)
+        if not running:
+            await self.engine.wait_stopped(project, service)
+        return {"service": service, "running": running}
+
+    async def restart(self, project: str, service: str) -> dict[str, Any]:
+        row = self.row(project, service)
+        self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, row.release,
+                                           True, row.generation + 1))
+        self.event(project=project, service=service, kind="restart",
+                   message=f"{service}: restart requested ({row.spec['strategy']})")
+        await self.engine.reconcile(project, service, fresh=True)
+        return {"service": service, "strategy": row.spec["strategy"]}
+
+    async def destroy(self, project: str) -> dict[str, Any]:
+        rows = self.store.services(project)
+        for row in rows:
+            self.store.delete_service(project, row.name)
+        for row in rows:
+            await self.engine.reconcile(project, row.name)
+        await self.engine.wait_stopped(project)
+        self.engine.forget(project)
+        self.store.delete_project(project)
+        self.event(project=project, kind="destroy", message=f"project {project} destroyed")
+        for folder in (self.settings.releases_dir / project, self.settings.logs_dir / project):
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        return {"project": project, "services": [r.name for r in rows]}
+
+    # -- env ---------------------------------------------------------------------------------------
+
+    def env_list(self, project: str) -> list[dict[str, Any]]:
+        return [
+            {"key": v.key, "value": MASK if v.secret else v.value, "secret": v.secret,
+             "service": v.service or None}
+            for v in self.store.env(project)
+        ]
+
+    async def env_change(
+        self, project: str, *, service: str | None, set_values: dict[str, str], unset: list[str],
+        secret: bool,
+    ) -> dict[str, Any]:
+        if service is not None:
+            self.row(project, service)
+        scope = service or ""
+        missing = [key for key in unset if not self.store.unset_env(project, scope, key)]
+        for key, value in set_values.items():
+            self.store.set_env(project, scope, key, value, secret=secret)
+        if missing:
+            raise NotFoundError(f"env: {', '.join(missing)} not set (see: stackblaze env list)")
+        described = [f"{k} (secret)" if secret else k for k in set_values] + [f"-{k}" for k in unset]
+        targets = [service] if service else [r.name for r in self.store.services(project)]
+        self.event(project=project, service=service, kind="env",
+                   message=f"env changed: {', '.join(described)}; restarting {', '.join(targets) or 'nothing'}",
+                   details={"set": list(set_values), "unset": unset, "secret": secret})
+        for name in targets:
+            await self.engine.reconcile(project, name, fresh=True)
+        return {"set": list(set_values), "unset": unset, "restarted": targets}

@@ -1,0 +1,124 @@
+"""The daemon process: state, runner connection, supervisor and the API on a 0600 unix socket.
+
+It can be killed (-9) and started again at any time: the runner keeps the workers, the logs are the
+runner's files, and on start the supervisor adopts what the runner reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+
+import uvicorn
+
+from stackblaze.engine.backoff import BackoffPolicy
+from stackblaze.engine.local.runner_client import RunnerClient
+from stackblaze.engine.local.supervisor import Supervisor
+from stackblaze.server.app import create_app
+from stackblaze.server.control import Control
+from stackblaze.settings import Settings, load_settings
+from stackblaze.state.secrets import SecretBox
+from stackblaze.state.store import Store
+
+log = logging.getLogger("stackblaze.daemon")
+
+
+def bind_private_socket(path: str) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the socket is born 0600: no window where others could connect
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+async def serve(settings: Settings) -> None:
+    store = Store(settings.state_db, SecretBox(settings.secret_key))
+    control = Control(settings=settings, store=store)
+    runner = RunnerClient(settings.runner_socket, log_file=settings.home / "runner.log")
+    await runner.connect()
+    supervisor = Supervisor(
+        runner=runner, store=store, policy=BackoffPolicy(scale=settings.time_scale),
+        logs_dir=settings.logs_dir, desired=control.desired, services=control.services,
+        record_event=control.event,
+    )
+    control.supervisor = supervisor
+    await supervisor.start()
+    log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)
+
+    stop_all = False
+    server: uvicorn.Server | None = None
+
+    def on_shutdown(all_too: bool) -> None:
+        nonlocal stop_all
+        stop_all = all_too
+        assert server is not None
+        server.should_exit = True
+
+    app = create_app(control, on_shutdown=on_shutdown)
+    sock = bind_private_socket(str(settings.api_socket))
+    config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False,
+                            timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_shutdown, False)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(settings.api_socket)
+        if stop_all:
+            log.info("stopping every worker and the runner")
+            with contextlib.suppress(Exception):
+                await runner.call("shutdown", grace=30.0 * settings.time_scale)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(_runner_gone(settings), timeout=660)
+        await runner.close()
+        store.close()
+        log.info("daemon %d stopped", os.getpid())
+
+
+async def _runner_gone(settings: Settings) -> None:
+    while settings.runner_socket.exists():
+        await asyncio.sleep(0.05)
+
+
+def main() -> int:
+    settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=settings.daemon_log, level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    lock = open(settings.run_dir / "daemon.lock", "w")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("stackblaze daemon: already running", file=sys.stderr)
+        return 1
+    lock.write(str(os.getpid()))
+    lock.flush()
+    try:
+        asyncio.run(serve(settings))
+    except Exception:
+        log.exception("daemon failed")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
