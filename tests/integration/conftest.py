@@ -1,0 +1,118 @@
+"""Integration fixtures: the real `stackblaze` CLI against a real daemon and runner in a temp home."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+TIME_SCALE = "0.01"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Stackblaze:
+    """Runs `stackblaze ...` as a user would, with STACKBLAZE_HOME pointing at a temp dir."""
+
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "stackblaze.cli", *args], capture_output=True, text=True,
+            timeout=timeout, env=self.env, input=stdin,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"stackblaze {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
+        return result
+
+    def ps(self, service: str | None = None) -> dict[str, Any]:
+        return self.run("ps", *([service] if service else []), "--json").json()  # type: ignore[no-any-return]
+
+    def replicas(self, service: str) -> list[dict[str, Any]]:
+        return self.ps(service)["services"][0]["replicas"]  # type: ignore[no-any-return]
+
+    def events(self, service: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        args = ["events", *([service] if service else []), "-n", str(limit), "--json"]
+        return [json.loads(line) for line in self.run(*args).out.splitlines() if line.strip()]
+
+    def daemon_pid(self) -> int:
+        return int(self.run("daemon", "status", "--json").json()["pid"])
+
+    def runner_pid(self) -> int | None:
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = proc.info["cmdline"] or []
+            if "stackblaze.engine.local.runner" in cmd and str(self.home) in " ".join(cmd):
+                return proc.pid
+        return None
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def instance_pids(home: Path) -> set[int]:
+    """Every live worker process of this home, found by psutil, not by our state: its cwd is a release
+    under `home`, or the test put STACKBLAZE_TEST_HOME=<home> in the project env."""
+    found = set()
+    for proc in psutil.process_iter(["environ", "status", "cwd"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        environ = proc.info["environ"] or {}
+        cwd = proc.info["cwd"] or ""
+        if environ.get("STACKBLAZE_TEST_HOME") == str(home) or cwd.startswith(str(home / "releases")):
+            found.add(proc.pid)
+    return found
+
+
+@pytest.fixture
+def sb(tmp_path: Path) -> Iterator[Stackblaze]:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKBLAZE_")}
+    env.update({"STACKBLAZE_HOME": str(home), "STACKBLAZE_TIME_SCALE": TIME_SCALE})
+    tool = Stackblaze(home=home, env=env)
+    yield tool
+    # Tear down everything this test started: daemon, runner, workers.
+    subprocess.run([sys.executable, "-m", "stackblaze.cli", "daemon", "stop", "--all"], env=env,
+                   capture_output=True, timeout=120)
+    runner = tool.runner_pid()
+    if runner is not None:
+        os.kill(runner, signal.SIGKILL)
+
+
+def write_project(root: Path, spec: str, files: dict[str, str] | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "stackblaze.yaml").write_text(spec)
+    for name, text in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
