@@ -180,11 +180,8 @@ def _pairs(items: list[str]) -> dict[str, str]:
     values = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            if sys.stdin.isatty():
-                value = typer.prompt(f"{key}", hide_input=True)
-            else:
-                value = sys.stdin.readline().rstrip("\n")
+        if not sep:  # KEY alone: the value comes from a prompt or stdin, never from argv (ps, history)
+            value = typer.prompt(key, hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
         if not key.replace("_", "a").isalnum() or key[0].isdigit():
             raise UserError(f"env set: {key!r} is not a variable name (e.g. WORKER_CONCURRENCY=5)")
         values[key] = value
@@ -218,7 +215,8 @@ def env_unset(
     if as_json:
         render.print_json(result)
     else:
-        render.out.print(f"unset {', '.join(result['unset'])}; restarting {', '.join(result['restarted']) or 'nothing'}")
+        restarted = ", ".join(result["restarted"]) or "nothing"
+        render.out.print(f"unset {', '.join(result['unset'])}; restarting {restarted}")
 
 
 @daemon_app.command("start")

@@ -14,7 +14,8 @@ from rich.text import Text
 
 from stackblaze.logs.record import parse_time
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is for grep: never wrap a table row there.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 PREFIX_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 STATE_STYLES = {"running": "green", "waiting": "yellow", "stopping": "yellow", "stopped": "dim", "starting": "cyan"}
@@ -71,7 +72,7 @@ def ps_table(payload: dict[str, Any]) -> None:
         ))
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
         for column in ("REPLICA", "STATE", "PID", "RELEASE", "UPTIME", "RESTARTS", "LAST EXIT"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column != "LAST EXIT")
         for replica in service["replicas"]:
             running = replica["state"] == "running"
             table.add_row(

@@ -24,7 +24,7 @@ class BackoffPolicy:
         """Seconds to wait before the restart that follows the `streak`-th exit in a row (1-based)."""
         if streak <= 1:
             return 0.0
-        return min(self.initial * 2 ** (streak - 2), self.cap) * self.scale
+        return min(self.initial * 2.0 ** (streak - 2), self.cap) * self.scale
 
     def next_streak(self, streak: int, ran_for: float) -> int:
         """The streak after an exit of a replica that ran `ran_for` seconds."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-SIGNAL_MEANINGS = {
+SIGNAL_MEANINGS: dict[int, str] = {
     signal.SIGKILL: "killed, often out of memory",
     signal.SIGTERM: "asked to stop",
     signal.SIGINT: "interrupted",
@@ -19,7 +19,7 @@ SIGNAL_MEANINGS = {
 }
 
 CODE_MEANINGS = {
-    0: "exited cleanly (workers must keep running, so it is restarted)",
+    0: "exited cleanly",
     1: "general error",
     2: "misuse of a command or bad arguments",
     126: "the start command is not executable",
@@ -42,6 +42,6 @@ def describe_exit(*, code: int | None, sig: int | None) -> str:
         return "unknown"
     if code > 128 and code - 128 < 65:
         sig_number = code - 128
-        meaning = SIGNAL_MEANINGS.get(sig_number, "killed by a signal")  # type: ignore[call-overload]
+        meaning = SIGNAL_MEANINGS.get(sig_number, "killed by a signal")
         return f"{code} = {signal_name(sig_number)}: {meaning}"
     return f"exit {code}: {CODE_MEANINGS.get(code, 'the process reported an error')}"

@@ -31,7 +31,7 @@ class ReplicaLog:
 
 
 def find_logs(project_dir: Path, service: str | None = None, replica: int | None = None) -> list[ReplicaLog]:
-    result = []
+    result: list[ReplicaLog] = []
     if not project_dir.is_dir():
         return result
     for service_dir in sorted(project_dir.iterdir()):

@@ -107,7 +107,7 @@ class Control:
     async def deploy(self, path: str) -> dict[str, Any]:
         project = await asyncio.to_thread(load_project, Path(path))
         releases_root = self.settings.releases_dir / project.name
-        result = []
+        result: list[dict[str, Any]] = []
         for service in project.services:
             previous = self.store.latest_release(project.name, service.name)
             release = await asyncio.to_thread(

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -27,6 +28,14 @@ from stackblaze.state.secrets import SecretBox
 from stackblaze.state.store import Store
 
 log = logging.getLogger("stackblaze.daemon")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: the daemon's loop handles SIGTERM/SIGINT itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def bind_private_socket(path: str) -> socket.socket:
@@ -58,7 +67,7 @@ async def serve(settings: Settings) -> None:
     log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)
 
     stop_all = False
-    server: uvicorn.Server | None = None
+    server: _Server | None = None
 
     def on_shutdown(all_too: bool) -> None:
         nonlocal stop_all
@@ -70,8 +79,7 @@ async def serve(settings: Settings) -> None:
     sock = bind_private_socket(str(settings.api_socket))
     config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False,
                             timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_shutdown, False)
@@ -104,7 +112,7 @@ def main() -> int:
         filename=settings.daemon_log, level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    lock = open(settings.run_dir / "daemon.lock", "w")  # noqa: SIM115 - held for the process's life
+    lock = open(settings.run_dir / "daemon.lock", "w")  # held for the process's life: the lock
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

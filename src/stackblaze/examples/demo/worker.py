@@ -12,7 +12,7 @@ interval = float(os.environ.get("JOB_INTERVAL", "0.5"))
 running = True
 
 
-def stop(signum, frame):
+def stop(signum: int, frame: object) -> None:
     global running
     running = False
     print(f"replica {replica}: got SIGTERM, finishing the current job", flush=True)

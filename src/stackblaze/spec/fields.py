@@ -1,0 +1,140 @@
+"""Checks for single spec values: each returns the clean value or raises a one-line SpecError."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path, PurePosixPath
+
+from stackblaze.spec.duration import parse_duration
+from stackblaze.spec.messages import did_you_mean, fail, show
+from stackblaze.spec.model import ServiceType, Strategy
+
+MAX_REPLICAS = 1000
+MAX_GRACE_SECONDS = 600.0
+
+# Stricter than ^[a-z][a-z0-9-]{0,39}$ at the end: a trailing "-" is not a valid Kubernetes name.
+_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NOT_YET = {"cron", "web"}
+_STRATEGIES: tuple[Strategy, ...] = ("rolling", "recreate")
+
+
+def slugify(text: str) -> str | None:
+    """Turn text into a valid name ("My App_2" -> "my-app-2"), or None when nothing is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text)
+    slug = re.sub(r"^[^a-z]+", "", slug)[:40].strip("-")
+    return slug if _NAME.fullmatch(slug) else None
+
+
+def check_name(value: object, *, where: str, key: str) -> str:
+    """Return value if it is a valid project or service name."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return value
+    example = (slugify(value) if isinstance(value, str) else None) or "worker"
+    rule = "use 1-40 lowercase letters, digits and '-', starting with a letter"
+    raise fail(where, f"{show(value)} is not a valid name: {rule} (e.g. {key}: {example})")
+
+
+def check_type(value: object, *, where: str) -> ServiceType:
+    """Return the service type; only workers exist for now."""
+    if value == "worker":
+        return "worker"
+    if isinstance(value, str) and value in _NOT_YET:
+        raise fail(where, f"{show(value)} is not supported yet: only workers run for now (e.g. type: worker)")
+    raise fail(where, f"{show(value)} is not a service type (e.g. type: worker)")
+
+
+def check_replicas(value: object, *, where: str) -> int:
+    """Return value if it is a whole number of replicas in range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(where, f"{show(value)} is not a whole number (e.g. replicas: 4)")
+    if value < 0:
+        raise fail(where, f"{show(value)} must be 0 or more (e.g. replicas: 2)")
+    if value > MAX_REPLICAS:
+        raise fail(where, f"{show(value)} is more than {MAX_REPLICAS} (e.g. replicas: 10)")
+    return value
+
+
+def check_grace(value: object, *, where: str) -> float:
+    """Return the shutdown grace in seconds: more than 0, at most 600."""
+    seconds = parse_duration(value, where=where)
+    if seconds <= 0:
+        raise fail(where, f"{show(value)} must be more than 0 seconds (e.g. shutdown_grace: 30s)")
+    if seconds > MAX_GRACE_SECONDS:
+        raise fail(where, f"{show(value)} is longer than the 600 seconds allowed (e.g. shutdown_grace: 10m)")
+    return seconds
+
+
+def check_strategy(value: object, *, where: str) -> Strategy:
+    """Return the deploy strategy: rolling or recreate."""
+    for strategy in _STRATEGIES:
+        if value == strategy:
+            return strategy
+    guess = did_you_mean(value, _STRATEGIES)
+    hint = f"did you mean {guess}? " if guess else ""
+    raise fail(where, f"{show(value)} is not a strategy ({hint}e.g. strategy: rolling or recreate)")
+
+
+def check_command(value: object, *, where: str, key: str) -> str:
+    """Return a non-empty shell command, stripped of surrounding whitespace."""
+    example = f"e.g. {key}: python worker.py" if key == "start" else f"e.g. {key}: pip install -r requirements.txt"
+    if not isinstance(value, str):
+        raise fail(where, f"{show(value)} is not a command ({example})")
+    if "\0" in value:
+        raise fail(where, f"{show(value)} contains a NUL character (remove it)")
+    if not value.strip():
+        raise fail(where, f"{show(value)} is empty ({example})")
+    return value.strip()
+
+
+def check_root(value: object, *, where: str, source: Path) -> str:
+    """Return value as a normalized relative path to an existing directory inside source."""
+    example = "(e.g. root: services/email)"
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise fail(where, f"{show(value)} is not a path {example}")
+    path = PurePosixPath(value)
+    if path.is_absolute() or value.startswith("~"):
+        raise fail(where, f"{show(value)} is absolute, not a path inside the project directory {example}")
+    if ".." in path.parts:
+        raise fail(where, f"{show(value)} leaves the project directory {example}")
+    try:
+        target = (source / path).resolve()
+        inside = target.is_relative_to(source.resolve())
+        is_dir = target.is_dir()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, names too long
+        raise fail(where, f"{show(value)} is not a usable path {example}") from None
+    if not inside:
+        raise fail(where, f"{show(value)} leaves the project directory through a symlink {example}")
+    if not is_dir:
+        raise fail(where, f"{show(value)} is not a directory in {source} {example}")
+    return str(path)
+
+
+def check_env_key(key: object, *, where: str) -> str:
+    """Return key if it is a valid environment variable name."""
+    if isinstance(key, str) and _ENV_KEY.fullmatch(key):
+        return key
+    fixed = re.sub(r"[^A-Za-z0-9_]", "_", key) if isinstance(key, str) and key else "MY_VAR"
+    fixed = "_" + fixed if fixed[0].isdigit() else fixed
+    rule = "use letters, digits and _, not starting with a digit"
+    raise fail(where, f"{show(key)} is not a variable name: {rule} (e.g. {fixed[:40]}: value)")
+
+
+def check_env_value(value: object, *, where: str, key: str) -> str:
+    """Return value as the string a process will see: true/false for booleans, numbers as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        try:
+            return str(value)
+        except ValueError:  # an int past Python's digit limit (only hex/octal YAML can make one)
+            raise fail(where, f'{show(value)} is too big (quote it, e.g. {key}: "12345")') from None
+    if isinstance(value, str):
+        if "\0" in value:
+            raise fail(where, f"{show(value)} contains a NUL character (remove it)")
+        return value
+    if value is None:
+        raise fail(where, f'{show(value)} is not a value (for an empty value write {key}: "")')
+    raise fail(where, f'{show(value)} is not text, a number or true/false (quote it, e.g. {key}: "text")')

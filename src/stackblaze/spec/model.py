@@ -1,0 +1,47 @@
+"""The parsed project: small frozen dataclasses that every later stage reads."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ServiceType = Literal["worker"]
+Strategy = Literal["rolling", "recreate"]
+
+
+# env is a plain dict typed as Mapping: a MappingProxyType would be truly read-only, but it breaks
+# copy.deepcopy and dataclasses.asdict, which the CLI and the state store want to use.
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    """One service of a project, with every default filled in."""
+
+    name: str
+    start: str
+    type: ServiceType = "worker"
+    root: str = "."
+    replicas: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    stop_signal: str = "SIGTERM"
+    shutdown_grace: float = 30.0
+    strategy: Strategy = "rolling"
+    build: str | None = None
+
+    @property
+    def stop_signal_number(self) -> int:
+        """The number of stop_signal on this platform (e.g. 15 for SIGTERM)."""
+        return int(signal.Signals[self.stop_signal])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Project:
+    """A project read from stackblaze.yaml or a Procfile."""
+
+    name: str
+    services: tuple[Service, ...]
+    source: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    spec_file: Path | None = None
+    notes: tuple[str, ...] = ()

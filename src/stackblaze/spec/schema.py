@@ -1,0 +1,124 @@
+"""The stackblaze.yaml schema: turn a parsed Document into a Project, first error wins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from stackblaze.spec import fields
+from stackblaze.spec.document import Document
+from stackblaze.spec.messages import did_you_mean, fail, join, show
+from stackblaze.spec.model import Project, Service
+from stackblaze.spec.signals import parse_signal
+
+# Maps a service root to the Procfile commands found there ({} when there is no Procfile).
+FindCommands = Callable[[str], Mapping[str, str]]
+
+PROJECT_FIELDS = {"project": "project: my-app", "env": "env: {KEY: value}", "services": "services: [...]"}
+SERVICE_FIELDS = {
+    "name": "name: worker",
+    "type": "type: worker",
+    "root": "root: .",
+    "start": "start: python worker.py",
+    "build": "build: pip install -r requirements.txt",
+    "replicas": "replicas: 2",
+    "env": "env: {KEY: value}",
+    "stop_signal": "stop_signal: SIGTERM",
+    "shutdown_grace": "shutdown_grace: 30s",
+    "strategy": "strategy: rolling",
+}
+
+
+def read_project(doc: Document, *, source: Path, spec_file: Path, find_commands: FindCommands) -> Project:
+    """Validate doc.data as a stackblaze.yaml and return the Project it describes."""
+    data = doc.data
+    if not isinstance(data, dict):
+        raise fail(doc.at(""), f"{show(data)} is not a mapping of settings (start with e.g. project: my-app)")
+    _check_keys(doc, data, "", PROJECT_FIELDS, required=("project", "services"))
+    name = fields.check_name(data["project"], where=doc.at("project"), key="project")
+    env = _read_env(doc, data.get("env"), "env") if "env" in data else {}
+    raw_services = data["services"]
+    if not isinstance(raw_services, list):
+        raise fail(doc.at("services"), f"{show(raw_services)} is not a list (e.g. services: [{{name: worker}}])")
+    if not raw_services:
+        raise fail(doc.at("services"), "[] is empty: add a service (e.g. services: [{name: worker}])")
+    services: dict[str, Service] = {}
+    for index, raw in enumerate(raw_services):
+        service = _read_service(doc, raw, f"services[{index}]", source, find_commands)
+        if service.name in services:
+            first = list(services).index(service.name)
+            taken = f"is already the name of services[{first}] on line {doc.line(f'services[{first}].name')}"
+            raise fail(
+                doc.at(f"services[{index}].name"),
+                f"{show(service.name)} {taken} (give each service its own name)",
+            )
+        services[service.name] = service
+    return Project(name=name, env=env, services=tuple(services.values()), source=source, spec_file=spec_file)
+
+
+def _read_service(doc: Document, raw: object, path: str, source: Path, find_commands: FindCommands) -> Service:
+    if not isinstance(raw, dict):
+        raise fail(doc.at(path), f"{show(raw)} is not a mapping (e.g. - name: worker)")
+    # The type decides which fields make sense, so an unsupported type is reported before anything else.
+    if "type" in raw:
+        fields.check_type(raw["type"], where=doc.at(f"{path}.type"))
+    _check_keys(doc, raw, path, SERVICE_FIELDS, required=("name",))
+    name = fields.check_name(raw["name"], where=doc.at(f"{path}.name"), key="name")
+    root = fields.check_root(raw.get("root", "."), where=doc.at(f"{path}.root"), source=source)
+    if "start" in raw:
+        start = fields.check_command(raw["start"], where=doc.at(f"{path}.start"), key="start")
+    elif name in (commands := find_commands(root)):
+        start = commands[name]
+    else:
+        raise fail(doc.at(f"{path}.start", line_of=path), "missing (e.g. start: python worker.py)")
+    build = None
+    if raw.get("build") is not None:
+        build = fields.check_command(raw["build"], where=doc.at(f"{path}.build"), key="build")
+    return Service(
+        name=name,
+        type="worker",
+        root=root,
+        start=start,
+        build=build,
+        replicas=fields.check_replicas(raw.get("replicas", 1), where=doc.at(f"{path}.replicas")),
+        env=_read_env(doc, raw["env"], f"{path}.env") if "env" in raw else {},
+        stop_signal=parse_signal(raw.get("stop_signal", "SIGTERM"), where=doc.at(f"{path}.stop_signal")),
+        shutdown_grace=fields.check_grace(raw.get("shutdown_grace", 30), where=doc.at(f"{path}.shutdown_grace")),
+        strategy=fields.check_strategy(raw.get("strategy", "rolling"), where=doc.at(f"{path}.strategy")),
+    )
+
+
+def _read_env(doc: Document, raw: object, path: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise fail(doc.at(path), f"{show(raw)} is not a mapping (e.g. env: {{QUEUE_NAME: email}})")
+    env: dict[str, str] = {}
+    for key, value in raw.items():
+        child = join(path, key)
+        clean_key = fields.check_env_key(key, where=doc.at(path, line_of=child, key=True))
+        env[clean_key] = fields.check_env_value(value, where=doc.at(child), key=clean_key)
+    return env
+
+
+def _check_keys(
+    doc: Document,
+    raw: dict[object, object],
+    path: str,
+    known: Mapping[str, str],
+    *,
+    required: tuple[str, ...],
+) -> None:
+    """Reject unknown keys (suggesting the closest known one), then missing required keys."""
+    for key in raw:
+        if isinstance(key, str) and key in known:
+            continue
+        guess = did_you_mean(key, known)
+        hint = f"did you mean {guess}?" if guess else "known fields: " + ", ".join(known)
+        if not isinstance(key, str):
+            where = doc.at(path, line_of=join(path, key), key=True)
+            raise fail(where, f"{show(key)} is not a field name ({hint})")
+        raise fail(doc.at(join(path, key), key=True), f"unknown field ({hint})")
+    for key in required:
+        if key not in raw:
+            raise fail(doc.at(join(path, key), line_of=path), f"missing (e.g. {known[key]})")
