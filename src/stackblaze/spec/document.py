@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -64,8 +65,9 @@ def read_document(path: Path, *, label: str) -> Document:
         data = None if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        problem = ", ".join(part for part in (error.context, error.problem) if part)
-        fix = "quote the value or remove the tag" if isinstance(error, ConstructorError) else None
+        problem = ", ".join(part for part in (error.context, error.problem) if part) or type(error).__name__
+        fix = "remove the tag: only plain YAML values are allowed" if "constructor for the tag" in problem else None
+        fix = "quote the value or remove the tag" if isinstance(error, _BadScalarError) else fix
         raise _invalid(label, mark.line + 1 if mark else 1, problem, fix) from None
     except yaml.reader.ReaderError as error:
         line = text[: error.position].count("\n") + 1
@@ -100,6 +102,10 @@ def _invalid(label: str, line: int, problem: str, fix: str | None = None) -> Exc
     return fail(f"{label}:{line}", f"invalid YAML: {problem} ({fix or 'check indentation and quoting'})")
 
 
+class _BadScalarError(ConstructorError):
+    """A scalar whose tag or form Python cannot turn into a value (e.g. `!!int x`, 2024-13-45)."""
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that refuses deep nesting and reports bad scalars (e.g. `!!int x`) with their line."""
 
@@ -112,7 +118,7 @@ class _Loader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels", mark)
+                raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels", mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -124,7 +130,7 @@ class _Loader(yaml.SafeLoader):
             raise
         except Exception as error:  # int("9"*5000), !!bool maybe, !!timestamp 2020-13-45 ...
             message = one_line(str(error)) or type(error).__name__
-            raise ConstructorError(None, None, message, node.start_mark) from None
+            raise _BadScalarError(None, None, message, node.start_mark) from None
 
 
 class _Walker:

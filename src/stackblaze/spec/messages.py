@@ -30,8 +30,10 @@ def show(value: object) -> str:
     """Return repr(value) cut to about MAX_SHOWN characters, always on one line."""
     try:
         text = repr(value) if isinstance(value, str) else _REPR.repr(value)
-    except Exception:  # e.g. an int too long for str(); showing must never be the thing that fails
+    except Exception:  # showing must never be the thing that fails
         text = f"<{type(value).__name__}>"
+        if isinstance(value, int):  # too long for str(); only hex or octal YAML makes one
+            text = f"<int of about {int(value.bit_length() * 0.30103) + 1} digits>"
     if len(text) > MAX_SHOWN:
         text = text[: MAX_SHOWN - 3] + "..."
     return text

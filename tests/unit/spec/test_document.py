@@ -34,7 +34,7 @@ def test_python_tags_are_refused(spec_dir: SpecDir) -> None:
 
     assert spec_dir.error() == (
         "stackblaze.yaml:1: invalid YAML: could not determine a constructor for the tag"
-        " 'tag:yaml.org,2002:python/object/apply:os.system' (quote the value or remove the tag)"
+        " 'tag:yaml.org,2002:python/object/apply:os.system' (remove the tag: only plain YAML values are allowed)"
     )
     assert not (spec_dir.path / "pwned").exists()
 
