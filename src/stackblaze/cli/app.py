@@ -11,7 +11,7 @@ import typer
 
 from stackblaze.cli import render
 from stackblaze.cli.client import Client
-from stackblaze.cli.exit_codes import exit_code_for
+from stackblaze.cli.exit_codes import USAGE, exit_code_for
 from stackblaze.errors import StackblazeError, UserError
 from stackblaze.settings import load_settings
 from stackblaze.spec import parse_duration
@@ -74,11 +74,12 @@ def ps(service: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt
 @app.command()
 def scale(
     service: ServiceArg,
-    replicas: Annotated[int, typer.Option("--replicas", "-r", min=0, max=1000, help="How many to run.")],
+    replicas: Annotated[str, typer.Option("--replicas", "-r", help="How many to run (0 to 1000).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Run N replicas of a service; scaling down stops the highest-numbered first."""
-    result = client().request("POST", f"/v1/services/{service}/scale", body={"replicas": replicas})
+    count = whole_number(replicas, option="--replicas", low=0, high=1000)
+    result = client().request("POST", f"/v1/services/{service}/scale", body={"replicas": count})
     if as_json:
         render.print_json(result)
     else:
@@ -124,14 +125,15 @@ def destroy(
 def logs(
     service: Annotated[str | None, typer.Argument(help="Service (default: all).")] = None,
     tail: Annotated[bool, typer.Option("--tail", "-f", "--follow", help="Follow live.")] = False,
-    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Show the last N lines.")] = 100,
+    lines: Annotated[str, typer.Option("-n", "--lines", help="Show the last N lines.")] = "100",
     since: Annotated[str | None, typer.Option("--since", help="Only lines newer than this, e.g. 10m, 2h.")] = None,
     replica: Annotated[int | None, typer.Option("--replica", min=1, help="Only this replica.")] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each line's time.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Logs of every replica, prefixed `worker.1 |`; --tail follows live."""
-    params: dict[str, Any] = {"service": service, "n": lines, "follow": tail, "replica": replica}
+    count = whole_number(lines, option="-n", low=0, high=10_000_000)
+    params: dict[str, Any] = {"service": service, "n": count, "follow": tail, "replica": replica}
     if since is not None:
         params["since"] = time.time() - parse_duration(since, where="--since")
     printer = render.LogPrinter(as_json=as_json, timestamps=timestamps)
@@ -147,12 +149,12 @@ def logs(
 def events(
     service: Annotated[str | None, typer.Argument()] = None,
     tail: Annotated[bool, typer.Option("--tail", "-f", "--follow", help="Follow live.")] = False,
-    lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="How many past events.")] = 50,
+    lines: Annotated[str, typer.Option("-n", "--lines", help="How many past events.")] = "50",
     as_json: JsonOpt = False,
 ) -> None:
     """What happened: deploys, starts, exits (with their meaning), scheduled restarts, scaling."""
     c = client()
-    params: dict[str, Any] = {"service": service, "limit": lines}
+    params: dict[str, Any] = {"service": service, "limit": whole_number(lines, option="-n", low=1, high=100_000)}
     try:
         if tail:
             for event in c.stream("/v1/events", params={**params, "follow": True}):
@@ -263,23 +265,27 @@ def demo(
     run_demo(client(), seconds=seconds)
 
 
+def whole_number(value: str, *, option: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UserError(f"{option}: {value!r} is not a whole number (e.g. {option} 4)") from None
+    if not low <= number <= high:
+        raise UserError(f"{option}: {number} is out of range (use {low} to {high})")
+    return number
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except StackblazeError as error:
         render.err.print(f"error: {error}", markup=False)
         sys.exit(exit_code_for(error))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except typer.Abort:
+    except (KeyboardInterrupt, typer.Abort):
         render.err.print("aborted")
-        sys.exit(1)
-    except Exception as error:  # click's usage errors and typer.Exit
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Exit):
-            sys.exit(error.exit_code)
-        raise
+        sys.exit(130)
+    except typer.TyperException as error:  # click's usage errors, re-exported by typer
+        command = getattr(getattr(error, "ctx", None), "command_path", "stackblaze")
+        render.err.print(f"error: {error.format_message()} (see: {command} --help)", markup=False)
+        sys.exit(getattr(error, "exit_code", USAGE))
+    sys.exit(code if isinstance(code, int) else 0)
