@@ -64,6 +64,7 @@ class Instance:
             "pid": self.pid,
             "started_at": self.started_at,
             "state": "exited" if self.exited else ("stopping" if self.stop_deadline else "running"),
+            "stop_requested": self.stop_signal is not None,
             "exit_code": self.exit_code,
             "exit_signal": self.exit_signal,
             "exited_at": self.exited_at,

@@ -124,24 +124,29 @@ class Supervisor:
                 slot.config = saved.get("config")
         listing = await self._runner.call("list")
         exited = []
-        for record in listing["instances"]:
+        # Running instances first, so that an exit we missed is matched against the slot's live replica.
+        for record in sorted(listing["instances"], key=lambda r: r["state"] == "exited"):
             meta = record.get("meta") or {}
-            if record["state"] == "exited":
-                exited.append(record)
-                continue
             if meta.get("project") not in known:
-                await self._runner.call("stop", key=record["key"], signal=15, grace=self._policy.scale * 30)
+                if record["state"] == "exited":
+                    await self._runner.call("ack", keys=[record["key"]])
+                else:
+                    await self._runner.call("stop", key=record["key"], signal=15, grace=self._policy.scale * 30)
                 continue
             slot = self._slot(meta["project"], meta["service"], int(meta["replica"]))
             live = Live(record["key"], record["pid"], record["started_at"], meta["release"], meta["config"],
-                        stopping=record["state"] == "stopping")
+                        stopping=bool(record.get("stop_requested")))
             desired = self._desired(slot.project, slot.service)
+            if record["state"] == "exited":
+                exited.append(record)  # handled below as a crash if it was the slot's replica
             if live.stopping or (slot.current is not None and desired and live.config != desired.config):
                 slot.old[live.key] = live
-            else:
+            elif slot.current is None or record["state"] != "exited":
                 if slot.current is not None:
                     slot.old[slot.current.key] = slot.current
                 slot.current = live
+            else:
+                slot.old[live.key] = live
         for slot in self._slots.values():
             if slot.current is None and slot.next_restart_at is not None:
                 self._arm(slot, slot.next_restart_at)
@@ -292,7 +297,10 @@ class Supervisor:
             await self._runner.call("ack", keys=[key])
             return
         async with self._lock(project, service):
-            if slot.current is not None and slot.current.key == key:
+            if slot.last_exit is not None and slot.last_exit.get("key") == key:
+                slot.current = None if slot.current and slot.current.key == key else slot.current
+                slot.old.pop(key, None)  # handled before a daemon crash, not acked yet: do not count twice
+            elif slot.current is not None and slot.current.key == key:
                 slot.current = None
                 await self._crashed(slot, {**record, "release": meta.get("release")})
             else:
@@ -388,6 +396,6 @@ class Supervisor:
             "code": record.get("exit_code"), "signal": signal_name(sig) if sig else None,
             "meaning": self._exit_words(record), "at": record["exited_at"],
             "ran_for": max(0.0, record["exited_at"] - record["started_at"]),
-            "release": record.get("release"),
+            "release": record.get("release"), "key": record.get("key"),
         }
 
