@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,8 +105,11 @@ def sb(tmp_path: Path) -> Iterator[Stackblaze]:
     subprocess.run([sys.executable, "-m", "stackblaze.cli", "daemon", "stop", "--all"], env=env,
                    capture_output=True, timeout=120)
     runner = tool.runner_pid()
-    if runner is not None:
+    if runner is not None:  # only if `daemon stop --all` failed: the test then fails on its own output
         os.kill(runner, signal.SIGKILL)
+    for pid in instance_pids(home):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def write_project(root: Path, spec: str, files: dict[str, str] | None = None) -> Path:

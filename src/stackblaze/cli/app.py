@@ -25,19 +25,12 @@ app.add_typer(daemon_app, name="daemon")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ServiceArg = Annotated[str, typer.Argument(help="Service name, as in stackblaze.yaml.")]
-_state: dict[str, Any] = {"project": None}
+ProjectOpt = Annotated[str | None, typer.Option(
+    "--project", "-p", envvar="STACKBLAZE_PROJECT", help="Project to act on (needed when several are deployed).")]
 
 
-@app.callback()
-def _options(
-    project: Annotated[str | None, typer.Option("--project", "-p", envvar="STACKBLAZE_PROJECT",
-                                                help="Project to act on (needed when several are deployed).")] = None,
-) -> None:
-    _state["project"] = project
-
-
-def client() -> Client:
-    return Client(load_settings(), project=_state["project"])
+def client(project: str | None = None) -> Client:
+    return Client(load_settings(), project=project)
 
 
 @app.command()
@@ -65,9 +58,11 @@ def deploy(
 
 
 @app.command()
-def ps(service: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+def ps(service: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
     """Services and their replicas: state, pid, uptime, restarts, last exit."""
-    result = client().request("GET", "/v1/ps", params={"service": service})
+    result = client(project).request("GET", "/v1/ps", params={"service": service})
     render.print_json(result) if as_json else render.ps_table(result)
 
 
@@ -76,45 +71,53 @@ def scale(
     service: ServiceArg,
     replicas: Annotated[str, typer.Option("--replicas", "-r", help="How many to run (0 to 1000).")],
     as_json: JsonOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Run N replicas of a service; scaling down stops the highest-numbered first."""
     count = whole_number(replicas, option="--replicas", low=0, high=1000)
-    result = client().request("POST", f"/v1/services/{service}/scale", body={"replicas": count})
+    result = client(project).request("POST", f"/v1/services/{service}/scale", body={"replicas": count})
     if as_json:
         render.print_json(result)
     else:
         render.out.print(f"{service}: {result['from']} -> {result['replicas']} replicas")
 
 
-def _lifecycle(service: str, action: str, as_json: bool, done: str) -> None:
-    result = client().request("POST", f"/v1/services/{service}/{action}")
+def _lifecycle(service: str, action: str, as_json: bool, done: str, project: str | None) -> None:
+    result = client(project).request("POST", f"/v1/services/{service}/{action}")
     render.print_json(result) if as_json else render.out.print(f"{service}: {done}")
 
 
 @app.command()
-def restart(service: ServiceArg, as_json: JsonOpt = False) -> None:
+def restart(service: ServiceArg, as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
     """Replace every replica of a service (by its strategy: rolling or recreate)."""
-    _lifecycle(service, "restart", as_json, "restarting")
+    _lifecycle(service, "restart", as_json, "restarting", project)
 
 
 @app.command()
-def stop(service: ServiceArg, as_json: JsonOpt = False) -> None:
+def stop(service: ServiceArg, as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
     """Stop a service's replicas (stop signal, then SIGKILL after its grace); waits until they are gone."""
-    _lifecycle(service, "stop", as_json, "stopped")
+    _lifecycle(service, "stop", as_json, "stopped", project)
 
 
 @app.command()
-def start(service: ServiceArg, as_json: JsonOpt = False) -> None:
+def start(service: ServiceArg, as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
     """Start a stopped service again."""
-    _lifecycle(service, "start", as_json, "started")
+    _lifecycle(service, "start", as_json, "started", project)
 
 
 @app.command()
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False, as_json: JsonOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Stop every service of the project and delete its releases, logs, env and events."""
-    c = client()
+    c = client(project)
     if not yes and sys.stdin.isatty():
         typer.confirm("Destroy the project: stop its workers, delete releases, logs and env?", abort=True)
     result = c.request("POST", "/v1/destroy")
@@ -130,6 +133,7 @@ def logs(
     replica: Annotated[int | None, typer.Option("--replica", min=1, help="Only this replica.")] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each line's time.")] = False,
     as_json: JsonOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Logs of every replica, prefixed `worker.1 |`; --tail follows live."""
     count = whole_number(lines, option="-n", low=0, high=10_000_000)
@@ -138,7 +142,7 @@ def logs(
         params["since"] = time.time() - parse_duration(since, where="--since")
     printer = render.LogPrinter(as_json=as_json, timestamps=timestamps)
     try:
-        for record in client().stream("/v1/logs", params=params):
+        for record in client(project).stream("/v1/logs", params=params):
             printer.print(record)
             printer.flush()
     except KeyboardInterrupt:
@@ -151,9 +155,10 @@ def events(
     tail: Annotated[bool, typer.Option("--tail", "-f", "--follow", help="Follow live.")] = False,
     lines: Annotated[str, typer.Option("-n", "--lines", help="How many past events.")] = "50",
     as_json: JsonOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """What happened: deploys, starts, exits (with their meaning), scheduled restarts, scaling."""
-    c = client()
+    c = client(project)
     params: dict[str, Any] = {"service": service, "limit": whole_number(lines, option="-n", low=1, high=100_000)}
     try:
         if tail:
@@ -167,9 +172,11 @@ def events(
 
 
 @env_app.command("list")
-def env_list(as_json: JsonOpt = False) -> None:
+def env_list(as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
     """Every variable; secret values are shown masked."""
-    result = client().request("GET", "/v1/env")
+    result = client(project).request("GET", "/v1/env")
     if as_json:
         render.print_json(result)
         return
@@ -196,10 +203,11 @@ def env_set(
     secret: Annotated[bool, typer.Option("--secret", help="Encrypt at rest; never print it back.")] = False,
     service: Annotated[str | None, typer.Option("--service", "-s", help="Only for this service.")] = None,
     as_json: JsonOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Set variables and restart the affected replicas (rolling)."""
     body = {"set": _pairs(pairs), "secret": secret, "service": service}
-    result = client().request("POST", "/v1/env", body=body)
+    result = client(project).request("POST", "/v1/env", body=body)
     if as_json:
         render.print_json(result)
     else:
@@ -211,9 +219,10 @@ def env_unset(
     keys: Annotated[list[str], typer.Argument(help="KEY ...")],
     service: Annotated[str | None, typer.Option("--service", "-s")] = None,
     as_json: JsonOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Remove variables and restart the affected replicas (rolling)."""
-    result = client().request("POST", "/v1/env", body={"unset": keys, "service": service})
+    result = client(project).request("POST", "/v1/env", body={"unset": keys, "service": service})
     if as_json:
         render.print_json(result)
     else:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from stackblaze.engine.backoff import BackoffPolicy
+from stackblaze.errors import StackblazeError
 from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.server.app import create_app
@@ -90,10 +91,12 @@ async def serve(settings: Settings) -> None:
             os.unlink(settings.api_socket)
         if stop_all:
             log.info("stopping every worker and the runner")
-            with contextlib.suppress(Exception):
+            supervisor.halt()
+            try:
                 await runner.call("shutdown", grace=30.0 * settings.time_scale)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(_runner_gone(settings), timeout=660)
+                await asyncio.wait_for(_runner_gone(settings), timeout=660)
+            except (StackblazeError, OSError, asyncio.TimeoutError) as exc:
+                log.error("could not stop the runner: %s", exc)
         await runner.close()
         store.close()
         log.info("daemon %d stopped", os.getpid())

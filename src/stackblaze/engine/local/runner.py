@@ -216,6 +216,8 @@ class Runner:
 
     def op_spawn(self, request: dict[str, Any]) -> dict[str, Any]:
         key = request["key"]
+        if not self.running:
+            raise ValueError("the runner is shutting down")
         if key in self.instances:
             raise ValueError(f"instance {key} exists")
         path = request["log_path"]

@@ -117,5 +117,5 @@ class RunnerClient:
         for task in (self._task, self._exit_task):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, OSError):
                     await task

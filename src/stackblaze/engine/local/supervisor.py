@@ -361,6 +361,12 @@ class Supervisor:
                 self._changed.wait_for(lambda: not self.pids(project, service)), timeout=timeout
             )
 
+    def halt(self) -> None:
+        """Stop acting: no restart, no spawn; exits are no longer handled (the runner is shutting down)."""
+        self._runner.on_exit = None
+        for slot in self._slots.values():
+            self._disarm(slot)
+
     def forget(self, project: str, service: str | None = None) -> None:
         for slot in list(self._slots.values()):
             if slot.project == project and (service is None or slot.service == service):
