@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import uvicorn
 
 from stackblaze.engine.backoff import BackoffPolicy
-from stackblaze.errors import StackblazeError
 from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.engine.local.supervisor import Supervisor
+from stackblaze.errors import StackblazeError
 from stackblaze.server.app import create_app
 from stackblaze.server.control import Control
 from stackblaze.settings import Settings, load_settings
@@ -95,7 +95,7 @@ async def serve(settings: Settings) -> None:
             try:
                 await runner.call("shutdown", grace=30.0 * settings.time_scale)
                 await asyncio.wait_for(_runner_gone(settings), timeout=660)
-            except (StackblazeError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, StackblazeError, OSError) as exc:
                 log.error("could not stop the runner: %s", exc)
         await runner.close()
         store.close()
