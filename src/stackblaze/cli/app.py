@@ -132,15 +132,20 @@ def logs(
     since: Annotated[str | None, typer.Option("--since", help="Only lines newer than this, e.g. 10m, 2h.")] = None,
     replica: Annotated[int | None, typer.Option("--replica", min=1, help="Only this replica.")] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each line's time.")] = False,
+    level: Annotated[str | None, typer.Option("--level", help="JSON lines at this level and above.")] = None,
+    grep: Annotated[str | None, typer.Option("--grep", help="Only lines containing TEXT.")] = None,
+    field: Annotated[list[str] | None, typer.Option("--field", help="JSON lines with key=value.")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Print JSON lines as they were written.")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Logs of every replica, prefixed `worker.1 |`; --tail follows live."""
+    """Logs of every replica, prefixed `worker.1 |`; --tail follows live; JSON lines shown readably."""
     count = whole_number(lines, option="-n", low=0, high=10_000_000)
-    params: dict[str, Any] = {"service": service, "n": count, "follow": tail, "replica": replica}
+    params: dict[str, Any] = {"service": service, "n": count, "follow": tail, "replica": replica,
+                              "level": level, "grep": grep, "field": field or None}
     if since is not None:
         params["since"] = time.time() - parse_duration(since, where="--since")
-    printer = render.LogPrinter(as_json=as_json, timestamps=timestamps)
+    printer = render.LogPrinter(as_json=as_json, timestamps=timestamps, raw=raw)
     try:
         for record in client(project).stream("/v1/logs", params=params):
             printer.print(record)

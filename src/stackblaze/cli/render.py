@@ -86,12 +86,26 @@ def ps_table(payload: dict[str, Any]) -> None:
         out.print()
 
 
-class LogPrinter:
-    """`worker.1 | line`, the prefix coloured per replica on a terminal."""
+LEVEL_STYLES = {"trace": "dim", "debug": "dim", "info": "green", "warn": "yellow", "error": "red", "fatal": "bold red"}
 
-    def __init__(self, *, as_json: bool, timestamps: bool = False) -> None:
+
+def readable(record: dict[str, Any]) -> str:
+    """A JSON line as `INFO  message  key=value ...`; a plain line as it is."""
+    if "fields" not in record:
+        return str(record["line"])
+    level = (record.get("level") or "-").upper()
+    parts = [f"{level:<5}", record.get("message") or ""]
+    parts += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in record["fields"].items()]
+    return "  ".join(p for p in parts if p)
+
+
+class LogPrinter:
+    """`worker.1 | line`, the prefix coloured per replica on a terminal; JSON lines shown readably."""
+
+    def __init__(self, *, as_json: bool, timestamps: bool = False, raw: bool = False) -> None:
         self._as_json = as_json
         self._timestamps = timestamps
+        self._raw = raw
         self._tty = sys.stdout.isatty()
         self._colours: dict[str, str] = {}
 
@@ -101,12 +115,13 @@ class LogPrinter:
             return
         name = f"{record['service']}.{record['replica']}"
         stamp = f"{clock(parse_time(record['at']))} " if self._timestamps else ""
+        text = str(record["line"]) if self._raw else readable(record)
         if not self._tty:
-            sys.stdout.write(f"{stamp}{name} | {record['line']}\n")
+            sys.stdout.write(f"{stamp}{name} | {text}\n")
             return
         colour = self._colours.setdefault(name, PREFIX_COLOURS[len(self._colours) % len(PREFIX_COLOURS)])
-        line = Text(record["line"], style="red" if record["stream"] == "stderr" else "")
-        out.print(Text.assemble((stamp, "dim"), (f"{name} |", colour), " ", line))
+        style = LEVEL_STYLES.get(record.get("level") or "", "red" if record["stream"] == "stderr" else "")
+        out.print(Text.assemble((stamp, "dim"), (f"{name} |", colour), " ", Text(text, style=style)))
 
     def flush(self) -> None:
         sys.stdout.flush()
@@ -121,3 +136,5 @@ def event_line(event: dict[str, Any], *, as_json: bool) -> None:
     kind = event["kind"]
     style = {"exit": "red", "restart-scheduled": "yellow", "start": "green", "deploy": "cyan"}.get(kind, "")
     out.print(Text.assemble((when, "dim"), " ", (f"{kind:<18}", style), " ", event["message"]))
+    for line in event["details"].get("last_lines") or []:
+        out.print(Text.assemble(" " * 24, ("| ", "dim"), line))

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
 from stackblaze.logs.reader import Follower, find_logs, records_since, tail_records
+from stackblaze.logs.structured import LogFilter, record_dict
 from stackblaze.server.control import Control
 
 FOLLOW_INTERVAL = 0.05
@@ -143,28 +145,35 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
 
     @app.get("/v1/logs", response_model=None)
     async def logs(project: str | None = None, service: str | None = None, replica: int | None = None,
-                   n: int = 100, since: float | None = None, follow: bool = False) -> StreamingResponse:
+                   n: int = 100, since: float | None = None, follow: bool = False, level: str | None = None,
+                   grep: str | None = None, field: Annotated[list[str] | None, Query()] = None,
+                   ) -> StreamingResponse:
         name = control.resolve(project)
         if service is not None:
             control.row(name, service)
+        wanted = LogFilter.build(level=level, grep=grep, fields=field or [])
         project_dir = control.settings.logs_dir / name
         follower = Follower(project_dir, service, replica) if follow else None
         limits = follower.limits if follower else None
         found = find_logs(project_dir, service, replica)
-        if since is not None:
-            since_text = (datetime.fromtimestamp(0, UTC) + timedelta(seconds=since)).strftime(
+        if since is not None or wanted.active:
+            since_text = "" if since is None else (datetime.fromtimestamp(0, UTC) + timedelta(seconds=since)).strftime(
                 "%Y-%m-%dT%H:%M:%S.%fZ")
-            backlog = list(records_since(found, since_text, limits=limits))
+            matching = (p for p in map(record_dict, records_since(found, since_text, limits=limits))
+                        if wanted.matches(p))
+            backlog = list(deque(matching, maxlen=n)) if since is None else list(matching)
         else:
-            backlog = tail_records(found, n, limits=limits)
+            backlog = [record_dict(r) for r in tail_records(found, n, limits=limits)]
 
         async def stream() -> AsyncIterator[dict[str, Any]]:
             try:
-                for record in backlog:
-                    yield record.to_dict()
+                for payload in backlog:
+                    yield payload
                 while follower is not None:
                     for record in follower.poll():
-                        yield record.to_dict()
+                        payload = record_dict(record)
+                        if wanted.matches(payload):
+                            yield payload
                     await asyncio.sleep(FOLLOW_INTERVAL)
             finally:
                 if follower is not None:

@@ -7,12 +7,14 @@ import hashlib
 import json
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stackblaze.build.release import make_release
 from stackblaze.engine.local.supervisor import Desired, Supervisor
 from stackblaze.errors import ConflictError, NotFoundError, UserError
+from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.settings import Settings
 from stackblaze.spec import Project, load_project
 from stackblaze.state.secrets import MASK
@@ -73,6 +75,12 @@ class Control:
             stop_signal=spec["stop_signal_number"], shutdown_grace=spec["shutdown_grace"],
             strategy=spec["strategy"], config=config,
         )
+
+    def last_lines(self, project: str, service: str, replica: int, since: float, count: int = 20) -> list[str]:
+        """The replica's last log lines written since `since` (its start): what an exit event carries."""
+        logs = find_logs(self.settings.logs_dir / project, service, replica)
+        since_text = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return [r.line for r in tail_records(logs, count) if r.at >= since_text]
 
     def event(self, **fields: Any) -> None:
         self.store.add_event(**fields)

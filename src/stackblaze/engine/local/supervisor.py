@@ -96,6 +96,7 @@ class Supervisor:
         self, *, runner: RunnerClient, store: StatusStore, policy: BackoffPolicy, logs_dir: Path,
         desired: Callable[[str, str], Desired | None], services: Callable[[], list[tuple[str, str]]],
         record_event: EventSink, clock: Callable[[], float] = time.time,
+        last_lines: Callable[[str, str, int, float], list[str]] = lambda *_: [],
     ) -> None:
         self._runner = runner
         self._store = store
@@ -105,6 +106,7 @@ class Supervisor:
         self._services = services
         self._event = record_event
         self._clock = clock
+        self._last_lines = last_lines  # (project, service, replica, since) -> the replica's last log lines
         self._slots: dict[tuple[str, str, int], Slot] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._changed = asyncio.Condition()
@@ -320,6 +322,8 @@ class Supervisor:
     async def _crashed(self, slot: Slot, record: dict[str, Any]) -> None:
         details = self._exit_details(record)
         slot.last_exit = details
+        details = {**details, "last_lines": await asyncio.to_thread(
+            self._last_lines, slot.project, slot.service, slot.replica, record["started_at"])}
         slot.streak = self._policy.next_streak(slot.streak, details["ran_for"])
         delay = self._policy.delay_for(slot.streak)
         restart_at = record["exited_at"] + delay
