@@ -9,16 +9,18 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackblaze.build.release import make_release
 from stackblaze.engine.local.supervisor import Desired, Supervisor
 from stackblaze.errors import ConflictError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.settings import Settings
-from stackblaze.spec import Project, load_project
 from stackblaze.state.secrets import MASK
 from stackblaze.state.store import ServiceRow, Store
+
+if TYPE_CHECKING:
+    from stackblaze.spec import Project
 
 # What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
 INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
@@ -113,6 +115,8 @@ class Control:
         return row
 
     async def deploy(self, path: str) -> dict[str, Any]:
+        from stackblaze.spec import load_project  # the YAML stack loads when a deploy needs it
+
         project = await asyncio.to_thread(load_project, Path(path))
         releases_root = self.settings.releases_dir / project.name
         result: list[dict[str, Any]] = []

@@ -84,6 +84,7 @@ class Store:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA cache_size=-512")  # 512 KiB: the state is small, the daemon should be too
         self._db.executescript(SCHEMA)
         self._secrets = secrets
 
