@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+from stackblaze.engine.local.cgroup import Cgroups, join
 from stackblaze.engine.local.logwriter import LineSplitter, LogFile
 from stackblaze.engine.local.proctree import MARKER, kill_instance
 
@@ -110,6 +111,7 @@ class Runner:
             libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         except OSError:
             pass  # without it orphans go to init, but the environment marker still finds them
+        self.cgroups = Cgroups()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -242,10 +244,13 @@ class Runner:
                 fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
             except OSError:
                 pass
+        group = self.cgroups.create(key)
         try:
             popen = subprocess.Popen(
                 request["argv"], cwd=request["cwd"], env=env, stdin=subprocess.DEVNULL,
                 stdout=out_w, stderr=err_w, start_new_session=True, restore_signals=True, close_fds=True,
+                # Joined in the child before exec, so not even a process forked at once escapes it.
+                preexec_fn=(lambda: join(group)) if group else None,
             )
         except OSError as exc:
             for fd in (out_r, out_w, err_r, err_w):
@@ -289,7 +294,7 @@ class Runner:
     def op_kill(self, request: dict[str, Any]) -> dict[str, Any]:
         instance = self.instances[request["key"]]
         if not instance.exited:
-            kill_instance(instance.key, main_pid=instance.pid)
+            self._kill(instance)
         return {"instance": instance.record()}
 
     def op_ack(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -376,7 +381,7 @@ class Runner:
                 instance.exit_code = os.waitstatus_to_exitcode(status)
                 instance.popen.returncode = instance.exit_code
             # The replica is over when its main process is: nothing of it may outlive it.
-            kill_instance(instance.key, main_pid=instance.pid)
+            self._kill(instance)
             self._drain_pipes(instance)
             self._announce(instance)
 
@@ -391,9 +396,14 @@ class Runner:
             instance = self.instances.get(key)
             if instance is None or instance.exited or instance.stop_deadline != deadline:
                 continue
-            kill_instance(instance.key, main_pid=instance.pid)
+            self._kill(instance)
+
+    def _kill(self, instance: Instance) -> None:
+        self.cgroups.kill(instance.key)
+        kill_instance(instance.key, main_pid=instance.pid)
 
     def _forget(self, instance: Instance) -> None:
+        self.cgroups.remove(instance.key)
         self.instances.pop(instance.key, None)
         instance.log.users -= 1
         if instance.log.users <= 0:
@@ -401,6 +411,7 @@ class Runner:
             self.logs.pop(instance.log.path, None)
 
     def _cleanup(self) -> None:
+        self.cgroups.close()
         self._broadcast({"event": "shutdown"})
         for client in list(self.clients.values()):
             self._drop_client(client)

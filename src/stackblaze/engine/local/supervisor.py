@@ -309,7 +309,7 @@ class Supervisor:
                 slot.old.pop(key, None)
                 self._event(project=project, service=service, replica=slot.replica, kind="exit",
                             message=f"{service}.{slot.replica} stopped ({self._exit_words(record)})",
-                            details=self._exit_details(record))
+                            details=self._exit_details({**record, "release": meta.get("release")}))
                 if not slot.old and slot.current is None and slot.timer is None:
                     desired = self._desired(project, service)
                     if desired is None or slot.replica > desired.replicas:
