@@ -9,8 +9,8 @@ from stackblaze.engine.local.logwriter import MAX_LINE, LineSplitter, LogFile
 NOW = 1_796_000_000.123456
 
 
-def records(data: bytes) -> list[list[bytes]]:
-    return [line.split(b" ", 3) for line in data.splitlines()]
+def records(parts: list[bytes]) -> list[list[bytes]]:
+    return [line.split(b" ", 3) for line in b"".join(parts).splitlines()]
 
 
 def test_lines_get_a_timestamp_stream_and_full_tag() -> None:
@@ -23,7 +23,7 @@ def test_lines_get_a_timestamp_stream_and_full_tag() -> None:
 
 def test_a_line_cut_across_reads_is_joined() -> None:
     splitter = LineSplitter("stdout")
-    assert splitter.feed(b"hel", now=NOW) == b""
+    assert splitter.feed(b"hel", now=NOW) == []
     out = splitter.feed(b"lo\nwor", now=NOW) + splitter.feed(b"ld\n", now=NOW)
     assert [r[3] for r in records(out)] == [b"hello", b"world"]
 
@@ -32,7 +32,7 @@ def test_last_line_without_newline_is_kept_at_eof() -> None:
     splitter = LineSplitter("stdout")
     splitter.feed(b"a\nno newline", now=NOW)
     assert records(splitter.flush(now=NOW)) == [[b"2026-11-30T00:53:20.123456Z", b"stdout", b"F", b"no newline"]]
-    assert splitter.flush(now=NOW) == b""
+    assert splitter.flush(now=NOW) == []
 
 
 def test_long_line_is_split_into_partials_and_reassembles() -> None:
@@ -57,7 +57,7 @@ def test_rotation_renames_and_keeps_a_bounded_number_of_files(tmp_path: Path) ->
     path = tmp_path / "1.log"
     log = LogFile(str(path), max_bytes=100, max_files=3)
     for i in range(10):
-        log.write(f"{i:02d}".encode() * 30 + b"\n")  # 61 bytes: every second write rotates
+        log.write([f"{i:02d}".encode() * 30, b"\n"])  # 61 bytes: every second write rotates
     log.close()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["1.log", "1.log.1", "1.log.2"]

@@ -355,9 +355,7 @@ class Runner:
                 if peek:
                     instance.log.write(splitter.feed(peek))
                     continue
-                tail = splitter.flush()
-                if tail:
-                    instance.log.write(tail)
+                instance.log.write(splitter.flush())
                 self.selector.unregister(fd)
                 os.close(fd)
                 del instance.pipes[fd]
