@@ -11,6 +11,7 @@ import typer
 
 from stackblaze.cli import render
 from stackblaze.cli.client import Client
+from stackblaze.cli.drains import drains_app
 from stackblaze.cli.exit_codes import USAGE, exit_code_for
 from stackblaze.errors import StackblazeError, UserError
 from stackblaze.settings import load_settings
@@ -22,6 +23,7 @@ env_app = typer.Typer(no_args_is_help=True, help="Project environment variables 
 daemon_app = typer.Typer(no_args_is_help=True, help="The stackblaze daemon (started by any command).")
 app.add_typer(env_app, name="env")
 app.add_typer(daemon_app, name="daemon")
+app.add_typer(drains_app, name="drains")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ServiceArg = Annotated[str, typer.Argument(help="Service name, as in stackblaze.yaml.")]

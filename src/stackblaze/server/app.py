@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
 from stackblaze.logs.reader import Follower, find_logs, records_since, tail_records
 from stackblaze.logs.structured import LogFilter, record_dict
+from stackblaze.server import drains_api
 from stackblaze.server.control import Control
 
 FOLLOW_INTERVAL = 0.05
@@ -185,4 +186,5 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         on_shutdown(body.all)
         return {"stopping": True, "workers": "stopping" if body.all else "left running"}
 
+    app.include_router(drains_api.router(control))
     return app

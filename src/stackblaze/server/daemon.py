@@ -24,6 +24,7 @@ from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.errors import StackblazeError
 from stackblaze.server.app import create_app
 from stackblaze.server.control import Control
+from stackblaze.server.drains_api import start_drains
 from stackblaze.settings import Settings, load_settings
 from stackblaze.state.secrets import SecretBox
 from stackblaze.state.store import Store
@@ -77,6 +78,7 @@ async def serve(settings: Settings) -> None:
         server.should_exit = True
 
     app = create_app(control, on_shutdown=on_shutdown)
+    drains = await start_drains(app, control)
     sock = bind_private_socket(str(settings.api_socket))
     config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False,
                             timeout_graceful_shutdown=1)
@@ -97,6 +99,7 @@ async def serve(settings: Settings) -> None:
                 await asyncio.wait_for(_runner_gone(settings), timeout=660)
             except (TimeoutError, StackblazeError, OSError) as exc:
                 log.error("could not stop the runner: %s", exc)
+        await drains.close()
         await runner.close()
         store.close()
         log.info("daemon %d stopped", os.getpid())

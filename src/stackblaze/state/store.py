@@ -101,6 +101,15 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for tables kept by sibling modules (state/drains.py)."""
+        return self._db
+
+    @property
+    def secrets(self) -> SecretBox:
+        return self._secrets
+
     # -- projects and services -------------------------------------------------------------------
 
     def project_names(self) -> list[str]:

@@ -14,6 +14,7 @@ Methods run in worker threads (the daemon calls them through asyncio.to_thread);
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from stackblaze.logs.reader import find_logs
 
+_TEMP_NAMES = itertools.count()
 HOLD_RE = re.compile(r"^(\d{12})-(\d+)$")
 COUNT_BLOCK = 1 << 20
 DEFAULT_MAX_HELD_BYTES = 1 << 30
@@ -193,7 +195,7 @@ class _Replica:
 
     def _pin(self, path: Path) -> Segment | None:
         self.holds.mkdir(parents=True, exist_ok=True)
-        temp = self.holds / f"tmp-{os.getpid()}-{threading.get_ident()}"
+        temp = self.holds / f"tmp-{os.getpid()}-{next(_TEMP_NAMES)}"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         try:
@@ -286,6 +288,12 @@ class LogCursor:
                     for segment in replica.segments[:index]:
                         segment.release()
                     del replica.segments[:index]
+
+    def watch(self) -> None:
+        """Pin the files rotation created since the last look. Done often, whatever delivery is doing: a file
+        that comes and goes unseen could not even be counted."""
+        with self._lock:
+            self._scan()
 
     def behind(self) -> int:
         """Lines written but not yet delivered (whole lines only)."""

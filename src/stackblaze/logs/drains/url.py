@@ -42,6 +42,12 @@ class DrainURL:
     def masked(self) -> str:
         return mask_url(self.raw)
 
+    def scrub(self, text: str) -> str:
+        """`text` (say, a third-party error message) with every credential of this URL masked."""
+        for secret in secrets_in(self.raw):
+            text = text.replace(secret, MASK)
+        return text
+
     def ssl_context(self) -> ssl.SSLContext:
         """Verifies the receiver's certificate and name: against `?ca=` when given, else the system's
         store (which honours SSL_CERT_FILE / SSL_CERT_DIR in the daemon's environment)."""
@@ -99,7 +105,28 @@ def mask_url(raw: str) -> str:
         netloc = f"{user}:{MASK}@{hostport}" if sep else f"{MASK}@{hostport}"
     query = parts.query
     if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        masked = [(k, MASK if any(s in k.lower() for s in SECRET_KEYS) else v) for k, v in pairs]
-        query = urlencode(masked, safe="/•", quote_via=quote)
+        pieces = []
+        for piece in query.split("&"):  # the query as written, only the credential values replaced
+            key, sep, _ = piece.partition("=")
+            secret = sep and any(s in unquote(key).lower() for s in SECRET_KEYS)
+            pieces.append(f"{key}={MASK}" if secret else piece)
+        query = "&".join(pieces)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def secrets_in(raw: str) -> list[str]:
+    """The credential values in a URL, longest first (what mask_url hides), raw and decoded."""
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        return []
+    found: list[str] = []
+    userinfo = parts.netloc.rpartition("@")[0]
+    if userinfo:
+        user, sep, password = userinfo.partition(":")
+        found.append(password if sep else user)
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if any(s in key.lower() for s in SECRET_KEYS):
+            found.append(value)
+    values = {v for item in found for v in (item, unquote(item), quote(item, safe="")) if v}
+    return sorted(values, key=len, reverse=True)

@@ -1,0 +1,98 @@
+"""`stackblaze drains add|list|remove|test`: ship every log line to a syslog or HTTPS receiver.
+
+The table is drawn here rather than in render.py: it is only this command's, and render's console is reused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from stackblaze.cli import render
+from stackblaze.cli.client import Client
+from stackblaze.settings import load_settings
+
+drains_app = typer.Typer(no_args_is_help=True, help=(
+    "Log drains: every line to syslog+tls://host:port, syslog://host:port or https://user:token@host/path."))
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ProjectOpt = Annotated[str | None, typer.Option(
+    "--project", "-p", envvar="STACKBLAZE_PROJECT", help="Project to act on (needed when several are deployed).")]
+IdArg = Annotated[int, typer.Argument(help="Drain ID, as `stackblaze drains list` shows it.")]
+STATE_STYLES = {"ok": "green", "failing": "red", "stopped": "dim"}
+
+
+def client(project: str | None) -> Client:
+    return Client(load_settings(), project=project)
+
+
+@drains_app.command("add")
+def drains_add(
+    url: Annotated[str, typer.Argument(help="syslog+tls://host:port, syslog://host:port or https://...; "
+                                            "?ca=/path/ca.pem trusts a private CA.")],
+    service: Annotated[str | None, typer.Option("--service", "-s", help="Only this service's lines.")] = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Start shipping new log lines (of the project, or of one service) to URL; credentials stay masked."""
+    result = client(project).request("POST", "/v1/drains", body={"url": url, "service": service})
+    if as_json:
+        render.print_json(result)
+        return
+    scope = f"service {result['service']}" if result["service"] else f"project {result['project']}"
+    render.out.print(f"drain {result['id']} added: {result['url']} ({scope}, lines from now on)", markup=False)
+
+
+@drains_app.command("list")
+def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Each drain: state, lines sent, retried, behind (not delivered yet) and dropped (rotated away first)."""
+    result = client(project).request("GET", "/v1/drains")
+    if as_json:
+        render.print_json(result)
+        return
+    if not result["drains"]:
+        render.out.print(f"project {result['project']}: no drains (add one: stackblaze drains add URL)")
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
+    for column in ("ID", "URL", "SERVICE", "STATE", "SENT", "RETRIED", "BEHIND", "DROPPED", "LAST ERROR"):
+        table.add_column(column, no_wrap=column != "LAST ERROR", justify="right" if column in (
+            "SENT", "RETRIED", "BEHIND", "DROPPED") else "left")
+    for drain in result["drains"]:
+        table.add_row(
+            str(drain["id"]), Text(drain["url"]), drain["service"] or "(all)",
+            Text(drain["state"], style=STATE_STYLES.get(drain["state"], "")), count(drain["sent"]),
+            count(drain["retried"]), count(drain["behind"]), count(drain["dropped"]),
+            Text(drain["last_error"] or "-"),
+        )
+    render.out.print(table)
+
+
+@drains_app.command("remove")
+def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Stop a drain and forget its cursor (the log files it held for it are let go)."""
+    result = client(project).request("DELETE", f"/v1/drains/{drain_id}")
+    if as_json:
+        render.print_json(result)
+    else:
+        render.out.print(f"drain {result['id']} removed: {result['url']} (sent {result['sent']} lines)", markup=False)
+
+
+@drains_app.command("test")
+def drains_test(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Send one test message now and wait for the receiver to acknowledge it; exit 1 when it does not."""
+    result = client(project).request("POST", f"/v1/drains/{drain_id}/test")
+    if as_json:
+        render.print_json(result)
+    elif result["ok"]:
+        render.out.print(f"drain {result['id']}: test message delivered to {result['url']}", markup=False)
+    else:
+        render.err.print(f"drain {result['id']}: test failed: {result['error']}", markup=False)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def count(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
