@@ -325,5 +325,7 @@ def test_daemon_killed_while_a_drain_is_behind_resumes_from_its_cursor(
     got = receiver.numbers()
     assert sorted(got[:20000]) == list(range(20000))
     assert sorted(got[20000:]) == list(range(20000, 40000))  # resumed at the cursor: nothing re-sent from before
-    final = drain_until(sb, drain_id, "the counters", lambda d: d["sent"] == 40000)
-    assert (final["behind"], final["dropped"]) == (0, 0)
+    final = drain_until(sb, drain_id, "the counters", lambda d: d["sent"] == 40000 and d["state"] == "ok")
+    assert (final["behind"], final["dropped"], final["last_error"]) == (0, 0, None)
+    kinds = [e["kind"] for e in sb.events() if e["kind"].startswith("drain-")]
+    assert kinds == ["drain-failed", "drain-recovered"]  # the recovery is said by the new daemon

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
@@ -45,7 +46,8 @@ async def start_drains(app: FastAPI, control: Control) -> DrainManager:
 
 
 def config_of(row: DrainRow) -> DrainConfig:
-    return DrainConfig(id=row.id, project=row.project, service=row.service, url=row.url)
+    return DrainConfig(id=row.id, project=row.project, service=row.service, url=row.url,
+                       failing_since=row.failing_since, last_error=row.last_error)
 
 
 def router(control: Control) -> APIRouter:
@@ -72,10 +74,11 @@ def router(control: Control) -> APIRouter:
         failing_since, error = drains.manager.health(row.id)
         return {
             "id": row.id, "project": row.project, "service": row.service, "url": mask_url(row.url),
-            "scheme": parse_url(row.url).scheme if row.url else None, "created_at": row.created_at,
-            "state": "stopped" if behind is None else ("failing" if failing_since or row.last_error else "ok"),
-            **row.counters(), "behind": behind, "last_error": error or row.last_error,
-            "failing_since": failing_since or row.failing_since, "last_sent_at": row.last_sent_at,
+            "scheme": urlsplit(row.url).scheme, "created_at": row.created_at,
+            "state": "stopped" if behind is None else ("failing" if failing_since is not None else "ok"),
+            **row.counters(), "behind": behind, "last_error": error if behind is not None else row.last_error,
+            "failing_since": failing_since if behind is not None else row.failing_since,
+            "last_sent_at": row.last_sent_at,
         }
 
     @api.get("/v1/drains")

@@ -34,6 +34,8 @@ class DrainConfig:
     project: str
     service: str | None
     url: str  # with its credentials: never log or show it, use `masked`
+    failing_since: float | None = None  # as saved: a drain that was failing says when it recovers
+    last_error: str | None = None
 
     @property
     def parsed(self) -> DrainURL:
@@ -108,6 +110,7 @@ class DrainManager:
             self._store.save_progress(config.id, positions={k: (p.inode, p.offset) for k, p in start.items()},
                                       sent=0, retried=0, dropped=0)
         drain = self._drains[config.id] = _Drain(config, cursor)
+        drain.failing_since, drain.last_error = config.failing_since, config.last_error
         drain.task = asyncio.create_task(self._run(drain), name=f"drain-{config.id}")
         drain.watcher = asyncio.create_task(self._watch(drain), name=f"drain-{config.id}-watch")
 
@@ -170,7 +173,7 @@ class DrainManager:
                 if batch.chunks:
                     payload = await asyncio.to_thread(sink.encode, batch.chunks)
                     await self._deliver(drain, sink, payload, batch)
-                self._commit(drain, batch)
+                await self._commit(drain, batch)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not take the daemon down; the drain stops and says so
@@ -234,11 +237,11 @@ class DrainManager:
         drain.last_error = None
         self._store.save_health(drain.config.id, error=None)
 
-    def _commit(self, drain: _Drain, batch: Batch) -> None:
+    async def _commit(self, drain: _Drain, batch: Batch) -> None:
         positions: dict[Key, tuple[int, int]] = {k: (p.inode, p.offset) for k, p in batch.positions.items()}
         self._store.save_progress(drain.config.id, positions=positions, sent=batch.lines, retried=0,
                                   dropped=batch.dropped)
-        drain.cursor.commit(batch)
+        await asyncio.to_thread(drain.cursor.commit, batch)  # it may wait for `behind` counting a backlog
         for loss in batch.losses:
             counted = f"{loss.lines} line(s)" if loss.lines is not None else "an unknown number of lines"
             self._event(drain, "drain-dropped",
