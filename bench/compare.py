@@ -321,6 +321,17 @@ class Peer:
         """Graceful stop of the supervisor and every child; the caller kills what is left."""
         raise NotImplementedError
 
+    def diagnostics(self, work: Path) -> str:
+        """The tails of the small logs in the work dir: what the client and the supervisor said."""
+        parts = []
+        for path in sorted(work.rglob("*")):
+            if path.is_file() and path.suffix in (".out", ".log") and path.stat().st_size < 5_000_000 \
+                    and "/logs/" not in str(path) and not path.name.startswith("log."):
+                lines = path.read_text(errors="replace").splitlines()[-15:]
+                if lines:
+                    parts.append(f"== {path.relative_to(work)}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
 
 class Stackblaze(Peer):
     name = "stackblaze"
@@ -378,7 +389,8 @@ class Stackblaze(Peer):
         TRACKER.add(self.pids[1])
 
     def request(self) -> subprocess.Popen[bytes]:
-        return spawn([str(BIN / "stackblaze"), "deploy", str(self.app), "--json"], env=self._env())
+        return spawn([str(BIN / "stackblaze"), "deploy", str(self.app), "--json"], env=self._env(),
+                     log=self.work / "request.out")
 
     def supervisor_pids(self) -> list[int]:
         return self.pids
@@ -449,7 +461,8 @@ class Supervisord(Peer):
 
     def request(self) -> subprocess.Popen[bytes]:
         target = f"{self.program.name}:*" if self.program.count > 1 else self.program.name
-        return spawn([str(BIN / "supervisorctl"), "-c", str(self.conf), "start", target])
+        return spawn([str(BIN / "supervisorctl"), "-c", str(self.conf), "start", target],
+                     log=self.work / "request.out")
 
     def supervisor_pids(self) -> list[int]:
         return [self.proc.pid]
@@ -513,7 +526,7 @@ class Circus(Peer):
         return [str(BIN / "circusctl"), "--endpoint", self.endpoint, "--timeout", "60", *args]
 
     def request(self) -> subprocess.Popen[bytes]:
-        return spawn(self._ctl("start", self.program.name))
+        return spawn(self._ctl("start", self.program.name), log=self.work / "request.out")
 
     def supervisor_pids(self) -> list[int]:
         return [self.proc.pid]
@@ -569,7 +582,7 @@ class PM2(Peer):
         TRACKER.add(self.god)
 
     def request(self) -> subprocess.Popen[bytes]:
-        return spawn([str(self.bin), "start", str(self.ecosystem)], env=self._env())
+        return spawn([str(self.bin), "start", str(self.ecosystem)], env=self._env(), log=self.work / "request.out")
 
     def supervisor_pids(self) -> list[int]:
         return [self.god]
@@ -591,6 +604,10 @@ def running(peer: Peer, program: Program, keep: bool) -> Iterator[Path]:
     try:
         peer.start(work, program)
         yield work
+    except Exception:
+        with contextlib.suppress(Exception):
+            print(textwrap.indent(peer.diagnostics(work) or "(no logs)", "    | "))
+        raise
     finally:
         pids: list[int] = []
         with contextlib.suppress(Exception):
