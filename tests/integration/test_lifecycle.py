@@ -17,8 +17,10 @@ def running(sb: Stackblaze, service: str) -> list[dict]:
 
 def test_two_services_deploy_and_scale_to_exactly_the_requested_processes(sb: Stackblaze, tmp_path: Path) -> None:
     """Both services run their replicas; after 1 -> 5 -> 2 exactly two processes of that service exist."""
-    project = write_project(tmp_path / "app", """
+    project = write_project(tmp_path / "app", f"""
 project: shop
+env:
+  PROBE_HOME: {sb.home}
 services:
   - name: emails
     start: python3 sleeper.py
@@ -33,10 +35,11 @@ services:
     assert [s["service"] for s in ps["services"]] == ["emails", "reports"]
 
     def real_pids(service: str) -> set[int]:
-        # psutil, not our state: processes whose cwd is this service's release and that run our sleeper
-        return {p.pid for p in psutil.process_iter(["cwd", "cmdline"])
-                if (p.info["cwd"] or "").startswith(str(sb.home / "releases" / "shop" / service))
-                and "sleeper.py" in " ".join(p.info["cmdline"] or [])}
+        # psutil, not our state: live processes running our sleeper with this service in their env
+        return {p.pid for p in psutil.process_iter(["environ", "cmdline", "status"])
+                if p.info["status"] != psutil.STATUS_ZOMBIE and "sleeper.py" in " ".join(p.info["cmdline"] or [])
+                and (p.info["environ"] or {}).get("STACKBLAZE_SERVICE") == service
+                and (p.info["environ"] or {}).get("PROBE_HOME") == str(sb.home)}
 
     sb.run("scale", "emails", "--replicas", "5")
     wait_for("5 emails processes", lambda: len(real_pids("emails")) == 5)

@@ -42,7 +42,7 @@ class BuildFailed(StackblazeError):
 
 @dataclass(frozen=True)
 class BuildResult:
-    path: Path  # the built tree to run the service in
+    path: Path  # the built tree (a copy of plan.copy_root); the service runs in path / plan.workdir
     build_id: str
     deps_dir: Path | None
     cache_key: str | None
@@ -62,6 +62,15 @@ def lockfile_digest(root: Path, lockfiles: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
+def plan_cache_key(source: Path, plan: BuildPlan) -> str | None:
+    """The dependency layer's key for the project at `source`; None when there is nothing to install."""
+    if not plan.install:
+        return None
+    copy_dir = source / plan.copy_root
+    digest = digest_tree(copy_dir) if plan.install_needs_source else lockfile_digest(copy_dir, plan.lockfiles)
+    return plan.cache_key(digest)
+
+
 def runtime_env(plan: BuildPlan, deps_dir: Path | None) -> dict[str, str]:
     """plan.env with `$DEPS` replaced by the dependency layer's path (`$PATH` stays for the caller)."""
     deps = str(deps_dir) if deps_dir is not None else ""
@@ -77,6 +86,16 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
+def _link(path: Path, target: Path) -> None:
+    """Make `path` a symlink to `target`, replacing whatever the source tree had there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
 class Builder:
     def __init__(self, *, cache_dir: Path, builds_dir: Path, base_env: Mapping[str, str]) -> None:
         self._deps_root = cache_dir / "deps"
@@ -84,7 +103,7 @@ class Builder:
         self._base_env = dict(base_env)
 
     def build(self, plan: BuildPlan, *, source: Path, log_path: Path, progress: Progress) -> BuildResult:
-        """Build `plan` for the tree at `source` (the service root); the log goes to `log_path`."""
+        """Build `plan` for the project at `source`; the log goes to `log_path`."""
         started = time.monotonic()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
@@ -109,7 +128,9 @@ class Builder:
         if not plan.install:
             say("==> no dependencies to install")
             return None, None, False
-        key = plan.cache_key(lockfile_digest(source, plan.lockfiles))
+        key = plan_cache_key(source, plan)
+        assert key is not None
+        copy_dir = source / plan.copy_root
         deps_dir = self._deps_root / key
         with _locked(self._deps_root / f"{key}.lock"):
             if (deps_dir / COMPLETE).exists():
@@ -119,12 +140,15 @@ class Builder:
             deps_dir.mkdir(parents=True)
             scratch = self._deps_root / f".{key}.inputs"
             shutil.rmtree(scratch, ignore_errors=True)
-            scratch.mkdir(parents=True)
             try:
+                if plan.install_needs_source:  # `pip install .`: the project is its own dependency
+                    shutil.copytree(copy_dir, scratch, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
+                else:
+                    scratch.mkdir(parents=True)
                 for name in plan.lockfiles:  # only the lockfiles: a code edit never invalidates this layer
-                    if (source / name).is_file():
+                    if (copy_dir / name).is_file():
                         (scratch / name).parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(source / name, scratch / name)
+                        shutil.copy2(copy_dir / name, scratch / name)
                 say(f"==> installing dependencies (cache {key}): {plan.install}")
                 self._run(plan.install, cwd=scratch, env=self._env(plan, deps_dir), say=say,
                           what="install", log_path=log_path)
@@ -139,8 +163,8 @@ class Builder:
     # -- the built tree ----------------------------------------------------------------------------
 
     def _build_id(self, plan: BuildPlan, source: Path, key: str | None) -> str:
-        material = "\0".join([digest_tree(source), plan.build or "", key or "", plan.runtime,
-                              plan.resolved_version or ""])
+        material = "\0".join([digest_tree(source / plan.copy_root), plan.copy_root, plan.root, plan.build or "",
+                              key or "", plan.runtime, plan.resolved_version or "", *plan.links])
         return hashlib.sha256(material.encode()).hexdigest()[:20]
 
     def _tree(self, plan: BuildPlan, source: Path, build_id: str, deps_dir: Path | None, say: Progress,
@@ -152,19 +176,17 @@ class Builder:
                 return target, False
             staging = self._builds_dir / f".{build_id}.partial"
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(source, staging, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
-            if deps_dir is not None and (deps_dir / "node_modules").is_dir():
-                link = staging / "node_modules"  # a node_modules in the source is replaced by the layer
-                if link.is_dir() and not link.is_symlink():
-                    shutil.rmtree(link)
-                elif link.is_symlink() or link.exists():
-                    link.unlink()
-                link.symlink_to(deps_dir / "node_modules")
+            shutil.copytree(source / plan.copy_root, staging, symlinks=True,
+                            ignore=shutil.ignore_patterns(*IGNORED))
+            for name in plan.links if deps_dir is not None else ():
+                assert deps_dir is not None
+                if (deps_dir / name).exists():
+                    _link(staging / name, deps_dir / name)  # e.g. node_modules -> the dependency layer
             try:
                 if plan.build:
                     say(f"==> building: {plan.build}")
-                    self._run(plan.build, cwd=staging, env=self._env(plan, deps_dir), say=say, what="build",
-                              log_path=log_path)
+                    self._run(plan.build, cwd=staging / plan.workdir, env=self._env(plan, deps_dir), say=say,
+                              what="build", log_path=log_path)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise

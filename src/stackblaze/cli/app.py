@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from stackblaze.cli import render
+from stackblaze.cli.build import build
 from stackblaze.cli.client import Client
 from stackblaze.cli.drains import drains_app
 from stackblaze.cli.exit_codes import USAGE, exit_code_for
@@ -24,6 +25,7 @@ daemon_app = typer.Typer(no_args_is_help=True, help="The stackblaze daemon (star
 app.add_typer(env_app, name="env")
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(drains_app, name="drains")
+app.command()(build)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ServiceArg = Annotated[str, typer.Argument(help="Service name, as in stackblaze.yaml.")]
@@ -40,11 +42,11 @@ def deploy(
     path: Annotated[Path, typer.Argument(help="Project directory (stackblaze.yaml or Procfile).")] = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Snapshot the source as a release and run every service; replaces replicas of changed services."""
+    """Build every service (dependencies cached by lockfile) and roll out the new releases."""
     c = client()
     if not as_json:
-        render.err.print(f"deploying {path.resolve()} ...")
-    result = c.request("POST", "/v1/deploy", body={"path": str(path.resolve())})
+        render.err.print(f"deploying {path.resolve()}")
+    result = c.deploy(str(path.resolve()), on_progress=(lambda _: None) if as_json else render.build_line)
     if as_json:
         render.print_json(result)
         return
@@ -57,6 +59,28 @@ def deploy(
         render.out.print(f"{name}: removed from the spec, stopping")
     c.project = result["project"]
     render.ps_table(c.request("GET", "/v1/ps"))
+
+
+@app.command()
+def releases(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """A service's kept releases: number, when, runtime, whether dependencies were installed."""
+    result = client(project).request("GET", f"/v1/services/{service}/releases")
+    render.print_json(result) if as_json else render.releases_table(result)
+
+
+@app.command()
+def rollback(
+    service: ServiceArg,
+    release: Annotated[int | None, typer.Argument(help="Release number (default: the previous one).")] = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Run an earlier kept release again, without rebuilding."""
+    result = client(project).request("POST", f"/v1/services/{service}/rollback", body={"release": release})
+    if as_json:
+        render.print_json(result)
+    else:
+        render.out.print(f"{service}: release {result['from']} -> {result['release']}")
 
 
 @app.command()
@@ -138,10 +162,18 @@ def logs(
     grep: Annotated[str | None, typer.Option("--grep", help="Only lines containing TEXT.")] = None,
     field: Annotated[list[str] | None, typer.Option("--field", help="JSON lines with key=value.")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Print JSON lines as they were written.")] = False,
+    build: Annotated[bool, typer.Option("--build", help="The service's last build log instead.")] = False,
+    release: Annotated[int | None, typer.Option("--release", help="With --build: that release's log.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
     """Logs of every replica, prefixed `worker.1 |`; --tail follows live; JSON lines shown readably."""
+    if build:
+        if service is None:
+            raise UserError("logs --build: name the service (e.g. stackblaze logs worker --build)")
+        payload = client(project).request("GET", f"/v1/services/{service}/build-log", params={"release": release})
+        render.print_json(payload) if as_json else sys.stdout.write(payload["log"])
+        return
     count = whole_number(lines, option="-n", low=0, high=10_000_000)
     params: dict[str, Any] = {"service": service, "n": count, "follow": tail, "replica": replica,
                               "level": level, "grep": grep, "field": field or None}

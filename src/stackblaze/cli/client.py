@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -79,15 +79,21 @@ class Client:
             response = self._http.request(method, path, params=self._params(params), json=body)
         except httpx.TransportError as exc:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
-        payload = response.json()
+        try:
+            payload = response.json()
+        except ValueError:  # not ours: a crash inside the daemon answers plain text
+            raise StackblazeError(f"the daemon failed on {method} {path} (HTTP {response.status_code}; "
+                                  f"see {self.settings.daemon_log})") from None
         if response.status_code >= 400:
             raise ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)(payload.get("error", "failed"))
         return dict(payload)
 
-    def stream(self, path: str, *, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, *, params: dict[str, Any] | None = None, method: str = "GET",
+               body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """A request whose answer is NDJSON: followed logs and events, deploy progress."""
         self.ensure_daemon()
         try:
-            with self._http.stream("GET", path, params=self._params(params)) as response:
+            with self._http.stream(method, path, params=self._params(params), json=body) as response:
                 if response.status_code >= 400:
                     payload = json.loads(response.read())
                     kind = ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)
@@ -96,7 +102,21 @@ class Client:
                     if line:
                         yield json.loads(line)
         except httpx.TransportError as exc:
-            raise UnavailableError(f"lost the daemon while reading {path}: {exc}") from None
+            raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
+
+    def deploy(self, path: str, *, on_progress: Callable[[str], None]) -> dict[str, Any]:
+        """Run a deploy, passing build output on as it comes; a failed build raises with its last lines."""
+        final: dict[str, Any] = {}
+        for message in self.stream("/v1/deploy", method="POST", body={"path": path}):
+            if "progress" in message:
+                on_progress(message["progress"])
+            else:
+                final = message
+        if "result" not in final:
+            for line in final.get("tail") or []:
+                on_progress(f"  | {line}")
+            raise ERROR_KINDS.get(final.get("kind", ""), StackblazeError)(final.get("error", "deploy failed"))
+        return dict(final["result"])
 
     def shutdown(self, *, all_too: bool) -> bool:
         if self.daemon_status() is None:

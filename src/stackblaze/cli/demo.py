@@ -38,7 +38,7 @@ def _show_logs(client: Client, seconds: float) -> None:
 def run_demo(client: Client, *, seconds: float) -> None:
     client.project = "demo"
     render.out.rule("1. deploy the bundled example (2 replicas of a worker, no broker)")
-    result = client.request("POST", "/v1/deploy", body={"path": str(EXAMPLE)})
+    result = client.deploy(str(EXAMPLE), on_progress=render.build_line)
     for item in result["services"]:
         render.out.print(f"{item['service']}: release {item['release']}, {item['replicas']} replicas")
     status = _wait(client, "2 running replicas", lambda rs: sum(r["state"] == "running" for r in rs) == 2)

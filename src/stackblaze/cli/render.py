@@ -127,6 +127,33 @@ class LogPrinter:
         sys.stdout.flush()
 
 
+def build_line(line: str) -> None:
+    """A live build output line: our own steps bold, the installer's output dim."""
+    name, _, text = line.partition(" | ")
+    if not text:
+        err.print(line, markup=False)
+    elif text.startswith("==>"):
+        err.print(Text.assemble((f"{name} ", "cyan"), (text, "bold")))
+    elif text.startswith("warning:"):
+        err.print(Text.assemble((f"{name} ", "cyan"), (text, "yellow")))
+    else:
+        err.print(Text.assemble((f"{name} ", "cyan"), (text, "dim")))
+
+
+def releases_table(payload: dict[str, Any]) -> None:
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
+    for column in ("RELEASE", "CREATED", "RUNTIME", "DEPENDENCIES", "BUILD", "START"):
+        table.add_column(column, no_wrap=column != "START")
+    for release in reversed(payload["releases"]):
+        marker = " *" if release["number"] == payload["current"] else ""
+        created = datetime.fromtimestamp(release["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        runtime = f"{release.get('runtime', '-')} {release.get('resolved_version') or ''}".strip()
+        deps = "installed" if release.get("installed") else ("cached" if release.get("cache_key") else "-")
+        table.add_row(f"{release['number']}{marker}", created, runtime, deps,
+                      f"{release.get('seconds', 0):.1f}s", release.get("start", ""))
+    out.print(table)
+
+
 def event_line(event: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(event) + "\n")

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from stackblaze.build.builder import BuildFailed
 from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
 from stackblaze.logs.reader import Follower, find_logs, records_since, tail_records
 from stackblaze.logs.structured import LogFilter, record_dict
@@ -29,6 +30,10 @@ STATUS_CODES: list[tuple[type[StackblazeError], int]] = [
 
 class DeployRequest(BaseModel):
     path: str
+
+
+class RollbackRequest(BaseModel):
+    release: int | None = None
 
 
 class ScaleRequest(BaseModel):
@@ -75,8 +80,46 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
                 "time_scale": control.settings.time_scale, "projects": control.store.project_names()}
 
     @app.post("/v1/deploy")
-    async def deploy(body: DeployRequest) -> dict[str, Any]:
-        return await control.deploy(body.path)
+    async def deploy(body: DeployRequest) -> StreamingResponse:
+        """NDJSON: {"progress": line} while building, then {"result": ...} or {"error": ..., "tail": [...]}."""
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def progress(line: str) -> None:  # called from the build thread
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+
+        async def run() -> dict[str, Any]:
+            try:
+                return {"result": await control.deploy(body.path, progress)}
+            except BuildFailed as exc:
+                return {"error": str(exc), "kind": "BuildFailed", "tail": exc.tail}
+            except StackblazeError as exc:
+                return {"error": str(exc), "kind": type(exc).__name__}
+            finally:
+                loop.call_soon_threadsafe(lines.put_nowait, None)
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            task = asyncio.create_task(run())
+            while (line := await lines.get()) is not None:
+                yield {"progress": line}
+            yield await task
+        return ndjson(stream())
+
+    @app.get("/v1/services/{service}/releases")
+    async def releases(service: str, project: str | None = None) -> dict[str, Any]:
+        name = control.resolve(project)
+        current = control.row(name, service).release
+        return {"service": service, "current": current,
+                "releases": [r.to_dict() for r in control.releases(name, service)]}
+
+    @app.post("/v1/services/{service}/rollback")
+    async def rollback(service: str, body: RollbackRequest, project: str | None = None) -> dict[str, Any]:
+        return await control.rollback(control.resolve(project), service, body.release)
+
+    @app.get("/v1/services/{service}/build-log")
+    async def build_log(service: str, project: str | None = None, release: int | None = None) -> dict[str, Any]:
+        number, text = control.build_log(control.resolve(project), service, release)
+        return {"service": service, "release": number, "log": text}
 
     @app.get("/v1/ps")
     async def ps(project: str | None = None, service: str | None = None) -> dict[str, Any]:
@@ -90,7 +133,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
             replicas = control.engine.status(name, row.name)
             services.append({
                 "service": row.name, "desired": row.replicas if row.running else 0, "running_flag": row.running,
-                "release": row.release, "start": row.spec["start"], "strategy": row.spec["strategy"],
+                "release": row.release, "start": control.start_command(row), "strategy": row.spec["strategy"],
                 "running": sum(1 for r in replicas if r["state"] == "running"), "replicas": replicas,
             })
         return {"project": name, "services": services}

@@ -7,35 +7,21 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stackblaze.build.release import make_release
 from stackblaze.engine.local.supervisor import Desired, Supervisor
 from stackblaze.errors import ConflictError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.settings import Settings
 from stackblaze.state.secrets import MASK
-from stackblaze.state.store import ServiceRow, Store
-
-if TYPE_CHECKING:
-    from stackblaze.spec import Project
+from stackblaze.state.store import ReleaseRow, ServiceRow, Store
 
 # What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
 INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
                  "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS")
 DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}  # worker logs are only useful live
-
-
-def service_spec(project: Project, name: str) -> dict[str, Any]:
-    service = next(s for s in project.services if s.name == name)
-    return {
-        "type": service.type, "root": service.root, "start": service.start, "env": dict(service.env),
-        "stop_signal": service.stop_signal, "stop_signal_number": service.stop_signal_number,
-        "shutdown_grace": service.shutdown_grace, "strategy": service.strategy, "build": service.build,
-        "project_env": dict(project.env),
-    }
 
 
 class Control:
@@ -59,24 +45,35 @@ class Control:
         row = self.store.service(project, service)
         if row is None:
             return None
-        path = self.store.release_path(project, service, row.release)
+        release = self.store.release(project, service, row.release)
+        if release is None:
+            return None
         spec = row.spec
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.update(DEFAULT_ENV)
+        runtime = dict(release.details.get("runtime_env") or {})
+        if "PATH" in runtime:  # e.g. the venv's bin first: "$DEPS/venv/bin:$PATH", $DEPS already resolved
+            runtime["PATH"] = runtime["PATH"].replace("$PATH", env.get("PATH", os.defpath))
+        env.update(runtime)
         env.update(spec["project_env"])
         env.update(spec["env"])
         stored = self.store.env(project)
         env.update({v.key: v.value for v in stored if v.service == ""})
         env.update({v.key: v.value for v in stored if v.service == service})
+        start = release.details["start"]
         config = hashlib.sha256(json.dumps(
-            [row.release, spec["start"], env, spec["stop_signal_number"], spec["shutdown_grace"],
+            [row.release, start, env, spec["stop_signal_number"], spec["shutdown_grace"],
              row.generation], sort_keys=True).encode()).hexdigest()[:16]
         return Desired(
             project=project, service=service, replicas=row.replicas if row.running else 0,
-            release=row.release, cwd=str(path), start=spec["start"], env=env,
+            release=row.release, cwd=release.path, start=start, env=env,
             stop_signal=spec["stop_signal_number"], shutdown_grace=spec["shutdown_grace"],
             strategy=spec["strategy"], config=config,
         )
+
+    def start_command(self, row: ServiceRow) -> str:
+        release = self.store.release(row.project, row.name, row.release)
+        return str(release.details["start"]) if release is not None else "-"
 
     def last_lines(self, project: str, service: str, replica: int, since: float, count: int = 20) -> list[str]:
         """The replica's last log lines written since `since` (its start): what an exit event carries."""
@@ -114,40 +111,43 @@ class Control:
             raise NotFoundError(f"service {service!r} not found in project {project!r} (services: {known})")
         return row
 
-    async def deploy(self, path: str) -> dict[str, Any]:
-        from stackblaze.spec import load_project  # the YAML stack loads when a deploy needs it
+    async def deploy(self, path: str, progress: Callable[[str], None]) -> dict[str, Any]:
+        from stackblaze.server.deploying import Deployer
 
-        project = await asyncio.to_thread(load_project, Path(path))
-        releases_root = self.settings.releases_dir / project.name
-        result: list[dict[str, Any]] = []
-        for service in project.services:
-            previous = self.store.latest_release(project.name, service.name)
-            release = await asyncio.to_thread(
-                make_release, project.source / service.root, releases_root / service.name, previous=previous
-            )
-            if release.new:
-                self.store.add_release(project.name, service.name, release.number, str(release.path),
-                                       release.digest)
-            old = self.store.service(project.name, service.name)
-            row = ServiceRow(project.name, service.name, service_spec(project, service.name), service.replicas,
-                             release.number, old.running if old else True, old.generation if old else 0)
-            self.store.save_service(row)
-            result.append({"service": service.name, "release": release.number, "new_release": release.new,
-                           "replicas": service.replicas})
-        self.store.save_project(project.name, str(project.source),
-                                str(project.spec_file) if project.spec_file else None)
-        names = {s.name for s in project.services}
-        removed = [r.name for r in self.store.services(project.name) if r.name not in names]
-        for name in removed:
-            self.store.delete_service(project.name, name)
-        summary = ", ".join(f"{r['service']}@{r['release']}" for r in result)
-        self.event(project=project.name, kind="deploy", message=f"deployed {summary}",
-                   details={"services": result, "removed": removed})
-        for name in removed:
-            await self.engine.reconcile(project.name, name)
-        for item in result:
-            await self.engine.reconcile(project.name, item["service"], fresh=True)
-        return {"project": project.name, "services": result, "removed": removed, "notes": list(project.notes)}
+        return await Deployer(self).deploy(path, progress)
+
+    def releases(self, project: str, service: str) -> list[ReleaseRow]:
+        self.row(project, service)
+        return self.store.releases(project, service)
+
+    async def rollback(self, project: str, service: str, number: int | None) -> dict[str, Any]:
+        """Switch to a kept release without rebuilding (default: the one before the running one)."""
+        row = self.row(project, service)
+        kept = [r.number for r in self.store.releases(project, service)]
+        if number is None:
+            older = [n for n in kept if n < row.release]
+            if not older:
+                raise ConflictError(f"{service}: no release before {row.release} to roll back to "
+                                    f"(kept: {', '.join(map(str, kept))})")
+            number = older[-1]
+        if number not in kept:
+            raise NotFoundError(f"{service}: release {number} is not kept (kept: {', '.join(map(str, kept))})")
+        self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, number, row.running,
+                                           row.generation))
+        self.event(project=project, service=service, kind="rollback",
+                   message=f"{service}: release {row.release} -> {number} (no rebuild)",
+                   details={"from": row.release, "to": number})
+        await self.engine.reconcile(project, service, fresh=True)
+        return {"service": service, "from": row.release, "release": number}
+
+    def build_log(self, project: str, service: str, number: int | None) -> tuple[int | None, str]:
+        """The log of a release's build, or of the latest build attempt (failed ones included)."""
+        self.row(project, service)
+        folder = self.settings.releases_dir / project / service
+        path = folder / (f"{number}.build.log" if number is not None else "build.log")
+        if not path.exists():
+            raise NotFoundError(f"{service}: no build log{f' for release {number}' if number else ''} yet")
+        return number, path.read_text(errors="replace")
 
     async def scale(self, project: str, service: str, replicas: int) -> dict[str, Any]:
         if not 0 <= replicas <= 1000:

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS services (
 );
 CREATE TABLE IF NOT EXISTS releases (
   project TEXT NOT NULL, service TEXT NOT NULL, number INTEGER NOT NULL, path TEXT NOT NULL,
-  digest TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (project, service, number)
+  digest TEXT NOT NULL, created_at REAL NOT NULL, details TEXT NOT NULL DEFAULT '{}',
+  PRIMARY KEY (project, service, number)
 );
 CREATE TABLE IF NOT EXISTS env (
   project TEXT NOT NULL, service TEXT NOT NULL DEFAULT '', key TEXT NOT NULL, value BLOB NOT NULL,
@@ -50,6 +51,21 @@ class ServiceRow:
     release: int
     running: bool
     generation: int
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    project: str
+    service: str
+    number: int
+    path: str  # the build tree the service runs in
+    digest: str  # what makes it this release: build id and start command
+    created_at: float
+    details: dict[str, Any]  # the plan, cache key, whether it installed, build log path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"project": self.project, "service": self.service, "number": self.number, "path": self.path,
+                "created_at": self.created_at, **self.details}
 
 
 @dataclass(frozen=True)
@@ -164,25 +180,38 @@ class Store:
 
     # -- releases ----------------------------------------------------------------------------------
 
-    def latest_release(self, project: str, service: str) -> tuple[int, str, str] | None:
-        row = self._db.execute(
-            "SELECT number, path, digest FROM releases WHERE project = ? AND service = ? "
-            "ORDER BY number DESC LIMIT 1", (project, service),
-        ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+    def _release_rows(self, where: str, args: tuple[Any, ...]) -> list[ReleaseRow]:
+        rows = self._db.execute(
+            "SELECT project, service, number, path, digest, created_at, details FROM releases WHERE "
+            + where + " ORDER BY number", args,
+        ).fetchall()
+        return [ReleaseRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
-    def release_path(self, project: str, service: str, number: int) -> str | None:
-        row = self._db.execute(
-            "SELECT path FROM releases WHERE project = ? AND service = ? AND number = ?",
-            (project, service, number),
-        ).fetchone()
-        return None if row is None else str(row[0])
+    def releases(self, project: str, service: str) -> list[ReleaseRow]:
+        return self._release_rows("project = ? AND service = ?", (project, service))
 
-    def add_release(self, project: str, service: str, number: int, path: str, digest: str) -> None:
+    def latest_release(self, project: str, service: str) -> ReleaseRow | None:
+        rows = self.releases(project, service)
+        return rows[-1] if rows else None
+
+    def release(self, project: str, service: str, number: int) -> ReleaseRow | None:
+        rows = self._release_rows("project = ? AND service = ? AND number = ?", (project, service, number))
+        return rows[0] if rows else None
+
+    def add_release(self, row: ReleaseRow) -> None:
         self._db.execute(
-            "INSERT INTO releases (project, service, number, path, digest, created_at) VALUES (?,?,?,?,?,?)",
-            (project, service, number, path, digest, time.time()),
+            "INSERT INTO releases (project, service, number, path, digest, created_at, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.project, row.service, row.number, row.path, row.digest, row.created_at, json.dumps(row.details)),
         )
+
+    def delete_release(self, project: str, service: str, number: int) -> None:
+        self._db.execute("DELETE FROM releases WHERE project = ? AND service = ? AND number = ?",
+                         (project, service, number))
+
+    def release_paths(self) -> set[str]:
+        """Every build tree some kept release points at (what build garbage collection must keep)."""
+        return {row[0] for row in self._db.execute("SELECT path FROM releases")}
 
     # -- env ---------------------------------------------------------------------------------------
 

@@ -176,7 +176,8 @@ class Supervisor:
                 state = "stopped"
             rows.append({
                 "service": slot.service, "replica": slot.replica, "state": state,
-                "release": live.release if live else None, "pid": live.pid if live else None,
+                "release": live.release if live else (slot.last_exit or {}).get("release"),
+                "pid": live.pid if live else None,
                 "started_at": live.started_at if live else None,
                 "uptime": now - live.started_at if live else None,
                 "restart_count": slot.restart_count, "last_exit": slot.last_exit,
