@@ -62,7 +62,7 @@ def _load_procfile_project(source: Path) -> Project:
             )
         if name != process.name:
             notes.append(f"{where}: process type {process.name!r} runs as service {name!r}")
-        services[name] = Service(name=name, start=process.command)
+        services[name] = Service(name=name, start=process.command, start_source="Procfile")
     if not services:
         raise fail(f"{PROCFILE}:1", "has no process type to run as a worker (add one, e.g. worker: python worker.py)")
     return Project(

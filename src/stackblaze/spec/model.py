@@ -10,6 +10,7 @@ from typing import Literal
 
 ServiceType = Literal["worker"]
 Strategy = Literal["rolling", "recreate"]
+Runtime = Literal["python", "node", "go", "ruby"]
 
 
 # env is a plain dict typed as Mapping: a MappingProxyType would be truly read-only, but it breaks
@@ -28,6 +29,10 @@ class Service:
     shutdown_grace: float = 30.0
     strategy: Strategy = "rolling"
     build: str | None = None
+    runtime: Runtime | None = None  # None: detected from the files at root
+    # Where start came from when stackblaze.yaml did not give it: "Procfile", "package.json scripts.start",
+    # "go build"; None when the spec says it.
+    start_source: str | None = None
 
     @property
     def stop_signal_number(self) -> int:

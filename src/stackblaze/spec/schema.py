@@ -9,6 +9,7 @@ from stackblaze.spec import fields
 from stackblaze.spec.document import Document
 from stackblaze.spec.messages import did_you_mean, fail, join, show
 from stackblaze.spec.model import Project, Service
+from stackblaze.spec.runtimes import check_runtime, default_start
 from stackblaze.spec.signals import parse_signal
 
 # Maps a service root to the Procfile commands found there ({} when there is no Procfile).
@@ -20,7 +21,8 @@ SERVICE_FIELDS = {
     "type": "type: worker",
     "root": "root: .",
     "start": "start: python worker.py",
-    "build": "build: pip install -r requirements.txt",
+    "build": "build: npm run build",
+    "runtime": "runtime: python",
     "replicas": "replicas: 2",
     "env": "env: {KEY: value}",
     "stop_signal": "stop_signal: SIGTERM",
@@ -65,10 +67,16 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
     _check_keys(doc, raw, path, SERVICE_FIELDS, required=("name",))
     name = fields.check_name(raw["name"], where=doc.at(f"{path}.name"), key="name")
     root = fields.check_root(raw.get("root", "."), where=doc.at(f"{path}.root"), source=source)
+    runtime = None
+    if "runtime" in raw:
+        runtime = check_runtime(raw["runtime"], where=doc.at(f"{path}.runtime"), directory=source / root, root=root)
+    start_source = None
     if "start" in raw:
         start = fields.check_command(raw["start"], where=doc.at(f"{path}.start"), key="start")
     elif name in (commands := find_commands(root)):
-        start = commands[name]
+        start, start_source = commands[name], "Procfile"
+    elif found := default_start(source, root, service=name, runtime=runtime):
+        start, start_source = found
     else:
         raise fail(doc.at(f"{path}.start", line_of=path), "missing (e.g. start: python worker.py)")
     build = None
@@ -80,6 +88,8 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         root=root,
         start=start,
         build=build,
+        runtime=runtime,
+        start_source=start_source,
         replicas=fields.check_replicas(raw.get("replicas", 1), where=doc.at(f"{path}.replicas")),
         env=_read_env(doc, raw["env"], f"{path}.env") if "env" in raw else {},
         stop_signal=parse_signal(raw.get("stop_signal", "SIGTERM"), where=doc.at(f"{path}.stop_signal")),
