@@ -392,6 +392,11 @@ class Stackblaze(Peer):
         return spawn([str(BIN / "stackblaze"), "deploy", str(self.app), "--json"], env=self._env(),
                      log=self.work / "request.out")
 
+    def scale(self, n: int) -> subprocess.Popen[bytes]:
+        """`stackblaze scale` on the deployed service: the engine alone, without the deploy's build step."""
+        return spawn([str(BIN / "stackblaze"), "scale", self.program.name, "--replicas", str(n)], env=self._env(),
+                     log=self.work / "request.out")
+
     def supervisor_pids(self) -> list[int]:
         return self.pids
 
@@ -659,6 +664,18 @@ def measure_children(peer: Peer, n: int, cpu_window: float | None, settle: float
                 result["cpu_idle_sched_s"] = (used_ns - before_ns) / 1e9 * 30.0 / elapsed
             result["cpu_window_s"] = elapsed
             result["children_after_cpu"] = len(live_children(parent))
+        if isinstance(peer, Stackblaze):
+            # The same count through `stackblaze scale 0 -> N`: the engine without the deploy's build step.
+            peer.scale(0).wait(120)
+            wait_for("all replicas to stop", lambda: not live_children(parent), 60)
+            t0 = time.perf_counter()
+            cli = peer.scale(n)
+            wait_for(f"{n} replicas after scale", lambda: len(live_children(parent)) >= n, START_DEADLINE, 0.02)
+            result["start_scale_s"] = time.perf_counter() - t0
+            for kid in live_children(parent):
+                TRACKER.add(kid.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                cli.wait(120)
     return result
 
 
@@ -851,6 +868,9 @@ def main() -> int:
         else:
             peers.append(peer)
     print("  versions: " + ", ".join(f"{p.name} {p.version}" for p in peers), flush=True)
+    tree = subprocess.run(["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True).stdout.strip() or "?"
+    print(f"  stackblaze tree: {tree} (the editable install runs the working tree as it is)", flush=True)
 
     raw: dict[str, Any] = {"children": {}, "log": {}, "baseline": {}}
     errors: list[str] = []
@@ -925,6 +945,8 @@ def main() -> int:
             "cpu_idle_sched": median([x.get("cpu_idle_sched_s") for x in ch.get("100", [])]),
             "start100": median([x.get("start_s") for x in ch.get("100", [])]),
             "start300": median([x.get("start_s") for x in ch.get("300", [])]),
+            "scale100": median([x.get("start_scale_s") for x in ch.get("100", [])]),
+            "scale300": median([x.get("start_scale_s") for x in ch.get("300", [])]),
             "log_lps": median([x.get("lines_per_s") for x in raw["log"].get(name, [])]),
             "log_lost": median([x.get("lost") for x in raw["log"].get(name, [])]),
         }
@@ -938,6 +960,8 @@ def main() -> int:
         ("  same, from schedstat (ns clock)", "cpu_idle_sched", "cpu"),
         ("time to 100 children (s)", "start100", "s"),
         ("time to 300 children (s)", "start300", "s"),
+        ("  stackblaze scale 0->100 (s)", "scale100", "s"),
+        ("  stackblaze scale 0->300 (s)", "scale300", "s"),
         ("log capture (M lines/s)", "log_lps", "mlps"),
         ("log lines lost", "log_lost", "int"),
     ]
@@ -955,7 +979,7 @@ def main() -> int:
             mine = summary["stackblaze"][key]
             cells = []
             for other in others:
-                theirs = summary[other][key]
+                theirs = summary[other][{"scale100": "start100", "scale300": "start300"}.get(key, key)]
                 cells.append(f"{mine / theirs:.2f}x" if mine is not None and theirs else "-")
             rows.append([label, *cells])
         print(table(["metric", *others], rows))
@@ -990,7 +1014,7 @@ def main() -> int:
     out.write_text(json.dumps({
         "started": began, "seconds": time.time() - began, "quick": args.quick, "runs": args.runs,
         "cpu_window_s": cpu_window, "loadavg_at_start": load, "cpus": psutil.cpu_count(),
-        "python": platform.python_version(), "versions": {p.name: p.version for p in peers},
+        "python": platform.python_version(), "versions": {p.name: p.version for p in peers}, "tree": tree,
         "skipped": skipped, "errors": errors, "summary": summary, "raw": raw, "lines": args.lines,
     }, indent=2))
     print(f"\nresults: {out}  ({time.time() - began:.0f}s in all)")
