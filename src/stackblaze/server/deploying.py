@@ -35,11 +35,6 @@ def service_spec(project: Project, service: Service) -> dict[str, Any]:
     }
 
 
-def _plan(project: Project, service: Service) -> BuildPlan:
-    from stackblaze.build.detect import detect_plan
-    from stackblaze.build.toolchains import SystemToolchains
-
-    return detect_plan(project.source, service, toolchains=SystemToolchains())
 
 
 def _prefixed(progress: Progress, name: str) -> Progress:
@@ -59,10 +54,14 @@ class Deployer:
 
     def build_all(self, project: Project, progress: Progress) -> list[tuple[Service, BuildPlan, BuildResult]]:
         """Every service's plan and build; raises BuildFailed (nothing recorded) when one fails."""
+        from stackblaze.build.detect import detect_plan
+        from stackblaze.build.toolchains import SystemToolchains
+
         builder = self.builder(project.name)
+        toolchains = SystemToolchains()  # probed once per deploy, shared by every service
         built = []
         for service in project.services:
-            plan = _plan(project, service)
+            plan = detect_plan(project.source, service, toolchains=toolchains)
             log_path = self._settings.releases_dir / project.name / service.name / "build.log"
             result = builder.build(plan, source=project.source, log_path=log_path,
                                    progress=_prefixed(progress, service.name))

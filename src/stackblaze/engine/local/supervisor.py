@@ -7,7 +7,6 @@ asyncio timers set for the exact restart time; nothing here polls.
 from __future__ import annotations
 
 import asyncio
-import shlex
 import time
 import uuid
 from collections.abc import Callable
@@ -19,8 +18,7 @@ from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.exits import describe_exit, signal_name
 from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.errors import UnavailableError
-
-SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
+from stackblaze.spec.commands import start_argv
 
 
 @dataclass(frozen=True)
@@ -80,15 +78,6 @@ class Slot:
             "restart_count": self.restart_count, "streak": self.streak, "last_exit": self.last_exit,
             "next_restart_at": self.next_restart_at, "config": self.config,
         }
-
-
-def command_argv(start: str) -> list[str]:
-    """Exec a simple command directly (so the stop signal reaches it); anything else through sh -c."""
-    if SHELL_CHARS.isdisjoint(start):
-        argv = shlex.split(start)
-        if argv:
-            return argv
-    return ["/bin/sh", "-c", start]
 
 
 class Supervisor:
@@ -268,7 +257,7 @@ class Supervisor:
         slot.next_restart_at = None
         try:
             reply = await self._runner.call(
-                "spawn", key=key, argv=command_argv(desired.start), env=env, cwd=desired.cwd,
+                "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=desired.cwd,
                 log_path=str(log_path), log_max_bytes=desired.log_max_bytes,
                 log_max_files=desired.log_max_files, meta=meta,
             )
