@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackblaze.engine.local.supervisor import Desired, Supervisor
 from stackblaze.errors import ConflictError, NotFoundError, UserError
@@ -18,10 +19,14 @@ from stackblaze.settings import Settings
 from stackblaze.state.secrets import MASK
 from stackblaze.state.store import ReleaseRow, ServiceRow, Store
 
+if TYPE_CHECKING:
+    from stackblaze.build.toolchains import SystemToolchains
+
 # What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
 INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
                  "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS")
 DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}  # worker logs are only useful live
+TOOLCHAIN_TTL = 300.0
 
 
 class Control:
@@ -30,6 +35,17 @@ class Control:
         self.store = store
         self.supervisor: Supervisor | None = None  # set once the runner is connected
         self._new_event = asyncio.Event()
+        self._toolchains: tuple[float, SystemToolchains] | None = None
+
+    def toolchains(self) -> SystemToolchains:
+        """This machine's interpreters and tools. Probing takes a second or two, so a redeploy reuses the
+        last probe for TOOLCHAIN_TTL seconds; a runtime installed meanwhile is seen after that."""
+        from stackblaze.build.toolchains import SystemToolchains
+
+        now = time.monotonic()
+        if self._toolchains is None or now - self._toolchains[0] > TOOLCHAIN_TTL:
+            self._toolchains = (now, SystemToolchains())
+        return self._toolchains[1]
 
     @property
     def engine(self) -> Supervisor:

@@ -55,10 +55,9 @@ class Deployer:
     def build_all(self, project: Project, progress: Progress) -> list[tuple[Service, BuildPlan, BuildResult]]:
         """Every service's plan and build; raises BuildFailed (nothing recorded) when one fails."""
         from stackblaze.build.detect import detect_plan
-        from stackblaze.build.toolchains import SystemToolchains
 
         builder = self.builder(project.name)
-        toolchains = SystemToolchains()  # probed once per deploy, shared by every service
+        toolchains = self._control.toolchains()
         built = []
         for service in project.services:
             plan = detect_plan(project.source, service, toolchains=toolchains)
@@ -71,6 +70,7 @@ class Deployer:
     async def deploy(self, path: str, progress: Progress) -> dict[str, Any]:
         from stackblaze.spec import load_project  # the YAML stack loads when a deploy needs it
 
+        started = time.monotonic()
         project = await asyncio.to_thread(load_project, Path(path))
         for note in project.notes:
             progress(f"note: {note}")
@@ -90,7 +90,8 @@ class Deployer:
         for item in results:
             await self._control.engine.reconcile(project.name, item["service"], fresh=True)
         await asyncio.to_thread(self._collect_garbage, project.name)
-        return {"project": project.name, "services": results, "removed": removed, "notes": list(project.notes)}
+        return {"project": project.name, "services": results, "removed": removed, "notes": list(project.notes),
+                "seconds": round(time.monotonic() - started, 3)}
 
     def _record(self, project: Project, service: Service, plan: BuildPlan, result: BuildResult) -> dict[str, Any]:
         digest = f"{result.build_id}:{plan.start}"
