@@ -67,3 +67,20 @@ services:
     assert killed["details"]["last_lines"] == [f"working as {pid}"]
     shown = sb.run("events", "raiser").out
     assert "RuntimeError: queue connection lost" in shown
+
+
+def test_log_retention_from_the_spec_bounds_each_replica(sb: Stackblaze, tmp_path: Path) -> None:
+    """`logs: {max_size: 64Ki, max_files: 2}`: rotation keeps two files per replica, each near 64 KiB,
+    and the newest lines are all still there."""
+    worker = ("import sys\nfor i in range(20000):\n    print(f'line {i:06d} ' + 'x' * 80)\n"
+              "sys.stdout.flush()\nimport time\ntime.sleep(1e6)\n")
+    spec = ("project: keep\nservices:\n  - name: w\n    start: python3 w.py\n"
+            "    logs: {max_size: 64Ki, max_files: 2}\n")
+    sb.run("deploy", str(write_project(tmp_path / "app", spec, {"w.py": worker})))
+    wait_for("the last line", lambda: "line 019999" in sb.run("logs", "w", "-n", "1").out)
+    files = sorted((sb.home / "logs" / "keep" / "w").iterdir())
+    assert [f.name for f in files] == ["1.log", "1.log.1"]
+    assert all(f.stat().st_size < 64 * 1024 + 1024 * 1024 for f in files)  # one read chunk past the limit at most
+    kept = sb.run("logs", "w", "-n", "100000", "--json").out.splitlines()
+    numbers = [int(json.loads(line)["line"].split()[1]) for line in kept]
+    assert numbers == list(range(numbers[0], 20000))  # a contiguous tail, nothing missing inside it

@@ -84,7 +84,8 @@ class Control:
             project=project, service=service, replicas=row.replicas if row.running else 0,
             release=row.release, cwd=release.path, start=start, env=env,
             stop_signal=spec["stop_signal_number"], shutdown_grace=spec["shutdown_grace"],
-            strategy=spec["strategy"], config=config,
+            strategy=spec["strategy"], config=config, log_max_bytes=spec.get("log_max_bytes", 10 << 20),
+            log_max_files=spec.get("log_max_files", 5),
         )
 
     def start_command(self, row: ServiceRow) -> str:

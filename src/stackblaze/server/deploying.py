@@ -31,7 +31,8 @@ def service_spec(project: Project, service: Service) -> dict[str, Any]:
         "type": service.type, "root": service.root, "env": dict(service.env),
         "stop_signal": service.stop_signal, "stop_signal_number": service.stop_signal_number,
         "shutdown_grace": service.shutdown_grace, "strategy": service.strategy, "build": service.build,
-        "project_env": dict(project.env),
+        "project_env": dict(project.env), "log_max_bytes": service.log_max_bytes,
+        "log_max_files": service.log_max_files,
     }
 
 

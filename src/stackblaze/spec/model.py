@@ -33,6 +33,8 @@ class Service:
     # Where start came from when stackblaze.yaml did not give it: "Procfile", "package.json scripts.start",
     # "go build"; None when the spec says it.
     start_source: str | None = None
+    log_max_bytes: int = 10 << 20  # per replica file, rotated by rename
+    log_max_files: int = 5  # files kept per replica, the live one included
 
     @property
     def stop_signal_number(self) -> int:

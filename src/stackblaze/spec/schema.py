@@ -7,6 +7,7 @@ from pathlib import Path
 
 from stackblaze.spec import fields
 from stackblaze.spec.document import Document
+from stackblaze.spec.logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parse_files, parse_size
 from stackblaze.spec.messages import did_you_mean, fail, join, show
 from stackblaze.spec.model import Project, Service
 from stackblaze.spec.runtimes import check_runtime, default_start
@@ -28,7 +29,9 @@ SERVICE_FIELDS = {
     "stop_signal": "stop_signal: SIGTERM",
     "shutdown_grace": "shutdown_grace: 30s",
     "strategy": "strategy: rolling",
+    "logs": "logs: {max_size: 10Mi, max_files: 5}",
 }
+LOG_FIELDS = {"max_size": "max_size: 10Mi", "max_files": "max_files: 5"}
 
 
 def read_project(doc: Document, *, source: Path, spec_file: Path, find_commands: FindCommands) -> Project:
@@ -79,6 +82,7 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         start, start_source = found
     else:
         raise fail(doc.at(f"{path}.start", line_of=path), "missing (e.g. start: python worker.py)")
+    log_bytes, log_files = _read_logs(doc, raw.get("logs"), f"{path}.logs")
     build = None
     if raw.get("build") is not None:
         build = fields.check_command(raw["build"], where=doc.at(f"{path}.build"), key="build")
@@ -95,7 +99,20 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         stop_signal=parse_signal(raw.get("stop_signal", "SIGTERM"), where=doc.at(f"{path}.stop_signal")),
         shutdown_grace=fields.check_grace(raw.get("shutdown_grace", 30), where=doc.at(f"{path}.shutdown_grace")),
         strategy=fields.check_strategy(raw.get("strategy", "rolling"), where=doc.at(f"{path}.strategy")),
+        log_max_bytes=log_bytes,
+        log_max_files=log_files,
     )
+
+
+def _read_logs(doc: Document, raw: object, path: str) -> tuple[int, int]:
+    if raw is None:
+        return DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES
+    if not isinstance(raw, dict):
+        raise fail(doc.at(path), f"{show(raw)} is not a mapping (e.g. logs: {{max_size: 10Mi, max_files: 5}})")
+    _check_keys(doc, raw, path, LOG_FIELDS, required=())
+    size = parse_size(raw.get("max_size", DEFAULT_MAX_BYTES), where=doc.at(f"{path}.max_size"))
+    files = parse_files(raw.get("max_files", DEFAULT_MAX_FILES), where=doc.at(f"{path}.max_files"))
+    return size, files
 
 
 def _read_env(doc: Document, raw: object, path: str) -> dict[str, str]:

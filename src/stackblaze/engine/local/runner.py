@@ -230,11 +230,10 @@ class Runner:
             raise ValueError(f"instance {key} exists")
         path = request["log_path"]
         log = self.logs.get(path)
+        max_bytes, max_files = int(request.get("log_max_bytes", 10 << 20)), int(request.get("log_max_files", 5))
         if log is None:
-            log = self.logs[path] = LogFile(
-                path, max_bytes=int(request.get("log_max_bytes", 10 << 20)),
-                max_files=int(request.get("log_max_files", 5)),
-            )
+            log = self.logs[path] = LogFile(path, max_bytes=max_bytes, max_files=max_files)
+        log.max_bytes, log.max_files = max_bytes, max_files  # the newest spawn's spec wins
         env = dict(request["env"])
         env[MARKER] = key
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
