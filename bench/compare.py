@@ -10,7 +10,8 @@ Measured (median of --runs runs, default 3):
                     (stackblaze: daemon + runner; supervisord; circusd; PM2's God daemon)
   cpu_idle          user+sys CPU seconds of those processes over 30 s idle with 100 children
   start100/start300 seconds from the client command (on an already running, idle supervisor) until
-                    that many children are alive (counted with psutil)
+                    that many children are alive (counted with psutil); for stackblaze also through
+                    `stackblaze scale 0 -> N` (the engine without the deploy's build step)
   log               lines/s from the producer's first write until its 2,000,000th line is in the log
                     file(s), and how many lines are missing
 Baselines: the producer writing straight to a file, and through `cat` to a file.
@@ -630,7 +631,8 @@ def running(peer: Peer, program: Program, keep: bool) -> Iterator[Path]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_children(peer: Peer, n: int, cpu_window: float | None, settle: float, keep: bool) -> dict[str, Any]:
+def measure_children(peer: Peer, n: int, cpu_window: float | None, settle: float, keep: bool,
+                     scale_too: bool = True) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with running(peer, Program("w", CHILD, n), keep):
         parent = peer.parent_pid()
@@ -664,7 +666,7 @@ def measure_children(peer: Peer, n: int, cpu_window: float | None, settle: float
                 result["cpu_idle_sched_s"] = (used_ns - before_ns) / 1e9 * 30.0 / elapsed
             result["cpu_window_s"] = elapsed
             result["children_after_cpu"] = len(live_children(parent))
-        if isinstance(peer, Stackblaze):
+        if scale_too and isinstance(peer, Stackblaze):
             # The same count through `stackblaze scale 0 -> N`: the engine without the deploy's build step.
             peer.scale(0).wait(120)
             wait_for("all replicas to stop", lambda: not live_children(parent), 60)
@@ -827,7 +829,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10 s idle-CPU window (scaled to 30 s), same runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="10 s idle-CPU window (scaled to 30 s), 1 s settle, no stackblaze scale and "
+                             "stock-rotation extras; same number of runs")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (median reported)")
     parser.add_argument("--peers", default="stackblaze,supervisord,circus,pm2",
                         help="comma-separated subset of stackblaze,supervisord,circus,pm2")
@@ -884,7 +888,8 @@ def main() -> int:
                     for n in (100, 300):
                         t = time.perf_counter()
                         try:
-                            res = measure_children(peer, n, cpu_window if n == 100 else None, settle, args.keep)
+                            res = measure_children(peer, n, cpu_window if n == 100 else None, settle, args.keep,
+                                                   scale_too=not args.quick)
                         except Exception as exc:
                             errors.append(f"run {r + 1} {peer.name} {n} children: {exc}")
                             traceback.print_exc()
