@@ -970,6 +970,7 @@ def main() -> int:
         ("log capture (M lines/s)", "log_lps", "mlps"),
         ("log lines lost", "log_lost", "int"),
     ]
+    metrics = [m for m in metrics if any(summary[n][m[1]] is not None for n in names)]  # drop empty rows
     print()
     print(f"medians of {args.runs} run(s){'; idle CPU measured over 10 s, scaled to 30 s' if args.quick else ''}")
     print(table(["metric", *names], [[label, *(fmt(summary[n][key], kind) for n in names)]
@@ -980,7 +981,7 @@ def main() -> int:
               "log capture: >1 means stackblaze is faster)")
         others = [n for n in names if n != "stackblaze"]
         rows = []
-        for label, key, _ in metrics[:-1]:
+        for label, key, _ in [m for m in metrics if m[1] != "log_lost"]:
             mine = summary["stackblaze"][key]
             cells = []
             for other in others:
