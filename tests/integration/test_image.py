@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from stackblaze.build.plan import BuildPlan
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 BASE = "localhost/stackblaze-test-busybox:latest"
-APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "chmod", "test", "wc", "id", "env", "rm", "ln", "printf")
+APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "chmod", "test", "wc", "id", "env", "rm", "ln", "printf", "[")
 
 
 class Buildah:
@@ -88,6 +89,8 @@ def write_app(root: Path) -> BuildPlan:
     (root / "deps.lock").write_text("greeting==1.0\n")
     (root / "worker.sh").write_text("#!/bin/sh\necho working on \"$1\"\n")
     (root / "worker.sh").chmod(0o755)
+    (root / "vendor").mkdir()  # replaced by a link to the dependency layer's vendor/
+    (root / "vendor" / "stale.txt").write_text("from the source tree\n")
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     return BuildPlan(
@@ -95,12 +98,13 @@ def write_app(root: Path) -> BuildPlan:
         resolved_version=None, package_manager=None, tool_version=None,
         # The install sees only the lockfile; it proves it, counts the CA bundle's bytes and makes a tool.
         install=(
-            'test ! -e worker.sh && echo "install-$((40 + 2))" && mkdir -p "$DEPS/bin" && cp deps.lock "$DEPS/"'
+            'test ! -e worker.sh && echo "install-$((40 + 2))" && mkdir -p "$DEPS/bin" && cp -R ./. "$DEPS/"'
             ' && { if [ -n "${SSL_CERT_FILE:-}" ]; then wc -c < "$SSL_CERT_FILE" > "$DEPS/ca-bytes"; fi; }'
             " && printf '#!/bin/sh\\necho greeting 1.0\\n' > \"$DEPS/bin/greet\" && chmod +x \"$DEPS/bin/greet\""
+            ' && mkdir -p "$DEPS/vendor" && echo installed > "$DEPS/vendor/lib.txt"'
         ),
         build="greet > built.txt", start="./worker.sh emails", lockfiles=("deps.lock", "missing.lock"),
-        env={"PATH": "$DEPS/bin:$PATH", "APP_MODE": "image"},
+        env={"PATH": "$DEPS/bin:$PATH", "APP_MODE": "image", "PRICE": '$5 \\ "x"'}, links=("vendor",),
     )
 
 
@@ -125,6 +129,7 @@ def test_a_built_image_has_the_config_and_the_files(buildah: Buildah, tmp_path: 
     assert config["WorkingDir"] == "/app"
     assert "PATH=/app/.deps/bin:/usr/local/bin:/usr/bin:/bin" in config["Env"]
     assert "APP_MODE=image" in config["Env"]
+    assert 'PRICE=$5 \\ "x"' in config["Env"]  # only $DEPS and $PATH are placeholders
     assert not [item for item in config["Env"] if "CERT" in item or "CA_" in item or item.startswith("DEPS=")]
     assert config["Labels"]["dev.stackblaze.service"] == "mailer"
     assert config["Labels"]["dev.stackblaze.release"] == "r1"
@@ -138,6 +143,8 @@ def test_a_built_image_has_the_config_and_the_files(buildah: Buildah, tmp_path: 
     assert (app / ".deps" / "deps.lock").read_text() == "greeting==1.0\n"
     assert int((app / ".deps" / "ca-bytes").read_text()) == ca.stat().st_size  # the CA reached the install
     assert not (app / ".git").exists()
+    assert os.readlink(app / "vendor") == "/app/.deps/vendor"
+    assert (app / ".deps" / "vendor" / "lib.txt").read_text() == "installed\n"
     # the CA bundle was mounted, never stored (buildah may leave the empty mount point's directory)
     assert not [path for path in (rootfs / "run").rglob("*") if not path.is_dir()]
     ran = buildah("run", "--isolation", "chroot", container, "--", "./worker.sh", "emails")
@@ -159,3 +166,38 @@ def test_a_code_edit_reuses_the_dependency_layer(buildah: Buildah, tmp_path: Pat
     assert "install-42" in first and "install-42" not in second, "\n".join(second)
     container = buildah("from", "--quiet", "localhost/m:2")
     assert buildah("run", "--isolation", "chroot", container, "--", "./worker.sh") == "edited"
+
+
+def test_the_cli_prints_and_builds_an_image_per_service(buildah: Buildah, tmp_path: Path) -> None:
+    app = tmp_path / "shop"
+    app.mkdir()
+    (app / "Procfile").write_text("worker: ./worker.sh emails\nmailer: ./worker.sh $QUEUE\n")
+    (app / "worker.sh").write_text("#!/bin/sh\necho working on \"$1\"\n")
+    (app / "worker.sh").chmod(0o755)
+    env = {**os.environ, "STACKBLAZE_HOME": str(tmp_path / "home"), "STACKBLAZE_CA_BUNDLE": "none",
+           "STACKBLAZE_BUILDAH_ARGS": " ".join([*buildah.flags, "--isolation", "chroot"])}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stackblaze.cli", "build", str(app), "--image", *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    dry = cli("--dry-run", "--json", "--base", BASE)
+    assert dry.returncode == 0, dry.stderr
+    images = {item["service"]: item for item in json.loads(dry.stdout)["images"]}
+    assert 'CMD ["./worker.sh", "emails"]' in images["worker"]["containerfile"].splitlines()
+    assert 'CMD ["/bin/sh", "-c", "exec ./worker.sh $QUEUE"]' in images["mailer"]["containerfile"].splitlines()
+    assert images["worker"]["tag"] == "shop-worker:latest"
+
+    same = cli("--tag", "localhost/shop:1")
+    assert same.returncode == 2 and "put {service} in it" in same.stderr
+
+    built = cli("--builder", "buildah", "--base", BASE, "--tag", "localhost/{project}-{service}:cli")
+    assert built.returncode == 0, built.stderr
+    assert "worker: built localhost/shop-worker:cli with buildah" in built.stdout
+    assert "COMMIT localhost/shop-mailer:cli" in built.stderr  # the builder's output, streamed
+    assert buildah.inspect("localhost/shop-worker:cli")["Cmd"] == ["./worker.sh", "emails"]
+    container = buildah("from", "--quiet", "localhost/shop-mailer:cli")
+    ran = buildah("run", "--isolation", "chroot", "--env", "QUEUE=billing", container, "--",
+                  "/bin/sh", "-c", "exec ./worker.sh $QUEUE")
+    assert ran == "working on billing"
+

@@ -1,7 +1,8 @@
 """OCI images: render a Containerfile from a BuildPlan, then build it with buildah, podman or docker.
 
-Layout inside the image: the service root at `/app`, its dependency layer at `/app/.deps` (`$DEPS`, built
-in a stage that sees only the lockfiles, so a code edit reuses the cached install layer).
+Layout inside the image: the plan's copy_root at `/app` (build and start run at its workdir), the dependency
+layer at `/app/.deps` (`$DEPS`, built in a stage that sees only the lockfiles, so a code edit reuses the
+cached install layer).
 
 The CA bundle: behind a TLS-inspecting proxy, installers inside the build fail unless they trust the
 proxy's CA. The bundle (`$SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`) is passed as the build
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -27,10 +29,12 @@ from pathlib import Path
 
 from stackblaze.build.plan import BuildPlan
 from stackblaze.build.release import IGNORED
+from stackblaze.build.toolchains import Interpreter, Language, Toolchains
 from stackblaze.errors import StackblazeError, UserError
 
 APP_DIR = "/app"
 DEPS_DIR = "/app/.deps"
+INSTALL_DIR = "/stackblaze/install"  # the install step's cwd in the dependency stage (not in the image)
 USER = "10001:10001"  # numeric: needs no /etc/passwd or adduser in the base
 CA_SECRET = "stackblaze-ca"
 CA_TARGET = "/run/secrets/stackblaze-ca.crt"
@@ -60,6 +64,8 @@ SHELL_CHARS = set("|&;<>()$`\\*?[]{}#~\n")
 COMPOUND_CHARS = set("|&;()`\n")  # `exec` in front would only replace the first of several commands
 ASSIGNMENT = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*=")
 DEPS_REFERENCE = re.compile(r"\$(?:\{DEPS\}|DEPS(?![A-Za-z0-9_]))")
+PATH_REFERENCE = re.compile(r"\$(?!\{PATH\}|PATH(?![A-Za-z0-9_]))")  # a `$` that is not `$PATH`
+DOLLAR = re.compile(r"\$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_.@+/-]+$")
 
@@ -85,7 +91,8 @@ def render_containerfile(
     stop_signal: str = "SIGTERM", init: str | None = None, ca_bundle: bool = False,
     project: str | None = None, release: str | None = None, user: str = USER,
 ) -> str:
-    """The Containerfile for `plan`: a lockfile-only dependency stage, then the source, build and config.
+    """The Containerfile for `plan`, its build context being the plan's `copy_root`: a dependency stage that
+    sees only the lockfiles, then the source, the links into `$DEPS`, the build, and the image's config.
 
     `lockfiles` are the plan's lockfiles that exist (default: all of them); `init` is an init in the base
     (e.g. "tini") to run the command under; `ca_bundle` mounts the build secret `stackblaze-ca` into the
@@ -93,29 +100,31 @@ def render_containerfile(
     """
     files = list(plan.lockfiles if lockfiles is None else lockfiles)
     split = run_base is not None and run_base != base
+    workdir = posixpath.normpath(posixpath.join(APP_DIR, plan.workdir))
     lines = [f"# {plan.service}: {plan.runtime} image rendered by `stackblaze build --image`"]
     if ca_bundle:
         lines.append(f"# build with the CA bundle as a secret: --secret id={CA_SECRET},src={SYSTEM_CA_BUNDLE}")
     env_lines = _env_lines(plan.env)
     if plan.install:
-        lines += ["", f"FROM {base} AS deps", f"WORKDIR {APP_DIR}", *env_lines]
-        lines += _copy_lockfiles(files)
+        # The install runs beside the layer, not in it: as in the local builder, its cwd holds only its inputs.
+        lines += ["", f"FROM {base} AS deps", f"WORKDIR {INSTALL_DIR}", *env_lines]
+        lines += ["COPY . ./"] if plan.install_needs_source else _copy_lockfiles(files)
         lines.append(_run(plan.install, ca_bundle=ca_bundle))
     lines += ["", f"FROM {base} AS build" if split else f"FROM {base}", f"WORKDIR {APP_DIR}"]
     if plan.install:
         lines.append(f"COPY --from=deps {DEPS_DIR} {DEPS_DIR}")
     lines += env_lines
     lines.append("COPY . ./")
-    if plan.install and plan.runtime == "node":
-        # As the local builder does: the source's node_modules is replaced by the dependency layer's.
-        lines.append(f"RUN if [ -d {DEPS_DIR}/node_modules ]; then rm -rf node_modules && "
-                     f"ln -s {DEPS_DIR}/node_modules node_modules; fi")
+    if plan.install and plan.links:
+        lines.append("RUN " + " && ".join(_link(path) for path in plan.links))
+    if workdir != APP_DIR:
+        lines.append(f"WORKDIR {workdir}")
     if plan.build:
         lines.append(_run(plan.build, ca_bundle=ca_bundle))
     if split:
         if plan.runtime == "go" and plan.install:
             lines.append(f"RUN rm -rf {DEPS_DIR}")  # the module cache: the binary does not need it
-        lines += ["", f"FROM {run_base}", f"COPY --from=build {APP_DIR} {APP_DIR}", f"WORKDIR {APP_DIR}"]
+        lines += ["", f"FROM {run_base}", f"COPY --from=build {APP_DIR} {APP_DIR}", f"WORKDIR {workdir}"]
         lines += env_lines
     labels = {"dev.stackblaze.service": plan.service, "dev.stackblaze.runtime": plan.runtime}
     if project:
@@ -128,6 +137,16 @@ def render_containerfile(
         lines.append(f"ENTRYPOINT {json.dumps([init, '--'])}")
     lines.append(f"CMD {json.dumps(start_argv(plan.start))}")
     return "\n".join(lines) + "\n"
+
+
+def _link(path: str) -> str:
+    """As the local builder does: a path of the tree that the dependency layer also has becomes a link to
+    the layer's (e.g. node_modules)."""
+    clean = posixpath.normpath(path)
+    target, parent = shlex.quote(f"{DEPS_DIR}/{clean}"), posixpath.dirname(clean)
+    make_parent = f"mkdir -p {shlex.quote(parent)} && " if parent else ""
+    return (f"if [ -e {target} ]; then rm -rf {shlex.quote(clean)} && {make_parent}"
+            f"ln -s {target} {shlex.quote(clean)}; fi")
 
 
 def start_argv(start: str) -> list[str]:
@@ -154,12 +173,15 @@ def _env_lines(env: Mapping[str, str]) -> list[str]:
     for key, value in resolved.items():
         if not ENV_KEY.match(key) or "\n" in value:
             raise UserError(f"image env {key}={value!r}: a name of letters, digits and _, and a one-line value")
-    return [f"ENV {key}={_quote(value)}" for key, value in resolved.items()]
+    return [f"ENV {key}={_quote(value, keep_path=True)}" for key, value in resolved.items()]
 
 
-def _quote(value: str) -> str:
-    # Double quotes keep `$PATH` expanding from the base image's ENV, as a shell would.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _quote(value: str, *, keep_path: bool = False) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    # Every `$` is literal except `$PATH` in env, which ENV expands from the base image's PATH: the PATH the
+    # process would have without the plan, as plan.py says.
+    escaped = (PATH_REFERENCE if keep_path else DOLLAR).sub(r"\\$", escaped)
+    return '"' + escaped + '"'
 
 
 def _copy_lockfiles(files: Sequence[str]) -> list[str]:
@@ -192,6 +214,46 @@ def _run(command: str, *, ca_bundle: bool) -> str:
     if not mount:
         return "RUN " + " && ".join(steps)
     return f"RUN {mount} \\\n    " + " && \\\n    ".join(steps)
+
+
+# -- detecting for an image -----------------------------------------------------------------------
+
+COMMANDS: dict[Language, str] = {"python": "python3", "node": "node", "go": "go", "ruby": "ruby"}
+# What the default bases bring when this machine has nothing to compare with (python:*-slim has pip,
+# node:*-slim npm and yarn 1, golang and ruby their own tools).
+BASE_TOOLS = {"npm": "10.2.4", "yarn": "1.22.19", "bundler": "2.3.26"}
+
+
+class ImageToolchains:
+    """This machine's toolchains as seen from inside an image: the same versions (the default base is
+    chosen by the version resolved), run by their bare command on the image's PATH, not by this machine's
+    paths; a runtime this machine lacks is assumed at the default base's version."""
+
+    def __init__(self, host: Toolchains) -> None:
+        self._host = host
+
+    @property
+    def platform(self) -> str:
+        return self._host.platform
+
+    def installed(self, language: Language) -> tuple[Interpreter, ...]:
+        found = self._host.installed(language)
+        if not found:
+            pip = "23.0" if language == "python" else None
+            return (Interpreter(DEFAULT_VERSIONS[language], COMMANDS[language], pip),)
+        return tuple(self._bare(language, item) for item in found)
+
+    def default(self, language: Language) -> Interpreter | None:
+        found = self._host.default(language)
+        return self._bare(language, found) if found is not None else next(iter(self.installed(language)), None)
+
+    def tool_version(self, tool: str) -> str | None:
+        return self._host.tool_version(tool) or BASE_TOOLS.get(tool)
+
+    @staticmethod
+    def _bare(language: Language, found: Interpreter) -> Interpreter:
+        pip = (found.pip or "23.0") if language == "python" else found.pip  # official python images have venv
+        return Interpreter(found.version, COMMANDS[language], pip)
 
 
 # -- choosing bases and builders -------------------------------------------------------------------
@@ -283,37 +345,69 @@ def builder_args(builder: str, environ: Mapping[str, str] = os.environ) -> list[
 # -- building --------------------------------------------------------------------------------------
 
 
+DEFAULT_TAG = "{project}-{service}:latest"
+
+
+def image_tag(template: str | None, *, project: str, service: str) -> str:
+    """The image name for one service: `{project}` and `{service}` in the template are filled in."""
+    if template is None:
+        return DEFAULT_TAG.format(project=project, service=service).lower()
+    return template.replace("{project}", project).replace("{service}", service)
+
+
+def containerfile_for(
+    plan: BuildPlan, context_dir: Path, *, base: str | None = None, run_base: str | None = None,
+    stop_signal: str = "SIGTERM", init: str | None = None, project: str | None = None,
+    release: str | None = None, environ: Mapping[str, str] = os.environ,
+) -> str:
+    """The Containerfile `build_image` would build for `plan` here: bases, init and CA bundle resolved
+    from the options and the environment, lockfiles that exist in `context_dir` (the plan's copy_root)."""
+    build_base, final_base = resolve_bases(plan, base=base, run_base=run_base, environ=environ)
+    ca_bundle = find_ca_bundle(environ)
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise UserError(f"STACKBLAZE_CA_BUNDLE: {str(ca_bundle)!r} is not a file (a PEM bundle, or none)")
+    present = [name for name in plan.lockfiles if (context_dir / name).is_file()]
+    return render_containerfile(
+        plan, base=build_base, run_base=final_base, lockfiles=present, stop_signal=stop_signal,
+        init=init if init is not None else environ.get("STACKBLAZE_IMAGE_INIT") or None,
+        ca_bundle=ca_bundle is not None, project=project, release=release,
+    )
+
+
 def build_image(
     plan: BuildPlan, context_dir: Path, *, tag: str, builder: str | None = None, base: str | None = None,
     run_base: str | None = None, stop_signal: str = "SIGTERM", init: str | None = None,
     project: str | None = None, release: str | None = None, extra_args: Sequence[str] | None = None,
     environ: Mapping[str, str] = os.environ, output: Callable[[str], None] = lambda _: None,
 ) -> ImageResult:
-    """Render the Containerfile and build it from a copy of `context_dir` (the service root), streaming
-    the builder's output line by line to `output`."""
+    """Render the Containerfile and build it from a copy of `context_dir` (the plan's `copy_root`),
+    streaming the builder's output line by line to `output`."""
     path = find_builder(builder)
-    build_base, final_base = resolve_bases(plan, base=base, run_base=run_base, environ=environ)
+    containerfile = containerfile_for(plan, context_dir, base=base, run_base=run_base, stop_signal=stop_signal,
+                                      init=init, project=project, release=release, environ=environ)
     ca_bundle = find_ca_bundle(environ)
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise UserError(f"STACKBLAZE_CA_BUNDLE: {str(ca_bundle)!r} is not a file (a PEM bundle, or none)")
-    present = [name for name in plan.lockfiles if (context_dir / name).is_file()]
-    containerfile = render_containerfile(
-        plan, base=build_base, run_base=final_base, lockfiles=present, stop_signal=stop_signal,
-        init=init if init is not None else environ.get("STACKBLAZE_IMAGE_INIT") or None,
-        ca_bundle=ca_bundle is not None, project=project, release=release,
-    )
     args = list(extra_args) if extra_args is not None else builder_args(path, environ)
     with tempfile.TemporaryDirectory(prefix="stackblaze-image-") as scratch:
         context = Path(scratch, "context")
         # A copy: the builder sees what a release would (no .git, no caches, no local node_modules).
-        skip = {*IGNORED, "node_modules"} if plan.runtime == "node" else IGNORED
-        shutil.copytree(context_dir, context, symlinks=True, ignore=shutil.ignore_patterns(*skip))
+        shutil.copytree(context_dir, context, symlinks=True, ignore=_ignore(context_dir, plan))
         file = Path(scratch, "Containerfile")
         file.write_text(containerfile)
         command = builder_command(path, containerfile=file, context=context, tag=tag, ca_bundle=ca_bundle,
                                   extra_args=args)
         _stream(command, environ=environ, output=output)
     return ImageResult(plan.service, tag, Path(path).name, containerfile, tuple(command))
+
+
+def _ignore(root: Path, plan: BuildPlan) -> Callable[[str, list[str]], set[str]]:
+    # Linked paths (node_modules) are replaced by the layer's: copying them would only fatten a lower layer.
+    links = {posixpath.normpath(path) for path in plan.links} if plan.install else set()
+
+    def ignored(directory: str, names: list[str]) -> set[str]:
+        relative = Path(directory).relative_to(root).as_posix()
+        return {name for name in names
+                if name in IGNORED or posixpath.normpath(posixpath.join(relative, name)) in links}
+    return ignored
 
 
 def _stream(command: list[str], *, environ: Mapping[str, str], output: Callable[[str], None]) -> None:

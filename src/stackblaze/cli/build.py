@@ -9,7 +9,9 @@ import typer
 from rich.markup import escape
 
 from stackblaze.build.detect import detect_plan, plan_cache_key
+from stackblaze.build.image import ImageToolchains, build_image, containerfile_for, image_tag
 from stackblaze.build.plan import BuildPlan
+from stackblaze.build.release import digest_tree
 from stackblaze.build.toolchains import SystemToolchains
 from stackblaze.cli import render
 from stackblaze.errors import UserError
@@ -22,10 +24,29 @@ def build(
     path: Annotated[Path, typer.Argument(help="Project directory (stackblaze.yaml or Procfile).")] = Path("."),
     plan: Annotated[bool, typer.Option("--plan", help="Print each service's build plan; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    image: Annotated[bool, typer.Option("--image", help="Build an OCI image per service.")] = False,
+    tag: Annotated[str | None, typer.Option(
+        "--tag", "-t", help="Image name; {project} and {service} are filled in (default {project}-{service}:latest)."
+    )] = None,
+    builder: Annotated[str | None, typer.Option(
+        "--builder", help="buildah, podman or docker (default: the first that works).")] = None,
+    base: Annotated[str | None, typer.Option(
+        "--base", help="Base image (default: per runtime, or STACKBLAZE_BASE_IMAGE_<RUNTIME>).")] = None,
+    run_base: Annotated[str | None, typer.Option(
+        "--run-base", help="Base of a separate final stage (go: debian:bookworm-slim).")] = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="An init the base has (e.g. tini) to run the worker under.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --image: print the Containerfiles.")] = False,
 ) -> None:
-    """Show how each service would be built: runtime, version, package manager, commands, cache key."""
+    """Show how each service would be built (--plan), or build its image (--image)."""
+    if image:
+        build_images(path, tag=tag, builder=builder, base=base, run_base=run_base, init=init,
+                     dry_run=dry_run, as_json=as_json)
+        return
+    if dry_run:
+        raise UserError("build --dry-run: goes with --image (e.g. stackblaze build --image --dry-run)")
     if not plan:
-        raise UserError("build: say what to do: --plan prints each service's build plan (--image is coming)")
+        raise UserError("build: say what to do: --plan prints each service's build plan, --image builds images")
     plans = plan_project(path)
     if as_json:
         render.print_json({"project": plans[0], "plans": plans[1]})
@@ -78,3 +99,36 @@ def _print_plan(plan: dict[str, Any]) -> None:
     for warning in plan["warnings"]:
         render.err.print(f"[yellow]warning:[/yellow] {escape(plan['service'])}: {escape(warning)}")
     out.print()
+
+
+def build_images(path: Path, *, tag: str | None, builder: str | None, base: str | None, run_base: str | None,
+                 init: str | None, dry_run: bool, as_json: bool) -> None:
+    """One image per service; the builder's output goes to stderr, the result (or Containerfile) to stdout."""
+    project = load_project(path)
+    if tag is not None and "{service}" not in tag and len(project.services) > 1:
+        raise UserError(f"--tag: {tag!r} would name {len(project.services)} images the same; put {{service}} "
+                        f"in it (e.g. --tag {project.name}-{{service}}:v1)")
+    toolchains = ImageToolchains(SystemToolchains())  # the image runs `python3`, not this machine's path
+    images: list[dict[str, Any]] = []
+    for service in project.services:
+        found = detect_plan(project.source, service, toolchains=toolchains)
+        context = project.source / found.copy_root
+        name = image_tag(tag, project=project.name, service=service.name)
+        options: dict[str, Any] = {"base": base, "run_base": run_base, "stop_signal": service.stop_signal,
+                                   "init": init, "project": project.name, "release": digest_tree(context)[:12]}
+        if dry_run:
+            images.append({"service": service.name, "tag": name,
+                           "containerfile": containerfile_for(found, context, **options)})
+            if not as_json:
+                render.out.print(("\n" if len(images) > 1 else "") + images[-1]["containerfile"], markup=False,
+                                 end="")
+            continue
+        render.err.print(f"==> {service.name}: building image {name}", markup=False)
+        result = build_image(found, context, tag=name, builder=builder, **options,
+                             output=lambda line: render.err.print(f"    {line}", markup=False, highlight=False))
+        images.append({"service": service.name, "tag": result.tag, "builder": result.builder,
+                       "containerfile": result.containerfile})
+        if not as_json:
+            render.out.print(f"{service.name}: built {result.tag} with {result.builder}", markup=False)
+    if as_json:
+        render.print_json({"project": project.name, "images": images})

@@ -71,5 +71,5 @@ def test_without_plan_it_says_what_is_needed(tmp_path: Path) -> None:
     project = write(tmp_path / "app", {"Procfile": "worker: python w.py\n"})
     done = run(str(project), home=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.strip() == ("error: build: say what to do: --plan prints each service's build plan "
-                                   "(--image is coming)")
+    assert done.stderr.strip() == ("error: build: say what to do: --plan prints each service's build plan, "
+                                   "--image builds images")

@@ -8,18 +8,23 @@ from pathlib import Path
 
 import pytest
 
+from stackblaze.build.detect import detect_plan
 from stackblaze.build.image import (
     ImageBuildError,
+    ImageToolchains,
     builder_args,
     builder_command,
     find_builder,
     find_ca_bundle,
+    image_tag,
     render_containerfile,
     resolve_bases,
     start_argv,
 )
 from stackblaze.build.plan import BuildPlan
+from stackblaze.build.toolchains import FakeToolchains
 from stackblaze.errors import UserError
+from stackblaze.spec.model import Service
 
 PYTHON = BuildPlan(
     service="worker", root=".", runtime="python", version="3.11", version_source=".python-version",
@@ -50,6 +55,7 @@ def index(lines: list[str], prefix: str) -> int:
 def test_the_dependency_stage_sees_only_the_lockfiles_and_installs_at_the_final_path() -> None:
     deps, final = stages(render_containerfile(PYTHON, base="python:3.11-slim"))
     assert deps[0] == "FROM python:3.11-slim AS deps"
+    assert deps[1] == "WORKDIR /stackblaze/install"  # beside the layer: `cp -R . $DEPS` must not recurse
     copies = [line for line in deps if line.startswith("COPY")]
     assert copies == ["COPY requirements.txt ./", "COPY constraints/base.txt ./constraints/base.txt"]
     run = deps[-1]
@@ -124,12 +130,35 @@ def test_a_multi_line_command_stays_one_instruction() -> None:
     assert argv[:2] == ["/bin/sh", "-c"] and argv[2].endswith('set -e\necho "built" > out.txt')
 
 
-def test_node_uses_the_dependency_layers_node_modules() -> None:
-    plan = replace(PYTHON, runtime="node", install="npm ci --prefix $DEPS", lockfiles=("package-lock.json",),
-                   start="node dist/worker.js", build="npm run build")
+def test_links_point_into_the_dependency_layer_before_the_build() -> None:
+    plan = replace(PYTHON, runtime="node", install="npm ci", lockfiles=("package-lock.json",),
+                   start="node dist/worker.js", build="npm run build",
+                   links=("node_modules", "packages/api/node_modules"))
     final = stages(render_containerfile(plan, base="node:20-slim"))[-1]
-    link = index(final, "RUN if [ -d /app/.deps/node_modules ]")
+    link = index(final, "RUN if [ -e /app/.deps/node_modules ]; then rm -rf node_modules && ln -s")
     assert index(final, "COPY . ./") < link < index(final, "RUN export DEPS=/app/.deps && npm run build")
+    assert "mkdir -p packages/api && ln -s /app/.deps/packages/api/node_modules packages/api/node_modules" \
+        in final[link]
+
+
+def test_a_monorepo_service_builds_and_starts_in_its_directory() -> None:
+    plan = replace(PYTHON, root="services/email", copy_root=".", lockfiles=("package-lock.json",))
+    final = stages(render_containerfile(plan, base="b"))[-1]
+    assert index(final, "COPY . ./") < index(final, "WORKDIR /app/services/email") < index(final, "RUN ")
+
+
+def test_an_install_that_needs_the_source_sees_all_of_it() -> None:
+    plan = replace(PYTHON, install="$DEPS/bin/pip install .", install_needs_source=True)
+    deps = stages(render_containerfile(plan, base="b"))[0]
+    assert [line for line in deps if line.startswith("COPY")] == ["COPY . ./"]
+
+
+def test_only_deps_and_path_are_placeholders_in_env() -> None:
+    plan = replace(PYTHON, env={"PATH": "$DEPS/venv/bin:$PATH", "PRICE": "$5 \\ \"x\"", "P2": "${PATH}x"})
+    final = stages(render_containerfile(plan, base="b"))[-1]
+    assert 'ENV PATH="/app/.deps/venv/bin:$PATH"' in final
+    assert 'ENV PRICE="\\$5 \\\\ \\"x\\""' in final  # Dockerfile escapes: the value stays `$5 \ "x"`
+    assert 'ENV P2="${PATH}x"' in final
 
 
 def test_a_separate_run_base_gets_the_built_app_and_the_env() -> None:
@@ -189,3 +218,24 @@ def test_ca_bundle_choice(tmp_path: Path) -> None:
     assert find_ca_bundle({"SSL_CERT_FILE": str(pem)}) == pem
     assert find_ca_bundle({"STACKBLAZE_CA_BUNDLE": "none", "SSL_CERT_FILE": str(pem)}) is None
     assert find_ca_bundle({"STACKBLAZE_CA_BUNDLE": str(pem)}) == pem
+
+
+def test_image_tags() -> None:
+    assert image_tag(None, project="Acme", service="mailer") == "acme-mailer:latest"
+    assert image_tag("reg.local/{project}/{service}:v2", project="acme", service="mailer") == "reg.local/acme/mailer:v2"
+
+
+def test_detection_for_an_image_runs_the_bare_interpreter_of_the_base(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("redis==5.0.1\n")
+    (tmp_path / ".python-version").write_text("3.12\n")
+    host = FakeToolchains(python=["3.11.7", "3.12.1"], go=[])
+    service = Service(name="worker", start="python worker.py")
+    on_host = detect_plan(tmp_path, service, toolchains=host)
+    in_image = detect_plan(tmp_path, service, toolchains=ImageToolchains(host))
+    assert "/opt/python/3.12.1/bin/python3" in (on_host.install or "")
+    assert (in_image.install or "").startswith("python3 -m venv") and in_image.resolved_version == "3.12.1"
+    assert resolve_bases(in_image, environ={})[0] == "python:3.12-slim"
+    # a runtime this machine lacks is assumed at the default base's version
+    assert ImageToolchains(host).default("go") == ImageToolchains(host).installed("go")[0]
+    assert ImageToolchains(host).installed("go")[0].path == "go"
+
