@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 MAX_LINE = 16 * 1024  # longer lines are split into partial (P) records, never dropped
@@ -28,7 +29,7 @@ class LogFile:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = os.fstat(self._fd).st_size
 
-    def write(self, parts: list[bytes]) -> None:
+    def write(self, parts: Sequence[bytes | memoryview]) -> None:
         """Append the pieces with one writev (no joining copy); a short write finishes with plain writes."""
         if not parts:
             return
@@ -80,23 +81,28 @@ class LineSplitter:
         self._partial = b" " + stream.encode() + b" P "
         self._pending = b""
 
-    def feed(self, chunk: bytes, now: float | None = None) -> list[bytes]:
-        """The records for a chunk read from the pipe, as pieces to write in order."""
+    def feed(self, chunk: bytes, now: float | None = None) -> list[bytes | memoryview]:
+        """The records for a chunk read from the pipe, as pieces to write in order (for one writev)."""
         stamp = format_timestamp(time.time() if now is None else now)
-        data = self._pending + chunk if self._pending else chunk
-        end = data.rfind(b"\n")
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
+        end = chunk.rfind(b"\n")
+        first = chunk.find(b"\n")
         if end < 0:
-            self._pending = data
-        else:
+            self._pending += chunk
+        elif len(self._pending) + first > MAX_LINE or _may_have_long_line(chunk[:end]):
+            data = self._pending + chunk
+            end = data.rfind(b"\n")
+            out = [self._split_long(stamp, line) for line in data[:end].split(b"\n")]
             self._pending = data[end + 1 :]
-            complete = data[:end]
-            if _may_have_long_line(complete):
-                out = [self._split_long(stamp, line) for line in complete.split(b"\n")]
-            else:
-                # One C-speed pass over the whole chunk: no Python object per line, no joining copies.
-                prefix = stamp + self._full
-                out = [prefix, complete.replace(b"\n", b"\n" + prefix), b"\n"]
+        else:
+            # One C-speed pass over the whole chunk, no Python object per line. The chunk is not copied
+            # to join the pending piece (written first, after the prefix) or to cut the tail (a view).
+            prefix = stamp + self._full
+            separator = b"\n" + prefix
+            records = chunk.replace(b"\n", separator)
+            cut = len(records) - (len(chunk) - end - 1) - len(prefix)
+            out = [prefix, self._pending, memoryview(records)[:cut]]
+            self._pending = chunk[end + 1 :]
         if len(self._pending) > MAX_LINE:
             # A tail that long will never fit one record: emit whole pieces as partials now.
             cut = len(self._pending) - len(self._pending) % MAX_LINE
@@ -105,12 +111,12 @@ class LineSplitter:
             out += [prefix + head[i : i + MAX_LINE] + b"\n" for i in range(0, cut, MAX_LINE)]
         return out
 
-    def flush(self, now: float | None = None) -> list[bytes]:
+    def flush(self, now: float | None = None) -> list[bytes | memoryview]:
         """At EOF: the last line had no newline; record it as a full line."""
         if not self._pending:
             return []
         stamp = format_timestamp(time.time() if now is None else now)
-        out = [stamp + self._full + self._pending + b"\n"]
+        out: list[bytes | memoryview] = [stamp + self._full + self._pending + b"\n"]
         self._pending = b""
         return out
 
