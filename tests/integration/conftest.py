@@ -120,3 +120,33 @@ def write_project(root: Path, spec: str, files: dict[str, str] | None = None) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+# Worker scripts in tests start with this: `mark(name, text)` writes a marker file atomically (write, then
+# rename) into $MARKERS, so a test never reads a half-written one. That is how workers report what
+# happened to them (signals received, pids of their children...).
+PRELUDE = """\
+import os, pathlib, signal, subprocess, sys, time
+MARKERS = pathlib.Path(os.environ["MARKERS"])
+REPLICA = os.environ["STACKBLAZE_REPLICA"]
+
+def mark(name, text=""):
+    tmp = MARKERS / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    tmp.rename(MARKERS / name)
+
+"""
+
+
+def marker(tmp_path: Path, name: str) -> str | None:
+    path = tmp_path / "markers" / name
+    return path.read_text() if path.exists() else None
+
+
+def alive(proc: psutil.Process) -> bool:
+    """The process still exists (same pid and start time) and is not a zombie waiting to be reaped."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+

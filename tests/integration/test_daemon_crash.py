@@ -16,19 +16,7 @@ from typing import Any
 
 import psutil
 
-from tests.integration.conftest import Stackblaze, wait_for, write_project
-
-PRELUDE = """\
-import os, pathlib, signal, sys, time
-MARKERS = pathlib.Path(os.environ["MARKERS"])
-REPLICA = os.environ["STACKBLAZE_REPLICA"]
-
-def mark(name, text=""):
-    tmp = MARKERS / f".{name}.{os.getpid()}.tmp"
-    tmp.write_text(text)
-    tmp.rename(MARKERS / name)
-
-"""
+from tests.integration.conftest import PRELUDE, Stackblaze, alive, marker, wait_for, write_project
 
 
 def project(tmp_path: Path, sb: Stackblaze, worker: str, *, replicas: int = 2) -> Path:
@@ -47,18 +35,6 @@ services:
     shutdown_grace: 100s
 """
     return write_project(tmp_path / "app", spec, {"worker.py": PRELUDE + worker})
-
-
-def marker(tmp_path: Path, name: str) -> str | None:
-    path = tmp_path / "markers" / name
-    return path.read_text() if path.exists() else None
-
-
-def alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def running(sb: Stackblaze, count: int) -> dict[int, dict[str, Any]] | None:

@@ -18,21 +18,7 @@ from typing import Any
 
 import psutil
 
-from tests.integration.conftest import Stackblaze, instance_pids, wait_for, write_project
-
-# Every worker starts with this: `mark(name, text)` writes a marker atomically (write, then rename), so the
-# test never reads a half-written file.
-PRELUDE = """\
-import os, pathlib, signal, subprocess, sys, time
-MARKERS = pathlib.Path(os.environ["MARKERS"])
-REPLICA = os.environ["STACKBLAZE_REPLICA"]
-
-def mark(name, text=""):
-    tmp = MARKERS / f".{name}.{os.getpid()}.tmp"
-    tmp.write_text(text)
-    tmp.rename(MARKERS / name)
-
-"""
+from tests.integration.conftest import PRELUDE, Stackblaze, alive, instance_pids, marker, wait_for, write_project
 
 
 def project(tmp_path: Path, sb: Stackblaze, worker: str, *, replicas: int = 1, grace: str = "100s",
@@ -57,21 +43,8 @@ services:
     return write_project(tmp_path / "app", spec, files)
 
 
-def marker(tmp_path: Path, name: str) -> str | None:
-    path = tmp_path / "markers" / name
-    return path.read_text() if path.exists() else None
-
-
 def wait_marker(tmp_path: Path, name: str, timeout: float = 20.0) -> str:
     return wait_for(f"marker {name}", lambda: marker(tmp_path, name), timeout=timeout)  # type: ignore[no-any-return]
-
-
-def alive(proc: psutil.Process) -> bool:
-    """The process still exists (same pid and start time) and is not a zombie waiting to be reaped."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def exits(events: list[dict[str, Any]], after_id: int = 0) -> list[dict[str, Any]]:
