@@ -124,11 +124,15 @@ class Runner:
             os.unlink(self.socket_path)
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
+        staging = f"{self.socket_path}.{os.getpid()}"
         try:
-            self.server.bind(self.socket_path)
+            self.server.bind(staging)
         finally:
             os.umask(old)
         self.server.listen(16)
+        # The socket appears under its name only once it listens: a client never meets a refused connect
+        # it could take for "no runner" (and start a second one).
+        os.rename(staging, self.socket_path)
         self.server.setblocking(False)
         self.selector.register(self.server, selectors.EVENT_READ, ("accept", None))
 
