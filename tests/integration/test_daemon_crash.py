@@ -203,3 +203,34 @@ def test_replica_that_exits_while_the_daemon_is_down_is_restarted(sb: Stackblaze
     assert len(exits) == 1, exits
     assert exits[0]["replica"] == 2 and exits[0]["details"]["code"] == 7, exits[0]
     assert exits[0]["details"]["at"] <= exited_by, "the exit is dated when the daemon heard of it, not when it happened"
+
+
+HELPER_IN_NEW_SESSION = """\
+helper = subprocess.Popen(["setsid", "sleep", "100000"])
+mark(f"helper-{REPLICA}-{os.getpid()}", str(helper.pid))
+while True:
+    time.sleep(60)
+"""
+
+
+def test_kill_9_of_the_runner_leaves_no_orphan_and_the_replicas_come_back(sb: Stackblaze, tmp_path: Path) -> None:
+    """The runner should never die; if it does, its replicas die with it (nothing runs unsupervised, not
+    even a helper in its own session), the daemon starts a new runner, and the replicas are restarted,
+    each exit counted as a crash that names the cause."""
+    sb.run("deploy", str(project(tmp_path, sb, HELPER_IN_NEW_SESSION)))
+    before = wait_for("2 running replicas", lambda: running(sb, 2))
+    names = [f"helper-{n}-{before[n]['pid']}" for n in (1, 2)]
+    wait_for("both helpers started", lambda: all(marker(tmp_path, name) for name in names))
+    helpers = [psutil.Process(int(marker(tmp_path, name) or 0)) for name in names]
+    old_runner = sb.runner_pid()
+    assert old_runner is not None and all(alive(p) for p in helpers)
+    doomed = [psutil.Process(before[n]["pid"]) for n in (1, 2)] + helpers
+
+    os.kill(old_runner, signal.SIGKILL)
+
+    wait_for("the old replicas and their helpers to be gone", lambda: not any(alive(p) for p in doomed))
+    after = wait_for("2 new replicas", lambda: (r := running(sb, 2)) and all(
+        r[n]["pid"] != before[n]["pid"] for n in (1, 2)) and r)
+    assert sb.runner_pid() not in (None, old_runner)
+    assert all(after[n]["restart_count"] == 1 for n in (1, 2))
+    assert after[1]["last_exit"]["meaning"] == "the runner died, and the replica with it"

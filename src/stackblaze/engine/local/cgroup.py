@@ -60,6 +60,34 @@ class Cgroups:
                 pass
             return
         self.base = base
+        self._reap_dead_runners(os.path.dirname(base))
+
+    def _reap_dead_runners(self, parent: str) -> None:
+        """Groups left by a runner that died: kill what is still in them (a replica's orphans) and remove
+        them, so a runner that replaces a dead one leaves nothing of its replicas behind."""
+        for name in os.listdir(parent):
+            if not name.startswith("stackblaze-") or os.path.join(parent, name) == self.base:
+                continue
+            try:
+                os.kill(int(name.removeprefix("stackblaze-")), 0)
+                continue  # that runner is alive (another STACKBLAZE_HOME)
+            except ProcessLookupError:
+                pass
+            except (ValueError, PermissionError):
+                continue
+            stale = os.path.join(parent, name)
+            for group in os.listdir(stale):
+                path = os.path.join(stale, group)
+                if os.path.isdir(path):
+                    _kill_group(path)
+                    try:
+                        os.rmdir(path)
+                    except OSError:
+                        pass  # the killed processes are not reaped yet; the next runner tries again
+            try:
+                os.rmdir(stale)
+            except OSError:
+                pass
 
     def path(self, key: str) -> str | None:
         if self.base is None:
@@ -81,28 +109,8 @@ class Cgroups:
         path = self.path(key)
         if path is None or not os.path.isdir(path):
             return False
-        try:
-            with open(os.path.join(path, "cgroup.kill"), "w") as kill:
-                kill.write("1")
-            return True
-        except OSError:
-            pass
-        for pid in self.pids(key):  # kernels before 5.14 have no cgroup.kill
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_group(path)
         return True
-
-    def pids(self, key: str) -> list[int]:
-        path = self.path(key)
-        if path is None:
-            return []
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as procs:
-                return [int(line) for line in procs if line.strip()]
-        except OSError:
-            return []
 
     def remove(self, key: str) -> None:
         path = self.path(key)
@@ -122,6 +130,25 @@ class Cgroups:
                 pass
         try:
             os.rmdir(self.base)
+        except OSError:
+            pass
+
+
+def _kill_group(path: str) -> None:
+    try:
+        with open(os.path.join(path, "cgroup.kill"), "w") as kill:
+            kill.write("1")
+        return
+    except OSError:
+        pass
+    try:  # kernels before 5.14 have no cgroup.kill
+        with open(os.path.join(path, "cgroup.procs")) as procs:
+            pids = [int(line) for line in procs if line.strip()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
 

@@ -28,7 +28,8 @@ class RunnerClient:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self.on_exit: ExitHandler | None = None
-        self._exits: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.on_lost: Callable[[], Awaitable[None]] | None = None  # the runner went away (not by close())
+        self._exits: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()  # None: the runner is gone
         self._exit_task: asyncio.Task[None] | None = None
 
     async def connect(self, *, start: bool = True, timeout: float = 10.0) -> None:
@@ -75,13 +76,19 @@ class RunnerClient:
         # Handled one at a time, in order, outside the read loop: a handler may call the runner.
         while True:
             instance = await self._exits.get()
-            if self.on_exit is not None:
+            if instance is None:
+                if self.on_lost is not None:
+                    await self.on_lost()
+            elif self.on_exit is not None:
                 await self.on_exit(instance)
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
         while True:
-            line = await self._reader.readline()
+            try:
+                line = await self._reader.readline()
+            except OSError:
+                line = b""
             if not line:
                 break
             message = json.loads(line)
@@ -95,6 +102,12 @@ class RunnerClient:
             if not future.done():
                 future.set_exception(UnavailableError("the runner closed its connection"))
         self._pending.clear()
+        self._writer = None
+        self._exits.put_nowait(None)  # after the exits it announced: they are handled first
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
         if self._writer is None:
@@ -110,6 +123,7 @@ class RunnerClient:
         return reply
 
     async def close(self) -> None:
+        self.on_lost = None  # closing on purpose: the end of the connection is no loss
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(OSError):

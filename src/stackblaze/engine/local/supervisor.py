@@ -7,6 +7,7 @@ asyncio timers set for the exact restart time; nothing here polls.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from stackblaze.engine.exits import describe_exit, signal_name
 from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Supervisor:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._changed = asyncio.Condition()
         runner.on_exit = self.handle_exit
+        runner.on_lost = self.handle_runner_lost
 
     # -- start-up: adopt what the runner already runs -------------------------------------------
 
@@ -262,6 +266,8 @@ class Supervisor:
                 log_max_files=desired.log_max_files, meta=meta,
             )
         except UnavailableError as exc:
+            if not self._runner.connected:
+                return  # not the worker's fault: the runner is being replaced, which reconciles again
             now = self._clock()
             code = 127 if "FileNotFoundError" in str(exc) else 126
             self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="start-failed",
@@ -355,9 +361,39 @@ class Supervisor:
                 self._changed.wait_for(lambda: not self.pids(project, service)), timeout=timeout
             )
 
+    async def handle_runner_lost(self) -> None:
+        """The runner died (a bug, or kill -9). Its replicas died with it (PR_SET_PDEATHSIG; the next runner
+        kills what is left in their cgroups): start a new runner, count each replica's end as a crash, and
+        let the restart policy bring them back."""
+        lost = [(slot, slot.current) for slot in self._slots.values() if slot.current is not None]
+        for slot in self._slots.values():
+            slot.current = None
+            slot.old.clear()
+        while True:
+            try:
+                await self._runner.connect()
+                break
+            except UnavailableError as exc:  # keep trying: without a runner nothing can run
+                log.error("cannot start a new runner: %s", exc)
+                await asyncio.sleep(1.0)
+        now = self._clock()
+        for slot, live in lost:
+            assert live is not None
+            async with self._lock(slot.project, slot.service):
+                await self._crashed(slot, {
+                    "key": live.key, "exit_code": None, "exit_signal": 9, "exited_at": now,
+                    "started_at": live.started_at, "release": live.release,
+                    "reason": "the runner died, and the replica with it",
+                })
+        for project, service in self._services():
+            await self.reconcile(project, service)
+        async with self._changed:
+            self._changed.notify_all()
+
     def halt(self) -> None:
         """Stop acting: no restart, no spawn; exits are no longer handled (the runner is shutting down)."""
         self._runner.on_exit = None
+        self._runner.on_lost = None
         for slot in self._slots.values():
             self._disarm(slot)
 
@@ -388,7 +424,7 @@ class Supervisor:
 
     @staticmethod
     def _exit_words(record: dict[str, Any]) -> str:
-        return describe_exit(code=record.get("exit_code"), sig=record.get("exit_signal"))
+        return str(record.get("reason") or describe_exit(code=record.get("exit_code"), sig=record.get("exit_signal")))
 
     def _exit_details(self, record: dict[str, Any]) -> dict[str, Any]:
         sig = record.get("exit_signal")
