@@ -150,3 +150,26 @@ def alive(proc: psutil.Process) -> bool:
     except psutil.NoSuchProcess:
         return False
 
+
+def marker_project(tmp_path: Path, sb: Stackblaze, worker: str, *, name: str, replicas: int = 1,
+                   grace: str = "100s", strategy: str = "rolling", extra: dict[str, str] | None = None) -> Path:
+    """A one-service project whose worker (and extra scripts) start with PRELUDE and write markers."""
+    markers = tmp_path / "markers"
+    markers.mkdir(exist_ok=True)
+    spec = f"""\
+project: {name}
+env:
+  MARKERS: "{markers}"
+  STACKBLAZE_TEST_HOME: "{sb.home}"
+services:
+  - name: worker
+    type: worker
+    start: python3 -u worker.py
+    replicas: {replicas}
+    shutdown_grace: {grace}
+    strategy: {strategy}
+"""
+    files = {"worker.py": PRELUDE + worker}
+    files.update({script: PRELUDE + text for script, text in (extra or {}).items()})
+    return write_project(tmp_path / "app", spec, files)
+

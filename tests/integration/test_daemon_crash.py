@@ -16,25 +16,11 @@ from typing import Any
 
 import psutil
 
-from tests.integration.conftest import PRELUDE, Stackblaze, alive, marker, wait_for, write_project
+from tests.integration.conftest import Stackblaze, alive, marker, marker_project, wait_for
 
 
 def project(tmp_path: Path, sb: Stackblaze, worker: str, *, replicas: int = 2) -> Path:
-    markers = tmp_path / "markers"
-    markers.mkdir(exist_ok=True)
-    spec = f"""\
-project: crashy
-env:
-  MARKERS: "{markers}"
-  STACKBLAZE_TEST_HOME: "{sb.home}"
-services:
-  - name: worker
-    type: worker
-    start: python3 -u worker.py
-    replicas: {replicas}
-    shutdown_grace: 100s
-"""
-    return write_project(tmp_path / "app", spec, {"worker.py": PRELUDE + worker})
+    return marker_project(tmp_path, sb, worker, name="crashy", replicas=replicas)
 
 
 def running(sb: Stackblaze, count: int) -> dict[int, dict[str, Any]] | None:

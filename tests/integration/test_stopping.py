@@ -18,29 +18,13 @@ from typing import Any
 
 import psutil
 
-from tests.integration.conftest import PRELUDE, Stackblaze, alive, instance_pids, marker, wait_for, write_project
+from tests.integration.conftest import PRELUDE, Stackblaze, alive, instance_pids, marker, marker_project, wait_for
 
 
 def project(tmp_path: Path, sb: Stackblaze, worker: str, *, replicas: int = 1, grace: str = "100s",
             strategy: str = "rolling", extra: dict[str, str] | None = None) -> Path:
-    markers = tmp_path / "markers"
-    markers.mkdir(exist_ok=True)
-    spec = f"""\
-project: stopping
-env:
-  MARKERS: "{markers}"
-  STACKBLAZE_TEST_HOME: "{sb.home}"
-services:
-  - name: worker
-    type: worker
-    start: python3 -u worker.py
-    replicas: {replicas}
-    shutdown_grace: {grace}
-    strategy: {strategy}
-"""
-    files = {"worker.py": PRELUDE + worker}
-    files.update({name: PRELUDE + text for name, text in (extra or {}).items()})
-    return write_project(tmp_path / "app", spec, files)
+    return marker_project(tmp_path, sb, worker, name="stopping", replicas=replicas, grace=grace,
+                          strategy=strategy, extra=extra)
 
 
 def wait_marker(tmp_path: Path, name: str, timeout: float = 20.0) -> str:
