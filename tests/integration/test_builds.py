@@ -7,8 +7,10 @@ uv, pnpm and Go first (see .ci/run).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,32 @@ services:
         f"serving {name}" in sb.run("logs", name, "-n", "5").out for name in ("emails", "reports")))
     paths = {sb.run("releases", name, "--json").json()["releases"][0]["path"] for name in ("emails", "reports")}
     assert len(paths) == 1
+
+
+def test_old_releases_build_trees_and_unused_dependency_layers_are_collected(sb: Stackblaze, tmp_path: Path) -> None:
+    """5 releases are kept per service (plus the running one); build trees no kept release uses go; a
+    dependency layer no kept release uses goes once it is an hour old (a fresh one may be another
+    deploy's, still building)."""
+    app = write_project(tmp_path / "app", spec("gc", "python worker.py"),
+                        {"requirements.txt": "# v1\n", "worker.py": "import time\ntime.sleep(1e6)\n"})
+    sb.run("deploy", str(app), timeout=300)
+    (app / "requirements.txt").write_text("# v2\n")
+    sb.run("deploy", str(app), timeout=300)
+    layers = sb.home / "cache" / "deps"
+    first_layer, second_layer = (
+        Path(r["deps_dir"]) for r in sb.run("releases", "worker", "--json").json()["releases"])
+    assert first_layer != second_layer
+    for edit in range(5):
+        (app / "worker.py").write_text(f"import time\n# edit {edit}\ntime.sleep(1e6)\n")
+        sb.run("deploy", str(app), timeout=120)
+    releases = sb.run("releases", "worker", "--json").json()
+    assert [r["number"] for r in releases["releases"]] == [3, 4, 5, 6, 7] and releases["current"] == 7
+    trees = [p for p in (sb.home / "releases" / "gc" / "builds").iterdir() if p.is_dir() and p.name[0] != "."]
+    assert len(trees) == 5
+    assert first_layer.exists()  # unused, but younger than an hour
+    old = time.time() - 2 * 3600
+    os.utime(first_layer / ".complete", (old, old))
+    (app / "worker.py").write_text("import time\n# one more\ntime.sleep(1e6)\n")
+    sb.run("deploy", str(app), timeout=120)
+    assert not first_layer.exists() and second_layer.exists()
+    assert sorted(p.name for p in layers.iterdir() if p.is_dir()) == [second_layer.name]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stackblaze.build.builder import Builder, BuildResult, runtime_env
+from stackblaze.build.builder import COMPLETE, Builder, BuildResult, runtime_env
 from stackblaze.build.plan import BuildPlan
 from stackblaze.state.store import ReleaseRow, ServiceRow
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from stackblaze.spec import Project, Service
 
 KEEP_RELEASES = 5
+LAYER_GRACE = 3600.0  # an unused dependency layer younger than this is kept
 Progress = Callable[[str], None]
 
 
@@ -127,16 +128,30 @@ class Deployer:
                 "resolved_version": plan.resolved_version, "warnings": list(plan.warnings)}
 
     def _collect_garbage(self, project: str) -> None:
-        """Keep the last KEEP_RELEASES releases of each service, the one running, and what they use."""
+        """Keep the last KEEP_RELEASES releases of each service, the one running, and what they use: their
+        build trees, and the dependency layers any project's kept release uses (or that are recent, so a
+        deploy still building next to this one keeps its fresh layer)."""
         for row in self._store.services(project):
             releases = self._store.releases(project, row.name)
             for release in releases[:-KEEP_RELEASES]:
                 if release.number != row.release:
                     self._store.delete_release(project, row.name, release.number)
                     Path(release.details.get("build_log", "")).unlink(missing_ok=True)
-        in_use = self._store.release_paths()
+        kept = self._store.all_releases()
+        in_use = {release.details.get("build_id") for release in kept}
         builds = self._settings.releases_dir / project / "builds"
         if builds.is_dir():
             for tree in builds.iterdir():
-                if tree.is_dir() and not tree.name.startswith(".") and str(tree) not in in_use:
+                if tree.is_dir() and not tree.name.startswith(".") and tree.name not in in_use:
                     shutil.rmtree(tree, ignore_errors=True)
+                    tree.with_name(f"{tree.name}.lock").unlink(missing_ok=True)
+        layers_in_use = {release.details.get("deps_dir") for release in kept}
+        deps = self._settings.cache_dir / "deps"
+        cutoff = time.time() - LAYER_GRACE
+        if deps.is_dir():
+            for layer in deps.iterdir():
+                done = layer / COMPLETE
+                if (layer.is_dir() and str(layer) not in layers_in_use and done.exists()
+                        and done.stat().st_mtime < cutoff):
+                    shutil.rmtree(layer, ignore_errors=True)
+                    layer.with_name(f"{layer.name}.lock").unlink(missing_ok=True)

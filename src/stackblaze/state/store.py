@@ -209,9 +209,9 @@ class Store:
         self._db.execute("DELETE FROM releases WHERE project = ? AND service = ? AND number = ?",
                          (project, service, number))
 
-    def release_paths(self) -> set[str]:
-        """Every build tree some kept release points at (what build garbage collection must keep)."""
-        return {row[0] for row in self._db.execute("SELECT path FROM releases")}
+    def all_releases(self) -> list[ReleaseRow]:
+        """Every kept release of every project: what garbage collection of builds and caches must keep."""
+        return self._release_rows("1 = 1", ())
 
     # -- env ---------------------------------------------------------------------------------------
 
