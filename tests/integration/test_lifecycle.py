@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import psutil
@@ -159,3 +160,14 @@ services:
     assert len(after) == 2
     wait_for("both see the value", lambda: sb.run("logs", "worker", "-n", "50").out.count("concurrency 5") == 2)
     assert sb.run("env", "list").out.strip() == "WORKER_CONCURRENCY=5"
+
+
+def test_api_socket_is_private_to_its_user(sb: Stackblaze) -> None:
+    """The daemon's API is a unix socket of mode 0600 (no TCP listener), and so is the runner's."""
+    sb.run("daemon", "start")
+    for path in (sb.home / "api.sock", sb.home / "run" / "runner.sock"):
+        mode = path.stat().st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, (path, oct(mode))
+    listening = [c for c in psutil.Process(sb.daemon_pid()).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listening == []
