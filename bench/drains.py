@@ -36,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.tls: the self-signed certificate helper
 
+from tests.rsyslog import write_rsyslog_conf  # noqa: E402
 from tests.tls import make_certificate  # noqa: E402
 
 from stackblaze.engine.local.logwriter import LineSplitter, LogFile  # noqa: E402
@@ -144,22 +145,6 @@ async def run_drain(folder: Path, url: str, lines: int, received: Any) -> dict[s
             "acked_lines_per_s": lines / acked}
 
 
-def rsyslog_conf(folder: Path, port: int, out: Path, cert: Path, key: Path, tls: bool) -> Path:
-    driver = (f'DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{cert}" '
-              f'DefaultNetstreamDriverCertFile="{cert}" DefaultNetstreamDriverKeyFile="{key}"') if tls else ""
-    module = ('module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")'
-              if tls else 'module(load="imtcp")')
-    conf = folder / "rsyslog.conf"
-    conf.write_text(f"""
-global(workDirectory="{folder}" maxMessageSize="64k" {driver})
-{module}
-input(type="imtcp" port="{port}" address="127.0.0.1")
-template(name="line" type="string" string="%APP-NAME% %PROCID% %msg%\\n")
-action(type="omfile" file="{out}" template="line" ioBufferSize="1m" asyncWriting="on" flushInterval="1")
-""")
-    return conf
-
-
 def count_lines(path: Path) -> int:
     if not path.exists():
         return 0
@@ -172,7 +157,9 @@ def bench_rsyslog(folder: Path, lines: int, cert: Path, key: Path, *, tls: bool)
     work.mkdir()
     port = free_port()
     out = work / "received.log"
-    conf = rsyslog_conf(work, port, out, cert, key, tls)
+    conf = write_rsyslog_conf(work, port=port, out=out, cert=cert, key=key, tls=tls,
+                              template="%APP-NAME% %PROCID% %msg%\\n",
+                              action_options='ioBufferSize="1m" asyncWriting="on" flushInterval="1"')
     with process([RSYSLOGD, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")]) as proc:
         wait_port(port, proc)
         url = f"syslog+tls://localhost:{port}?ca={cert}" if tls else f"syslog://127.0.0.1:{port}"

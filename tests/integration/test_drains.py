@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from tests.integration.conftest import Stackblaze, wait_for, write_project
+from tests.rsyslog import write_rsyslog_conf
 from tests.tls import make_certificate
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
@@ -112,18 +113,7 @@ def rsyslog(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[st
     cert, key = make_certificate(folder / "tls")
     port = free_port()
     out = folder / "received.log"
-    driver = (f'DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{cert}" '
-              f'DefaultNetstreamDriverCertFile="{cert}" DefaultNetstreamDriverKeyFile="{key}"') if tls else ""
-    module = ('module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")'
-              if tls else 'module(load="imtcp")')
-    conf = folder / "rsyslog.conf"
-    conf.write_text(f"""
-global(workDirectory="{folder}" maxMessageSize="64k" {driver})
-{module}
-input(type="imtcp" port="{port}" address="127.0.0.1")
-template(name="fields" type="string" string="{FIELDS}")
-action(type="omfile" file="{out}" template="fields")
-""")
+    conf = write_rsyslog_conf(folder, port=port, out=out, cert=cert, key=key, tls=tls, template=FIELDS)
     proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(folder / "rsyslogd.pid")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
