@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -32,6 +32,11 @@ def parse_cri(raw: bytes, *, service: str, replica: int) -> LogRecord | None:
         stream=parts[1].decode("ascii", "replace"), line=line.decode("utf-8", "replace"),
         partial=parts[2] == b"P",
     )
+
+
+def format_time(when: float) -> str:
+    """A Unix time as log records write it (RFC 3339, UTC, microseconds): comparable with `at` as text."""
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(at: str) -> float:

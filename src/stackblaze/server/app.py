@@ -7,7 +7,6 @@ import json
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 from stackblaze.build.builder import BuildFailed
 from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
 from stackblaze.logs.reader import Follower, find_logs, records_since, tail_records
+from stackblaze.logs.record import format_time
 from stackblaze.logs.structured import LogFilter, record_dict
 from stackblaze.server import drains_api
 from stackblaze.server.control import Control
@@ -201,8 +201,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         limits = follower.limits if follower else None
         found = find_logs(project_dir, service, replica)
         if since is not None or wanted.active:
-            since_text = "" if since is None else (datetime.fromtimestamp(0, UTC) + timedelta(seconds=since)).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ")
+            since_text = "" if since is None else format_time(since)
             matching = (p for p in map(record_dict, records_since(found, since_text, limits=limits))
                         if wanted.matches(p))
             backlog = list(deque(matching, maxlen=n)) if since is None else list(matching)

@@ -9,12 +9,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from stackblaze.engine.local.supervisor import Desired, Supervisor
 from stackblaze.errors import ConflictError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
+from stackblaze.logs.record import format_time
 from stackblaze.settings import Settings
 from stackblaze.state.secrets import MASK
 from stackblaze.state.store import ReleaseRow, ServiceRow, Store
@@ -95,7 +95,7 @@ class Control:
     def last_lines(self, project: str, service: str, replica: int, since: float, count: int = 20) -> list[str]:
         """The replica's last log lines written since `since` (its start): what an exit event carries."""
         logs = find_logs(self.settings.logs_dir / project, service, replica)
-        since_text = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        since_text = format_time(since)
         return [r.line for r in tail_records(logs, count) if r.at >= since_text]
 
     def event(self, **fields: Any) -> None:
