@@ -22,6 +22,11 @@ ERROR_KINDS: dict[str, type[StackblazeError]] = {
 START_TIMEOUT = 30.0
 
 
+def error_from(payload: dict[str, Any]) -> StackblazeError:
+    """The daemon's {"error", "kind"} answer as the error the CLI maps to an exit code."""
+    return ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)(payload.get("error", "failed"))
+
+
 class Client:
     def __init__(self, settings: Settings, *, project: str | None = None) -> None:
         self.settings = settings
@@ -85,7 +90,7 @@ class Client:
             raise StackblazeError(f"the daemon failed on {method} {path} (HTTP {response.status_code}; "
                                   f"see {self.settings.daemon_log})") from None
         if response.status_code >= 400:
-            raise ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)(payload.get("error", "failed"))
+            raise error_from(payload)
         return dict(payload)
 
     def stream(self, path: str, *, params: dict[str, Any] | None = None, method: str = "GET",
@@ -96,8 +101,7 @@ class Client:
             with self._http.stream(method, path, params=self._params(params), json=body) as response:
                 if response.status_code >= 400:
                     payload = json.loads(response.read())
-                    kind = ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)
-                    raise kind(payload.get("error", "failed"))
+                    raise error_from(payload)
                 for line in response.iter_lines():
                     if line:
                         yield json.loads(line)
@@ -115,7 +119,7 @@ class Client:
         if "result" not in final:
             for line in final.get("tail") or []:
                 on_progress(f"  | {line}")
-            raise ERROR_KINDS.get(final.get("kind", ""), StackblazeError)(final.get("error", "deploy failed"))
+            raise error_from(final)
         return dict(final["result"])
 
     def shutdown(self, *, all_too: bool) -> bool:

@@ -174,9 +174,8 @@ class Store:
 
     def delete_service(self, project: str, name: str) -> None:
         with self.transaction():
-            for table in ("services", "replicas"):
-                self._db.execute(f"DELETE FROM {table} WHERE project = ? AND "
-                                 f"{'name' if table == 'services' else 'service'} = ?", (project, name))
+            self._db.execute("DELETE FROM services WHERE project = ? AND name = ?", (project, name))
+            self._db.execute("DELETE FROM replicas WHERE project = ? AND service = ?", (project, name))
 
     # -- releases ----------------------------------------------------------------------------------
 
