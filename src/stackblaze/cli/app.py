@@ -25,6 +25,8 @@ daemon_app = typer.Typer(no_args_is_help=True, help="The stackblaze daemon (star
 app.add_typer(env_app, name="env")
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(drains_app, name="drains")
+rollout_app = typer.Typer(no_args_is_help=True, help="Rollouts: wait for one and see how it ended.")
+app.add_typer(rollout_app, name="rollout")
 app.command()(build)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -40,25 +42,56 @@ def client(project: str | None = None) -> Client:
 @app.command()
 def deploy(
     path: Annotated[Path, typer.Argument(help="Project directory (stackblaze.yaml or Procfile).")] = Path("."),
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once built; follow with `rollout "
+                                         "status`.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build every service (dependencies cached by lockfile) and roll out the new releases."""
+    """Build every service (dependencies cached by lockfile), roll out the new releases and wait until every
+    service runs its new release at its count. Exit 1 when a build or a rollout failed."""
     c = client()
     if not as_json:
         render.err.print(f"deploying {path.resolve()}")
-    result = c.deploy(str(path.resolve()), on_progress=(lambda _: None) if as_json else render.build_line)
+    result = c.deploy(str(path.resolve()), on_progress=(lambda _: None) if as_json else render.build_line,
+                      detach=detach)
     if as_json:
         render.print_json(result)
-        return
-    for note in result["notes"]:
-        render.err.print(f"note: {note}")
-    for item in result["services"]:
-        fresh = "new release" if item["new_release"] else "unchanged"
-        render.out.print(f"{item['service']}: release {item['release']} ({fresh}), {item['replicas']} replica(s)")
-    for name in result["removed"]:
-        render.out.print(f"{name}: removed from the spec, stopping")
-    c.project = result["project"]
-    render.ps_table(c.request("GET", "/v1/ps"))
+    else:
+        for note in result["notes"]:
+            render.err.print(f"note: {note}")
+        for item in result["services"]:
+            fresh = "new release" if item["new_release"] else "unchanged"
+            render.out.print(f"{item['service']}: release {item['release']} ({fresh}), {item['replicas']} replica(s)")
+        for name in result["removed"]:
+            render.out.print(f"{name}: removed from the spec, stopping")
+        for item in result["services"] if not detach else []:
+            render.rollout_outcome(item)
+    _fail_on_rollouts([item.get("rollout") or {} for item in result["services"]])
+    if not as_json:
+        c.project = result["project"]
+        render.ps_table(c.request("GET", "/v1/ps"))
+
+
+def _fail_on_rollouts(rollouts: list[dict[str, Any]]) -> None:
+    failed = [r for r in rollouts if r.get("state") == "failed"]
+    if failed:
+        raise StackblazeError("; ".join(f"{r['service']}: rollout of release {r['release']} failed: {r['reason']}"
+                                        for r in failed))
+
+
+@rollout_app.command("status")
+def rollout_status(
+    service: Annotated[str | None, typer.Argument(help="Service (default: every service).")] = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Wait for the rollouts in progress and report them as `deploy` does (exit 1 when one failed)."""
+    result = client(project).rollout_status(service, on_progress=(lambda _: None) if as_json else render.build_line)
+    if as_json:
+        render.print_json(result)
+    else:
+        for item in result["services"]:
+            render.rollout_outcome(item)
+    _fail_on_rollouts(result["services"])
 
 
 @app.command()

@@ -108,10 +108,13 @@ class Client:
         except httpx.TransportError as exc:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
 
-    def deploy(self, path: str, *, on_progress: Callable[[str], None]) -> dict[str, Any]:
-        """Run a deploy, passing build output on as it comes; a failed build raises with its last lines."""
+    def deploy(self, path: str, *, on_progress: Callable[[str], None], detach: bool = False) -> dict[str, Any]:
+        """Run a deploy, passing build and rollout progress on as it comes; a failed build raises with its
+        last lines; a failed rollout is in the result (`ok` false)."""
         final: dict[str, Any] = {}
-        for message in self.stream("/v1/deploy", method="POST", body={"path": path}):
+        # The build runs with the user's PATH, not the daemon's: a tool installed since it started is found.
+        body = {"path": path, "env_path": os.environ.get("PATH"), "detach": detach}
+        for message in self.stream("/v1/deploy", method="POST", body=body):
             if "progress" in message:
                 on_progress(message["progress"])
             else:
@@ -120,6 +123,16 @@ class Client:
             for line in final.get("tail") or []:
                 on_progress(f"  | {line}")
             raise error_from(final)
+        return dict(final["result"])
+
+    def rollout_status(self, service: str | None, *, on_progress: Callable[[str], None]) -> dict[str, Any]:
+        """Wait for the project's (or one service's) rollouts, as `deploy` does."""
+        final: dict[str, Any] = {}
+        for message in self.stream("/v1/rollout", params={"service": service}):
+            if "progress" in message:
+                on_progress(message["progress"])
+            else:
+                final = message
         return dict(final["result"])
 
     def shutdown(self, *, all_too: bool) -> bool:

@@ -142,14 +142,19 @@ def build_line(line: str) -> None:
 
 def releases_table(payload: dict[str, Any]) -> None:
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
-    for column in ("RELEASE", "CREATED", "RUNTIME", "DEPENDENCIES", "BUILD", "START"):
+    for column in ("RELEASE", "CREATED", "STATUS", "RUNTIME", "DEPENDENCIES", "BUILD", "START"):
         table.add_column(column, no_wrap=column != "START")
     for release in reversed(payload["releases"]):
         marker = " *" if release["number"] == payload["current"] else ""
         created = datetime.fromtimestamp(release["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        if release.get("status") == "build-failed":
+            table.add_row(str(release["number"]), created, Text("build failed", "red"), "-", "-", "-",
+                          release.get("error", ""))
+            continue
+        status = Text("rollout failed", "red") if release.get("rollout") == "failed" else Text("ok")
         runtime = f"{release.get('runtime', '-')} {release.get('resolved_version') or ''}".strip()
         deps = "installed" if release.get("installed") else ("cached" if release.get("cache_key") else "-")
-        table.add_row(f"{release['number']}{marker}", created, runtime, deps,
+        table.add_row(f"{release['number']}{marker}", created, status, runtime, deps,
                       f"{release.get('seconds', 0):.1f}s", release.get("start", ""))
     out.print(table)
 
@@ -161,7 +166,31 @@ def event_line(event: dict[str, Any], *, as_json: bool) -> None:
         return
     when = datetime.fromtimestamp(event["at"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     kind = event["kind"]
-    style = {"exit": "red", "restart-scheduled": "yellow", "start": "green", "deploy": "cyan"}.get(kind, "")
+    style = {"exit": "red", "restart-scheduled": "yellow", "start": "green", "deploy": "cyan",
+             "build-failed": "bold red", "rollout-failed": "bold red", "rollout-complete": "green"}.get(kind, "")
     out.print(Text.assemble((when, "dim"), " ", (f"{kind:<18}", style), " ", event["message"]))
     for line in event["details"].get("last_lines") or []:
         out.print(Text.assemble(" " * 24, ("| ", "dim"), line))
+
+
+def rollout_outcome(item: dict[str, Any]) -> None:
+    """One service's rollout, as `deploy` and `rollout status` end: what runs now, or why it failed."""
+    rollout = item.get("rollout") or item
+    service = item["service"]
+    state = rollout.get("state")
+    if state == "failed":
+        again = "started again" if rollout.get("strategy") == "recreate" else "kept running"
+        kept = f"release {rollout['from_release']} {again}" if rollout.get("restored") else "nothing earlier to keep"
+        err.print(Text.assemble((f"{service}: ", "bold"), ("rollout failed: ", "bold red"),
+                                rollout.get("reason") or "", f" ({kept})"))
+        for line in (rollout.get("exit") or {}).get("last_lines") or []:
+            err.print(Text.assemble(("    | ", "dim"), line))
+    elif state == "complete":
+        seconds = (rollout.get("finished_at") or 0) - (rollout.get("started_at") or 0)
+        out.print(f"{service}: release {rollout['release']} rolled out, "
+                  f"{rollout.get('new_available', 0)}/{rollout.get('replicas', 0)} available ({seconds:.1f}s)")
+    elif state == "progressing":
+        out.print(f"{service}: release {rollout['release']} rolling out, "
+                  f"{rollout.get('new_available', 0)}/{rollout.get('replicas', 0)} new replicas available")
+    else:
+        out.print(f"{service}: nothing to roll out")

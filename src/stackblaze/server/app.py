@@ -30,6 +30,8 @@ STATUS_CODES: list[tuple[type[StackblazeError], int]] = [
 
 class DeployRequest(BaseModel):
     path: str
+    env_path: str | None = None  # the CLI's PATH: tools are looked up there; None: the daemon's
+    detach: bool = False  # return once the rollouts started instead of waiting for them
 
 
 class RollbackRequest(BaseModel):
@@ -90,7 +92,8 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
 
         async def run() -> dict[str, Any]:
             try:
-                return {"result": await control.deploy(body.path, progress)}
+                return {"result": await control.deploy(body.path, progress, path_env=body.env_path,
+                                                       detach=body.detach)}
             except BuildFailed as exc:
                 return {"error": str(exc), "kind": "BuildFailed", "tail": exc.tail}
             except StackblazeError as exc:
@@ -105,12 +108,37 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
             yield await task
         return ndjson(stream())
 
+    @app.get("/v1/rollout")
+    async def rollout(project: str | None = None, service: str | None = None) -> StreamingResponse:
+        """NDJSON, as a deploy reports it: {"progress": line} while rollouts go on, then {"result": ...}."""
+        name = control.resolve(project)
+        names = [control.row(name, service).name] if service else [r.name for r in control.store.services(name)]
+        started = {each: control.engine.rollout(name, each) for each in names}
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def run() -> dict[str, Any]:
+            try:
+                outcomes = await control.wait_rollouts(name, started, lines.put_nowait)
+            finally:
+                loop.call_soon(lines.put_nowait, None)
+            return {"result": {"project": name, "services": outcomes,
+                               "ok": all(o["state"] != "failed" for o in outcomes)}}
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            task = asyncio.create_task(run())
+            while (line := await lines.get()) is not None:
+                yield {"progress": line}
+            yield await task
+        return ndjson(stream())
+
     @app.get("/v1/services/{service}/releases")
     async def releases(service: str, project: str | None = None) -> dict[str, Any]:
         name = control.resolve(project)
-        current = control.row(name, service).release
-        return {"service": service, "current": current,
-                "releases": [r.to_dict() for r in control.releases(name, service)]}
+        found = control.releases(name, service)
+        row = control.store.service(name, service)
+        return {"service": service, "current": row.release if row else None,
+                "releases": [r.to_dict() for r in found]}
 
     @app.post("/v1/services/{service}/rollback")
     async def rollback(service: str, body: RollbackRequest, project: str | None = None) -> dict[str, Any]:

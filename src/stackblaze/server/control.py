@@ -15,18 +15,22 @@ from stackblaze.engine.local.supervisor import Desired, Supervisor
 from stackblaze.errors import ConflictError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
+from stackblaze.server.user_env import merge_user_env
 from stackblaze.settings import Settings
+from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
 from stackblaze.state.secrets import MASK
 from stackblaze.state.store import ReleaseRow, ServiceRow, Store
 
 if TYPE_CHECKING:
     from stackblaze.build.toolchains import SystemToolchains
+    from stackblaze.engine.local.rollout import Rollout
 
 # What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
 INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
                  "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS")
 DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}  # worker logs are only useful live
 TOOLCHAIN_TTL = 300.0
+TOOLCHAIN_PATHS = 8  # how many PATH values' probes are kept (one per deploying shell, in practice)
 
 
 class Control:
@@ -35,17 +39,27 @@ class Control:
         self.store = store
         self.supervisor: Supervisor | None = None  # set once the runner is connected
         self._new_event = asyncio.Event()
-        self._toolchains: tuple[float, SystemToolchains] | None = None
+        # PATH -> (when probed, the probe, its fingerprint then); least recently used first
+        self._toolchains: dict[str, tuple[float, SystemToolchains, tuple[object, ...]]] = {}
 
-    def toolchains(self) -> SystemToolchains:
-        """This machine's interpreters and tools. Probing takes a second or two, so a redeploy reuses the
-        last probe for TOOLCHAIN_TTL seconds; a runtime installed meanwhile is seen after that."""
+    def toolchains(self, path: str | None = None) -> SystemToolchains:
+        """This machine's interpreters and tools as found on `path` (the deploying CLI's PATH; the daemon's
+        when None). Probing takes a second or two, so a redeploy reuses the probe for that PATH while its
+        fingerprint holds (nothing installed into or removed from a directory it searches, no command
+        resolving elsewhere), for at most TOOLCHAIN_TTL seconds: a tool that was missing is looked up
+        again by the next deploy once it is installed."""
         from stackblaze.build.toolchains import SystemToolchains
 
+        key = os.environ.get("PATH", os.defpath) if path is None else path
         now = time.monotonic()
-        if self._toolchains is None or now - self._toolchains[0] > TOOLCHAIN_TTL:
-            self._toolchains = (now, SystemToolchains())
-        return self._toolchains[1]
+        cached = self._toolchains.pop(key, None)
+        if cached is None or now - cached[0] > TOOLCHAIN_TTL or cached[1].fingerprint() != cached[2]:
+            probe = SystemToolchains(path=key)
+            cached = (now, probe, probe.fingerprint())  # taken before probing: a later change is seen
+        self._toolchains[key] = cached
+        while len(self._toolchains) > TOOLCHAIN_PATHS:
+            del self._toolchains[next(iter(self._toolchains))]
+        return cached[1]
 
     @property
     def engine(self) -> Supervisor:
@@ -71,11 +85,8 @@ class Control:
         if "PATH" in runtime:  # e.g. the venv's bin first: "$DEPS/venv/bin:$PATH", $DEPS already resolved
             runtime["PATH"] = runtime["PATH"].replace("$PATH", env.get("PATH", os.defpath))
         env.update(runtime)
-        env.update(spec["project_env"])
-        env.update(spec["env"])
-        stored = self.store.env(project)
-        env.update({v.key: v.value for v in stored if v.service == ""})
-        env.update({v.key: v.value for v in stored if v.service == service})
+        env.update(merge_user_env(project_env=spec["project_env"], service_env=spec["env"],
+                                  stored=self.store.env(project), service=service).values)
         start = release.details["start"]
         config = hashlib.sha256(json.dumps(
             [row.release, start, env, spec["stop_signal_number"], spec["shutdown_grace"],
@@ -85,8 +96,39 @@ class Control:
             release=row.release, cwd=release.path, start=start, env=env,
             stop_signal=spec["stop_signal_number"], shutdown_grace=spec["shutdown_grace"],
             strategy=spec["strategy"], config=config, log_max_bytes=spec.get("log_max_bytes", 10 << 20),
-            log_max_files=spec.get("log_max_files", 5),
+            log_max_files=spec.get("log_max_files", 5), min_ready=spec.get("min_ready", DEFAULT_MIN_READY),
+            progress_deadline=spec.get("progress_deadline", DEFAULT_PROGRESS_DEADLINE),
+            rolling=Rolling(**spec.get("rolling", {})),
         )
+
+    def rollout_failed(self, rollout: Rollout) -> None:
+        """The engine gave up on a rollout: the release is marked, and where the engine kept (or restored)
+        the old release the service is recorded as running it again, so ps, a restart and the next daemon
+        all agree on what runs."""
+        self.store.update_release(rollout.project, rollout.service, rollout.release,
+                                  {"rollout": "failed", "rollout_error": rollout.reason})
+        row = self.store.service(rollout.project, rollout.service)
+        if (row is not None and rollout.restored and rollout.from_release is not None
+                and row.release == rollout.release != rollout.from_release):
+            self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, rollout.from_release,
+                                               row.running, row.generation))
+
+    async def wait_rollouts(self, project: str, started: dict[str, Rollout | None],
+                            progress: Callable[[str], None]) -> list[dict[str, Any]]:
+        """Wait for the rollouts that `started` names (None: the service had nothing to roll out) and
+        return how each ended, saying each change of its counts on the way."""
+        outcomes = []
+        for service, rollout in started.items():
+            def say(record: dict[str, Any], service: str = service) -> None:
+                if record["state"] == "progressing":
+                    old = f", {record['old_running']} old still running" if record["old_running"] else ""
+                    progress(f"{service}: {record['new_available']}/{record['replicas']} new replicas available{old}")
+
+            if rollout is None:
+                outcomes.append({"service": service, "state": "unchanged"})
+            else:
+                outcomes.append(await self.engine.wait_rollout(rollout, on_change=say))
+        return outcomes
 
     def start_command(self, row: ServiceRow) -> str:
         release = self.store.release(row.project, row.name, row.release)
@@ -128,19 +170,24 @@ class Control:
             raise NotFoundError(f"service {service!r} not found in project {project!r} (services: {known})")
         return row
 
-    async def deploy(self, path: str, progress: Callable[[str], None]) -> dict[str, Any]:
+    async def deploy(self, path: str, progress: Callable[[str], None], *, path_env: str | None = None,
+                     detach: bool = False) -> dict[str, Any]:
+        """`path_env`: the deploying CLI's PATH, where tools are looked up and build steps find them."""
         from stackblaze.server.deploying import Deployer
 
-        return await Deployer(self).deploy(path, progress)
+        return await Deployer(self).deploy(path, progress, path_env=path_env, detach=detach)
 
     def releases(self, project: str, service: str) -> list[ReleaseRow]:
-        self.row(project, service)
-        return self.store.releases(project, service)
+        """Kept releases and failed build attempts; a service whose first build failed has only those."""
+        found = self.store.releases(project, service)
+        if not found:
+            self.row(project, service)
+        return found
 
     async def rollback(self, project: str, service: str, number: int | None) -> dict[str, Any]:
         """Switch to a kept release without rebuilding (default: the one before the running one)."""
         row = self.row(project, service)
-        kept = [r.number for r in self.store.releases(project, service)]
+        kept = [r.number for r in self.store.releases(project, service) if r.built]
         if number is None:
             older = [n for n in kept if n < row.release]
             if not older:
@@ -159,7 +206,8 @@ class Control:
 
     def build_log(self, project: str, service: str, number: int | None) -> tuple[int | None, str]:
         """The log of a release's build, or of the latest build attempt (failed ones included)."""
-        self.row(project, service)
+        if not self.store.releases(project, service):
+            self.row(project, service)
         folder = self.settings.releases_dir / project / service
         path = folder / (f"{number}.build.log" if number is not None else "build.log")
         if not path.exists():

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stackblaze.build.builder import COMPLETE, Builder, BuildResult, runtime_env
+from stackblaze.build.builder import COMPLETE, Builder, BuildFailed, BuildResult, runtime_env
 from stackblaze.build.plan import BuildPlan
-from stackblaze.state.store import ReleaseRow, ServiceRow
+from stackblaze.server.user_env import merge_user_env
+from stackblaze.state.store import EnvVar, ReleaseRow, ServiceRow
 
 if TYPE_CHECKING:
     from stackblaze.server.control import Control
@@ -33,7 +34,9 @@ def service_spec(project: Project, service: Service) -> dict[str, Any]:
         "stop_signal": service.stop_signal, "stop_signal_number": service.stop_signal_number,
         "shutdown_grace": service.shutdown_grace, "strategy": service.strategy, "build": service.build,
         "project_env": dict(project.env), "log_max_bytes": service.log_max_bytes,
-        "log_max_files": service.log_max_files,
+        "log_max_files": service.log_max_files, "min_ready": service.min_ready,
+        "progress_deadline": service.progress_deadline, "rolling": service.rolling.to_dict(),
+        "replicas": service.replicas,  # the spec's count: a scale is kept until this changes
     }
 
 
@@ -49,37 +52,61 @@ class Deployer:
         self._settings = control.settings
         self._store = control.store
 
-    def builder(self, project: str) -> Builder:
+    def builder(self, project: Project, service: Service, *, stored: list[EnvVar], path_env: str | None
+                ) -> Builder:
+        """A builder for one service: the daemon's env (the deploying CLI's PATH when given) under the
+        service's user env, which its replicas will see too; the secrets among it are masked in the log."""
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("STACKBLAZE_")}
+        if path_env is not None:
+            base_env["PATH"] = path_env
+        user = merge_user_env(project_env=project.env, service_env=service.env, stored=stored, service=service.name)
         return Builder(cache_dir=self._settings.cache_dir,
-                       builds_dir=self._settings.releases_dir / project / "builds", base_env=base_env)
+                       builds_dir=self._settings.releases_dir / project.name / "builds", base_env=base_env,
+                       user_env=user.values, redact=user.secrets)
 
-    def build_all(self, project: Project, progress: Progress) -> list[tuple[Service, BuildPlan, BuildResult]]:
+    def build_all(self, project: Project, progress: Progress, *, path_env: str | None = None
+                  ) -> list[tuple[Service, BuildPlan, BuildResult]]:
         """Every service's plan and build; raises BuildFailed (nothing recorded) when one fails."""
         from stackblaze.build.detect import detect_plan
 
-        builder = self.builder(project.name)
-        toolchains = self._control.toolchains()
+        toolchains = self._control.toolchains(path_env)
+        stored = self._store.env(project.name)  # set before the first deploy too
         built = []
         for service in project.services:
             plan = detect_plan(project.source, service, toolchains=toolchains)
             log_path = self._settings.releases_dir / project.name / service.name / "build.log"
-            result = builder.build(plan, source=project.source, log_path=log_path,
-                                   progress=_prefixed(progress, service.name))
+            builder = self.builder(project, service, stored=stored, path_env=path_env)
+            try:
+                result = builder.build(plan, source=project.source, log_path=log_path,
+                                       progress=_prefixed(progress, service.name))
+            except BuildFailed as exc:
+                exc.service = service.name
+                raise
             built.append((service, plan, result))
         return built
 
-    async def deploy(self, path: str, progress: Progress) -> dict[str, Any]:
+    async def deploy(self, path: str, progress: Progress, *, path_env: str | None = None,
+                     detach: bool = False) -> dict[str, Any]:
+        """Build, record, start the rollouts and (unless `detach`) wait for them. The result's `ok` is
+        False when a rollout failed; a failed build raises BuildFailed after recording the attempt."""
         from stackblaze.spec import load_project  # the YAML stack loads when a deploy needs it
 
         started = time.monotonic()
         project = await asyncio.to_thread(load_project, Path(path))
         for note in project.notes:
             progress(f"note: {note}")
-        built = await asyncio.to_thread(self.build_all, project, progress)
-        results = [self._record(project, service, plan, result) for service, plan, result in built]
+        # Known from the start, so that a failed first deploy still has events and a build log to show.
         self._store.save_project(project.name, str(project.source),
                                  str(project.spec_file) if project.spec_file else None)
+        try:
+            built = await asyncio.to_thread(self.build_all, project, progress, path_env=path_env)
+        except BuildFailed as exc:
+            self._record_failure(project.name, exc)
+            raise
+        results = [self._record(project, service, plan, result) for service, plan, result in built]
+        for item in results:
+            if item["scale_note"]:
+                progress(item["scale_note"])
         names = {s.name for s in project.services}
         removed = [r.name for r in self._store.services(project.name) if r.name not in names]
         for name in removed:
@@ -87,19 +114,48 @@ class Deployer:
         summary = ", ".join(f"{r['service']}@{r['release']}" for r in results)
         self._control.event(project=project.name, kind="deploy", message=f"deployed {summary}",
                             details={"services": results, "removed": removed})
+        engine = self._control.engine
         for name in removed:
-            await self._control.engine.reconcile(project.name, name)
+            await engine.reconcile(project.name, name)
+        rollouts = {}
         for item in results:
-            await self._control.engine.reconcile(project.name, item["service"], fresh=True)
+            before = engine.rollout(project.name, item["service"])
+            await engine.reconcile(project.name, item["service"], fresh=True)
+            after = engine.rollout(project.name, item["service"])
+            rollouts[item["service"]] = after if after is not before else None
         await asyncio.to_thread(self._collect_garbage, project.name)
-        return {"project": project.name, "services": results, "removed": removed, "notes": list(project.notes),
-                "seconds": round(time.monotonic() - started, 3)}
+        outcome: dict[str, Any] = {"project": project.name, "services": results, "removed": removed,
+                                   "notes": list(project.notes), "detached": detach}
+        if not detach:
+            for item, ended in zip(results, await self._control.wait_rollouts(project.name, rollouts, progress),
+                                   strict=True):
+                item["rollout"] = ended
+        outcome["ok"] = all(item.get("rollout", {}).get("state") != "failed" for item in results)
+        outcome["seconds"] = round(time.monotonic() - started, 3)
+        return outcome
+
+    def _record_failure(self, project: str, exc: BuildFailed) -> None:
+        """A failed build is an attempt: listed by `releases`, its log kept, and an event."""
+        service = exc.service or "?"
+        attempts = self._store.releases(project, service)
+        number = attempts[-1].number + 1 if attempts else 1
+        kept_log = exc.log_path.with_name(f"{number}.build.log")
+        if exc.log_path.exists():
+            shutil.copyfile(exc.log_path, kept_log)
+        cause = list(getattr(exc, "cause", []) or [])
+        self._store.add_release(ReleaseRow(project, service, number, "", f"failed:{number}", time.time(), {
+            "status": "build-failed", "error": str(exc), "cause": cause, "build_log": str(kept_log)}))
+        self._control.event(project=project, service=service, kind="build-failed",
+                            message=f"{service}: build {number} failed: {exc}",
+                            details={"release": number, "error": str(exc), "cause": cause,
+                                     "last_lines": exc.tail[-10:], "build_log": str(kept_log)})
 
     def _record(self, project: Project, service: Service, plan: BuildPlan, result: BuildResult) -> dict[str, Any]:
         digest = f"{result.build_id}:{plan.start}"
-        latest = self._store.latest_release(project.name, service.name)
+        latest = self._store.latest_release(project.name, service.name, built=True)
         new = latest is None or latest.digest != digest
-        number = latest.number if latest is not None and not new else (latest.number + 1 if latest else 1)
+        newest = self._store.latest_release(project.name, service.name)  # failed attempts take numbers too
+        number = latest.number if latest is not None and not new else (newest.number + 1 if newest else 1)
         log_path = self._settings.releases_dir / project.name / service.name / "build.log"
         kept_log = log_path.with_name(f"{number}.build.log")
         if log_path.exists():
@@ -119,11 +175,21 @@ class Deployer:
                                 details={"release": number, "build_id": result.build_id,
                                          "installed": result.installed})
         old = self._store.service(project.name, service.name)
+        replicas, note = service.replicas, None
+        # As `kubectl apply` keeps a scaled Deployment: the spec's count applies when it changes.
+        if old is not None and old.spec.get("replicas", old.replicas) == service.replicas != old.replicas:
+            replicas = old.replicas
+            note = f"{service.name}: keeping {old.replicas} replicas (set by scale; the spec says {service.replicas})"
         self._store.save_service(ServiceRow(
-            project.name, service.name, service_spec(project, service), service.replicas, number,
+            project.name, service.name, service_spec(project, service), replicas, number,
             old.running if old else True, old.generation if old else 0,
         ))
-        return {"service": service.name, "release": number, "new_release": new, "replicas": service.replicas,
+        if old is not None and replicas != old.replicas:
+            self._control.event(project=project.name, service=service.name, kind="scale",
+                                message=f"{service.name} scaled {old.replicas} -> {replicas} (replicas: in the spec)",
+                                details={"from": old.replicas, "to": replicas, "by": "spec"})
+        return {"service": service.name, "release": number, "new_release": new, "replicas": replicas,
+                "spec_replicas": service.replicas, "scale_note": note,
                 "installed": result.installed, "built": result.built, "runtime": plan.runtime,
                 "resolved_version": plan.resolved_version, "warnings": list(plan.warnings)}
 
@@ -133,7 +199,9 @@ class Deployer:
         deploy still building next to this one keeps its fresh layer)."""
         for row in self._store.services(project):
             releases = self._store.releases(project, row.name)
-            for release in releases[:-KEEP_RELEASES]:
+            built = [r for r in releases if r.built]
+            failed = [r for r in releases if not r.built]  # kept as many, apart: they never push out a good one
+            for release in built[:-KEEP_RELEASES] + failed[:-KEEP_RELEASES]:
                 if release.number != row.release:
                     self._store.delete_release(project, row.name, release.number)
                     Path(release.details.get("build_log", "")).unlink(missing_ok=True)

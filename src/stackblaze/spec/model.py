@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
+
 ServiceType = Literal["worker"]
 Strategy = Literal["rolling", "recreate"]
 Runtime = Literal["python", "node", "go", "ruby"]
@@ -28,6 +30,9 @@ class Service:
     stop_signal: str = "SIGTERM"
     shutdown_grace: float = 30.0
     strategy: Strategy = "rolling"
+    rolling: Rolling = field(default_factory=Rolling)  # max_surge / max_unavailable of a rolling rollout
+    min_ready: float = DEFAULT_MIN_READY  # seconds a new replica runs without exiting to count as available
+    progress_deadline: float = DEFAULT_PROGRESS_DEADLINE  # a rollout not done by then has failed
     build: str | None = None
     runtime: Runtime | None = None  # None: detected from the files at root
     # Where start came from when stackblaze.yaml did not give it: "Procfile", "package.json scripts.start",

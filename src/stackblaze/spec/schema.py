@@ -9,7 +9,16 @@ from stackblaze.spec import fields
 from stackblaze.spec.document import Document
 from stackblaze.spec.logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parse_files, parse_size
 from stackblaze.spec.messages import did_you_mean, fail, join, show
-from stackblaze.spec.model import Project, Service
+from stackblaze.spec.model import Project, Service, Strategy
+from stackblaze.spec.rollout import (
+    DEFAULT_MIN_READY,
+    DEFAULT_PROGRESS_DEADLINE,
+    Rolling,
+    check_amount,
+    check_min_ready,
+    check_progress_deadline,
+    check_rolling,
+)
 from stackblaze.spec.runtimes import check_runtime, default_start
 from stackblaze.spec.signals import parse_signal
 
@@ -29,9 +38,13 @@ SERVICE_FIELDS = {
     "stop_signal": "stop_signal: SIGTERM",
     "shutdown_grace": "shutdown_grace: 30s",
     "strategy": "strategy: rolling",
+    "rolling": "rolling: {max_surge: 1, max_unavailable: 0}",
+    "min_ready": "min_ready: 10s",
+    "progress_deadline": "progress_deadline: 10m",
     "logs": "logs: {max_size: 10Mi, max_files: 5}",
 }
 LOG_FIELDS = {"max_size": "max_size: 10Mi", "max_files": "max_files: 5"}
+ROLLING_FIELDS = {"max_surge": "max_surge: 1", "max_unavailable": "max_unavailable: 0"}
 
 
 def read_project(doc: Document, *, source: Path, spec_file: Path, find_commands: FindCommands) -> Project:
@@ -83,6 +96,11 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
     else:
         raise fail(doc.at(f"{path}.start", line_of=path), "missing (e.g. start: python worker.py)")
     log_bytes, log_files = _read_logs(doc, raw.get("logs"), f"{path}.logs")
+    strategy = fields.check_strategy(raw.get("strategy", "rolling"), where=doc.at(f"{path}.strategy"))
+    rolling = _read_rolling(doc, raw.get("rolling"), f"{path}.rolling", strategy)
+    min_ready = check_min_ready(raw.get("min_ready", DEFAULT_MIN_READY), where=doc.at(f"{path}.min_ready"))
+    deadline = check_progress_deadline(raw.get("progress_deadline", DEFAULT_PROGRESS_DEADLINE),
+                                       where=doc.at(f"{path}.progress_deadline"), min_ready=min_ready)
     build = None
     if raw.get("build") is not None:
         build = fields.check_command(raw["build"], where=doc.at(f"{path}.build"), key="build")
@@ -98,7 +116,10 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         env=_read_env(doc, raw["env"], f"{path}.env") if "env" in raw else {},
         stop_signal=parse_signal(raw.get("stop_signal", "SIGTERM"), where=doc.at(f"{path}.stop_signal")),
         shutdown_grace=fields.check_grace(raw.get("shutdown_grace", 30), where=doc.at(f"{path}.shutdown_grace")),
-        strategy=fields.check_strategy(raw.get("strategy", "rolling"), where=doc.at(f"{path}.strategy")),
+        strategy=strategy,
+        rolling=rolling,
+        min_ready=min_ready,
+        progress_deadline=deadline,
         log_max_bytes=log_bytes,
         log_max_files=log_files,
     )
@@ -113,6 +134,21 @@ def _read_logs(doc: Document, raw: object, path: str) -> tuple[int, int]:
     size = parse_size(raw.get("max_size", DEFAULT_MAX_BYTES), where=doc.at(f"{path}.max_size"))
     files = parse_files(raw.get("max_files", DEFAULT_MAX_FILES), where=doc.at(f"{path}.max_files"))
     return size, files
+
+
+def _read_rolling(doc: Document, raw: object, path: str, strategy: Strategy) -> Rolling:
+    if raw is None:
+        return Rolling()
+    if strategy != "rolling":
+        raise fail(doc.at(path, key=True), f"only applies to strategy: rolling (this service uses {strategy}; "
+                                           "remove rolling: or set strategy: rolling)")
+    if not isinstance(raw, dict):
+        raise fail(doc.at(path), f"{show(raw)} is not a mapping (e.g. rolling: {{max_surge: 1, max_unavailable: 0}})")
+    _check_keys(doc, raw, path, ROLLING_FIELDS, required=())
+    surge = check_amount(raw.get("max_surge", 1), where=doc.at(f"{path}.max_surge"), key="max_surge")
+    unavailable = check_amount(raw.get("max_unavailable", 0), where=doc.at(f"{path}.max_unavailable"),
+                               key="max_unavailable")
+    return check_rolling(surge, unavailable, where=doc.at(path))
 
 
 def _read_env(doc: Document, raw: object, path: str) -> dict[str, str]:

@@ -61,7 +61,12 @@ class ReleaseRow:
     path: str  # the build tree the service runs in
     digest: str  # what makes it this release: build id and start command
     created_at: float
-    details: dict[str, Any]  # the plan, cache key, whether it installed, build log path
+    details: dict[str, Any]  # the plan, cache key, whether it installed, build log path; a failed attempt's error
+
+    @property
+    def built(self) -> bool:
+        """False for a failed build attempt, which is listed but can never run."""
+        return self.details.get("status") != "build-failed"
 
     def to_dict(self) -> dict[str, Any]:
         return {"project": self.project, "service": self.service, "number": self.number, "path": self.path,
@@ -189,9 +194,17 @@ class Store:
     def releases(self, project: str, service: str) -> list[ReleaseRow]:
         return self._release_rows("project = ? AND service = ?", (project, service))
 
-    def latest_release(self, project: str, service: str) -> ReleaseRow | None:
-        rows = self.releases(project, service)
+    def latest_release(self, project: str, service: str, *, built: bool = False) -> ReleaseRow | None:
+        """The newest release, or with `built` the newest one that built (not a failed attempt)."""
+        rows = [r for r in self.releases(project, service) if not built or r.built]
         return rows[-1] if rows else None
+
+    def update_release(self, project: str, service: str, number: int, changes: dict[str, Any]) -> None:
+        """Merge `changes` into a release's details (e.g. how its rollout ended)."""
+        release = self.release(project, service, number)
+        if release is not None:
+            self._db.execute("UPDATE releases SET details = ? WHERE project = ? AND service = ? AND number = ?",
+                             (json.dumps({**release.details, **changes}), project, service, number))
 
     def release(self, project: str, service: str, number: int) -> ReleaseRow | None:
         rows = self._release_rows("project = ? AND service = ? AND number = ?", (project, service, number))

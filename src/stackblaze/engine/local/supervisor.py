@@ -11,15 +11,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.exits import describe_exit, signal_name
+from stackblaze.engine.local.rollout import Rollout
 from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
+from stackblaze.spec.rollout import Rolling
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ class Desired:
     config: str  # digest of everything that, when changed, needs new processes
     log_max_bytes: int = 10 << 20
     log_max_files: int = 5
+    min_ready: float = 10.0  # seconds a new replica must run without exiting to be available
+    progress_deadline: float = 600.0
+    rolling: Rolling = field(default_factory=Rolling)
 
 
 class StatusStore(Protocol):
@@ -50,6 +55,7 @@ class StatusStore(Protocol):
 
 
 EventSink = Callable[..., None]
+RolloutSink = Callable[[Rollout], None]
 
 
 @dataclass
@@ -68,7 +74,8 @@ class Slot:
     service: str
     replica: int
     current: Live | None = None
-    old: dict[str, Live] = field(default_factory=dict)
+    incoming: Live | None = None  # a new release's replica started beside `current`, not yet available
+    old: dict[str, Live] = field(default_factory=dict)  # asked to stop
     restart_count: int = 0
     streak: int = 0
     last_exit: dict[str, Any] | None = None
@@ -89,6 +96,7 @@ class Supervisor:
         desired: Callable[[str, str], Desired | None], services: Callable[[], list[tuple[str, str]]],
         record_event: EventSink, clock: Callable[[], float] = time.time,
         last_lines: Callable[[str, str, int, float], list[str]] = lambda *_: [],
+        rollout_failed: RolloutSink = lambda _: None,
     ) -> None:
         self._runner = runner
         self._store = store
@@ -99,9 +107,13 @@ class Supervisor:
         self._event = record_event
         self._clock = clock
         self._last_lines = last_lines  # (project, service, replica, since) -> the replica's last log lines
+        self._rollout_failed = rollout_failed  # the control plane puts the service back on the old release
         self._slots: dict[tuple[str, str, int], Slot] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._changed = asyncio.Condition()
+        # Per service: the latest rollout, and the last config that ran complete (what a failure restores).
+        self._rollouts: dict[tuple[str, str], Rollout] = {}
+        self._stable: dict[tuple[str, str], Desired] = {}
         runner.on_exit = self.handle_exit
         runner.on_lost = self.handle_runner_lost
 
@@ -119,6 +131,7 @@ class Supervisor:
                 slot.config = saved.get("config")
         listing = await self._runner.call("list")
         exited = []
+        strays: list[tuple[Live, Desired | None]] = []
         # Running instances first, so that an exit we missed is matched against the slot's live replica.
         for record in sorted(listing["instances"], key=lambda r: r["state"] == "exited"):
             meta = record.get("meta") or {}
@@ -134,14 +147,18 @@ class Supervisor:
             desired = self._desired(slot.project, slot.service)
             if record["state"] == "exited":
                 exited.append(record)  # handled below as a crash if it was the slot's replica
-            if live.stopping or (slot.current is not None and desired and live.config != desired.config):
+            if live.stopping or (record["state"] == "exited" and slot.current is not None):
                 slot.old[live.key] = live
-            elif slot.current is None or record["state"] != "exited":
-                if slot.current is not None:
-                    slot.old[slot.current.key] = slot.current
+            elif record["state"] == "exited" or slot.current is None:
                 slot.current = live
+            elif desired and live.config == desired.config and slot.current.config != desired.config \
+                    and slot.incoming is None:
+                slot.incoming = live  # the daemon died during a rollout: go on with it
             else:
                 slot.old[live.key] = live
+                strays.append((live, desired))  # two replicas in one slot: keep one
+        for live, desired in strays:
+            await self._stop(live, desired)
         for slot in self._slots.values():
             if slot.current is None and slot.next_restart_at is not None:
                 self._arm(slot, slot.next_restart_at)
@@ -158,8 +175,8 @@ class Supervisor:
         for slot in sorted(self._slots.values(), key=lambda s: (s.service, s.replica)):
             if slot.project != project or (service is not None and slot.service != service):
                 continue
-            live = slot.current or next(iter(slot.old.values()), None)
-            if slot.current is not None:
+            live = slot.current or slot.incoming or next(iter(slot.old.values()), None)
+            if slot.current is not None or slot.incoming is not None:
                 state = "running"
             elif slot.old:
                 state = "stopping"
@@ -175,6 +192,8 @@ class Supervisor:
                 "uptime": now - live.started_at if live else None,
                 "restart_count": slot.restart_count, "last_exit": slot.last_exit,
                 "next_restart_at": slot.next_restart_at if slot.timer is not None else None,
+                "incoming": {"pid": slot.incoming.pid, "release": slot.incoming.release}
+                if slot.incoming and slot.current else None,
                 "stopping": [{"pid": o.pid, "release": o.release} for o in slot.old.values()],
             })
         return rows
@@ -183,8 +202,43 @@ class Supervisor:
         return [
             live.pid for slot in self._slots.values()
             if slot.project == project and (service is None or slot.service == service)
-            for live in ([slot.current] if slot.current else []) + list(slot.old.values())
+            for live in self._lives(slot)
         ]
+
+    def rollout(self, project: str, service: str) -> Rollout | None:
+        """The service's latest rollout (None: none since the daemon started; it runs what it should)."""
+        return self._rollouts.get((project, service))
+
+    def rollout_record(self, rollout: Rollout) -> dict[str, Any]:
+        return rollout.record(self._counts(rollout))
+
+    async def wait_rollout(self, rollout: Rollout, *, on_change: Callable[[dict[str, Any]], None],
+                           timeout: float | None = None) -> dict[str, Any]:
+        """Until the rollout is complete or failed; `on_change` hears each new count on the way."""
+        last: dict[str, Any] | None = None
+
+        def settled() -> bool:
+            nonlocal last
+            record = self.rollout_record(rollout)
+            if record != last:
+                last = record
+                on_change(record)
+            return rollout.done
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(settled), timeout=timeout)
+        return self.rollout_record(rollout)
+
+    def _counts(self, rollout: Rollout) -> dict[str, int]:
+        desired = self._desired(rollout.project, rollout.service)
+        ready = (desired.min_ready if desired else 0.0) * self._policy.scale
+        now = self._clock()
+        new = [live for slot in self._service_slots(rollout.project, rollout.service)
+               for live in (slot.current, slot.incoming) if live is not None and live.config == rollout.config]
+        old = [live for slot in self._service_slots(rollout.project, rollout.service)
+               for live in self._lives(slot) if live.config != rollout.config]
+        return {"replicas": desired.replicas if desired else 0, "new_running": len(new),
+                "new_available": sum(1 for live in new if now - live.started_at >= ready), "old_running": len(old)}
 
     # -- reconcile ---------------------------------------------------------------------------------
 
@@ -192,41 +246,210 @@ class Supervisor:
         """Bring one service to its desired state; `fresh` starts waiting replicas now (a new rollout)."""
         async with self._lock(project, service):
             await self._reconcile(project, service, fresh=fresh)
+        async with self._changed:
+            self._changed.notify_all()
 
     async def _reconcile(self, project: str, service: str, *, fresh: bool) -> None:
         desired = self._desired(project, service)
         want = 0 if desired is None else desired.replicas
-        slots = sorted((s for s in self._slots.values() if (s.project, s.service) == (project, service)),
-                       key=lambda s: -s.replica)
-        for slot in slots:
+        for slot in sorted(self._service_slots(project, service), key=lambda s: -s.replica):
             if slot.replica > want:  # highest-numbered first
                 await self._retire(slot, desired)
         if desired is None:
+            rollout = self._rollouts.pop((project, service), None)
+            if rollout is not None:
+                rollout.finish(rollout.state, self._clock())
+            self._stable.pop((project, service), None)
             return
+        target, rollout = self._target(desired)
+        if rollout is not None:
+            await self._step(rollout, target, fresh=fresh)
+            if rollout.state == "failed":  # the step failed it: back to what ran before
+                desired = self._desired(project, service)  # the control plane may have reverted the release
+                if desired is None:
+                    return
+                target, rollout = self._target(desired)
+        if rollout is None:
+            await self._converge(target, fresh=fresh)
+
+    def _target(self, desired: Desired) -> tuple[Desired, Rollout | None]:
+        """What to run, and the rollout in progress towards it (None: nothing to roll out)."""
+        key = (desired.project, desired.service)
+        stable, rollout = self._stable.get(key), self._rollouts.get(key)
+        if stable is not None and stable.config == desired.config:
+            return desired, None
+        if rollout is not None and rollout.config == desired.config:
+            if rollout.state == "failed" and stable is not None:
+                return replace(stable, replicas=desired.replicas), None  # keep the old release running
+            return desired, rollout if rollout.state == "progressing" else None
+        if rollout is not None and not rollout.done:
+            rollout.reason = f"superseded by release {desired.release} before it finished"
+            rollout.finish("failed", self._clock())
+        lives = [live for slot in self._service_slots(*key) for live in self._lives(slot)]
+        if stable is None and lives and all(live.config == desired.config for live in lives) \
+                and len(lives) == desired.replicas:
+            self._stable[key] = desired  # adopted after a daemon restart: it already runs what it should
+            return desired, None
+        rollout = Rollout(
+            project=desired.project, service=desired.service, config=desired.config, release=desired.release,
+            strategy=desired.strategy, started_at=self._clock(), from_release=stable.release if stable else None,
+            from_config=stable.config if stable else None,
+        )
+        self._rollouts[key] = rollout
+        loop = asyncio.get_running_loop()
+        rollout.timers.append(loop.call_later(desired.progress_deadline * self._policy.scale,
+                                              lambda: asyncio.ensure_future(self._deadline(rollout))))
+        return desired, rollout
+
+    async def _converge(self, desired: Desired, *, fresh: bool) -> None:
+        """No rollout to gate: replace stale replicas at once (rolling: new first) and fill empty slots."""
+        project, service, want = desired.project, desired.service, desired.replicas
         recreate = desired.strategy == "recreate"
-        stale = [self._slot(project, service, n) for n in range(1, want + 1)]
-        stale = [s for s in stale if s.current is not None and s.current.config != desired.config]
+        slots = [self._slot(project, service, n) for n in range(1, want + 1)]
+        for slot in slots:
+            if slot.incoming is not None:  # a rollout's replica that is no longer wanted
+                await self._stop_live(slot, slot.incoming, desired)
         if recreate:
-            for slot in stale:
-                await self._stop_current(slot, desired)
-        for replica in range(1, want + 1):
-            slot = self._slot(project, service, replica)
+            for slot in slots:
+                if slot.current is not None and slot.current.config != desired.config:
+                    await self._stop_current(slot, desired)
+        for slot in slots:
             if fresh and slot.current is None and slot.timer is not None:
                 self._disarm(slot)
             if slot.current is not None and slot.current.config != desired.config and not recreate:
-                # rolling: the new replica first, then the old one is asked to stop
                 previous = slot.current
                 slot.current = None
                 await self._spawn(slot, desired)
-                slot.old[previous.key] = previous
-                await self._stop(previous, desired)
-            blocked = recreate and any(s.old for s in self._slots.values()
-                                       if (s.project, s.service) == (project, service))
+                await self._stop_live(slot, previous, desired)
+            blocked = recreate and any(s.old for s in self._service_slots(project, service))
             if slot.current is None and slot.timer is None and not blocked:
                 await self._spawn(slot, desired)
 
+    async def _step(self, rollout: Rollout, desired: Desired, *, fresh: bool) -> None:
+        """One step of a gated rollout: a Deployment's rules, with the processes we can see."""
+        project, service, want = desired.project, desired.service, desired.replicas
+        slots = [self._slot(project, service, n) for n in range(1, want + 1)]
+        now = self._clock()
+        ready = desired.min_ready * self._policy.scale
+
+        def available(live: Live) -> bool:
+            return live.config == desired.config and now - live.started_at >= ready
+
+        for slot in slots:
+            if fresh and slot.current is None and slot.timer is not None:
+                self._disarm(slot)
+        if desired.strategy == "recreate":
+            for slot in slots:
+                if slot.current is not None and slot.current.config != desired.config:
+                    await self._stop_current(slot, desired)
+            if any(live.config != desired.config for s in self._service_slots(project, service)
+                   for live in self._lives(s)):
+                return  # every old replica gone first
+            for slot in slots:
+                if slot.current is None and slot.timer is None and not rollout.done:
+                    await self._spawn(slot, desired, rollout=rollout)
+        else:
+            for slot in slots:  # an available new replica replaces the old one of its slot
+                if slot.incoming is not None and available(slot.incoming):
+                    previous, slot.current, slot.incoming = slot.current, slot.incoming, None
+                    if previous is not None:
+                        await self._stop_live(slot, previous, desired)
+            running = sum(len(self._lives(s)) for s in self._service_slots(project, service))
+            old = [s for s in slots if s.current is not None and s.current.config != desired.config]
+            up = len(old) + sum(1 for s in slots if s.current is not None and available(s.current))
+            floor = want - desired.rolling.unavailable(want)
+            # Stopping processes count against the surge: at no moment more than want + max_surge exist.
+            ceiling = want + desired.rolling.surge(want)
+            for slot in sorted(old, key=lambda s: -s.replica):
+                if up - 1 < floor:
+                    break
+                if slot.incoming is None:
+                    await self._stop_current(slot, desired)
+                    up -= 1
+            for slot in slots:
+                if rollout.done or running >= ceiling:
+                    break
+                if slot.current is None and slot.incoming is None and slot.timer is None:
+                    await self._spawn(slot, desired, rollout=rollout)
+                    running += 1
+            for slot in sorted(slots, key=lambda s: s.replica):
+                if rollout.done or running >= ceiling:
+                    break
+                if slot.current is not None and slot.current.config != desired.config and slot.incoming is None:
+                    await self._spawn(slot, desired, rollout=rollout, incoming=True)
+                    running += 1
+        if not rollout.done:
+            self._check_complete(rollout, desired, slots)
+
+    def _check_complete(self, rollout: Rollout, desired: Desired, slots: list[Slot]) -> None:
+        now = self._clock()
+        ready = desired.min_ready * self._policy.scale
+        news = [s.current for s in slots]
+        if any(live is None or live.config != desired.config or now - live.started_at < ready for live in news):
+            return
+        if any(s.incoming is not None or s.old for s in self._service_slots(desired.project, desired.service)):
+            return
+        rollout.finish("complete", now)
+        self._stable[(desired.project, desired.service)] = desired
+        self._event(project=rollout.project, service=rollout.service, kind="rollout-complete",
+                    message=f"{rollout.service}: release {rollout.release} rolled out, {desired.replicas}/"
+                            f"{desired.replicas} available after {now - rollout.started_at:.1f}s",
+                    details={"release": rollout.release, "from_release": rollout.from_release,
+                             "seconds": round(now - rollout.started_at, 3)})
+
+    def _watch_availability(self, rollout: Rollout, desired: Desired) -> None:
+        """Look again once a new replica has run min_ready: that is when it becomes available."""
+        loop = asyncio.get_running_loop()
+        delay = desired.min_ready * self._policy.scale + 0.001
+        rollout.timers.append(loop.call_later(
+            delay, lambda: asyncio.ensure_future(self.reconcile(rollout.project, rollout.service))))
+
+    async def _deadline(self, rollout: Rollout) -> None:
+        async with self._lock(rollout.project, rollout.service):
+            if rollout.done:
+                return
+            desired = self._desired(rollout.project, rollout.service)
+            limit = desired.progress_deadline if desired else 0.0
+            counts = self._counts(rollout)
+            await self._fail_rollout(rollout, None, reason=(
+                f"not finished within its progress_deadline ({limit:g}s): {counts['new_available']}/"
+                f"{counts['replicas']} new replicas available"))
+            await self._reconcile(rollout.project, rollout.service, fresh=False)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _fail_rollout(self, rollout: Rollout, slot: Slot | None, *, reason: str,
+                            exit_details: dict[str, Any] | None = None) -> None:
+        """Stop the new replicas and keep (or bring back) the old release; with no old release (a first
+        deploy) the new replicas stay under the restart policy, so the crash loop shows in `ps`."""
+        rollout.finish("failed", self._clock())
+        rollout.reason, rollout.exit = reason, exit_details
+        stable = self._stable.get((rollout.project, rollout.service))
+        desired = self._desired(rollout.project, rollout.service)
+        if stable is not None:
+            rollout.restored = True
+            for other in self._service_slots(rollout.project, rollout.service):
+                if other.incoming is not None and other.incoming.config == rollout.config:
+                    await self._stop_live(other, other.incoming, desired)
+            if rollout.strategy == "recreate" or stable.replicas == 0:
+                for other in self._service_slots(rollout.project, rollout.service):
+                    if other.current is not None and other.current.config == rollout.config:
+                        await self._stop_current(other, desired)
+            self._rollout_failed(rollout)
+        kept = (f"release {rollout.from_release} started again" if rollout.strategy == "recreate"
+                else f"release {rollout.from_release} kept running") if stable is not None else \
+            "no earlier release to keep: the new replicas stay under the restart policy"
+        lines = (exit_details or {}).get("last_lines") or []
+        self._event(project=rollout.project, service=rollout.service, replica=slot.replica if slot else None,
+                    kind="rollout-failed", message=f"{rollout.service}: release {rollout.release} failed to roll "
+                                                   f"out: {reason}; {kept}",
+                    details={"release": rollout.release, "from_release": rollout.from_release, "reason": reason,
+                             "restored": rollout.restored, "exit": exit_details, "last_lines": lines})
+
     async def _retire(self, slot: Slot, desired: Desired | None) -> None:
         self._disarm(slot)
+        if slot.incoming is not None:
+            await self._stop_live(slot, slot.incoming, desired)
         if slot.current is not None:
             await self._stop_current(slot, desired)
         if not slot.old:
@@ -234,7 +457,14 @@ class Supervisor:
 
     async def _stop_current(self, slot: Slot, desired: Desired | None) -> None:
         assert slot.current is not None
-        live, slot.current = slot.current, None
+        await self._stop_live(slot, slot.current, desired)
+
+    async def _stop_live(self, slot: Slot, live: Live, desired: Desired | None) -> None:
+        """Move `live` (the slot's current, incoming or a stray) to the stopping set and ask it to stop."""
+        if slot.current is live:
+            slot.current = None
+        if slot.incoming is live:
+            slot.incoming = None
         slot.old[live.key] = live
         await self._stop(live, desired)
 
@@ -244,8 +474,9 @@ class Supervisor:
         grace = (desired.shutdown_grace if desired else 30.0) * self._policy.scale
         await self._runner.call("stop", key=live.key, signal=sig, grace=grace)
 
-    async def _spawn(self, slot: Slot, desired: Desired) -> None:
-        if slot.config != desired.config:
+    async def _spawn(self, slot: Slot, desired: Desired, *, rollout: Rollout | None = None,
+                     incoming: bool = False) -> None:
+        if slot.config != desired.config and not incoming:
             slot.restart_count = slot.streak = 0
             slot.config = desired.config
         key = f"{slot.project}.{slot.service}.{slot.replica}.{uuid.uuid4().hex[:8]}"
@@ -258,7 +489,8 @@ class Supervisor:
         meta = {"project": slot.project, "service": slot.service, "replica": slot.replica,
                 "release": desired.release, "config": desired.config}
         log_path = self._logs_dir / slot.project / slot.service / f"{slot.replica}.log"
-        slot.next_restart_at = None
+        if not incoming:
+            slot.next_restart_at = None
         try:
             reply = await self._runner.call(
                 "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=desired.cwd,
@@ -272,12 +504,19 @@ class Supervisor:
             code = 127 if "FileNotFoundError" in str(exc) else 126
             self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="start-failed",
                         message=f"{slot.service}.{slot.replica} could not start: {exc}")
-            await self._crashed(slot, {"exit_code": code, "exit_signal": None, "exited_at": now,
-                                       "started_at": now, "release": desired.release})
+            record = {"exit_code": code, "exit_signal": None, "exited_at": now, "started_at": now,
+                      "release": desired.release, "key": key, "config": desired.config}
+            await self._new_replica_ended(slot, record, rollout=rollout, incoming=incoming)
             return
         record = reply["instance"]
-        slot.current = Live(key, record["pid"], record["started_at"], desired.release, desired.config)
-        self._save(slot)
+        live = Live(key, record["pid"], record["started_at"], desired.release, desired.config)
+        if incoming:
+            slot.incoming = live
+        else:
+            slot.current = live
+            self._save(slot)
+        if rollout is not None:
+            self._watch_availability(rollout, desired)
         self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="start",
                     message=f"{slot.service}.{slot.replica} started (pid {record['pid']}, "
                             f"release {desired.release})",
@@ -295,18 +534,23 @@ class Supervisor:
             await self._runner.call("ack", keys=[key])
             return
         async with self._lock(project, service):
+            ended = {**record, "release": meta.get("release"), "config": meta.get("config")}
+            rollout = self._rollouts.get((project, service))
             if slot.last_exit is not None and slot.last_exit.get("key") == key:
                 slot.current = None if slot.current and slot.current.key == key else slot.current
                 slot.old.pop(key, None)  # handled before a daemon crash, not acked yet: do not count twice
+            elif slot.incoming is not None and slot.incoming.key == key:
+                slot.incoming = None
+                await self._new_replica_ended(slot, ended, rollout=rollout, incoming=True)
             elif slot.current is not None and slot.current.key == key:
                 slot.current = None
-                await self._crashed(slot, {**record, "release": meta.get("release")})
+                await self._new_replica_ended(slot, ended, rollout=rollout, incoming=False)
             else:
                 slot.old.pop(key, None)
                 self._event(project=project, service=service, replica=slot.replica, kind="exit",
                             message=f"{service}.{slot.replica} stopped ({self._exit_words(record)})",
-                            details=self._exit_details({**record, "release": meta.get("release")}))
-                if not slot.old and slot.current is None and slot.timer is None:
+                            details=self._exit_details(ended))
+                if not slot.old and slot.current is None and slot.incoming is None and slot.timer is None:
                     desired = self._desired(project, service)
                     if desired is None or slot.replica > desired.replicas:
                         self._drop(slot)
@@ -314,6 +558,38 @@ class Supervisor:
             await self._reconcile(project, service, fresh=False)
         async with self._changed:
             self._changed.notify_all()
+
+    async def _new_replica_ended(self, slot: Slot, record: dict[str, Any], *, rollout: Rollout | None,
+                                 incoming: bool) -> None:
+        """A replica the slot counts on ended: a crash to restart, unless it fails a rollout first."""
+        desired = self._desired(slot.project, slot.service)
+        ready = (desired.min_ready if desired else 0.0) * self._policy.scale
+        ran_for = record["exited_at"] - record["started_at"]
+        failing = (rollout is not None and not rollout.done and record.get("config") == rollout.config
+                   and ran_for < ready)
+        if not failing:
+            if incoming:  # an old replica still serves this slot: nothing to restart
+                self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="exit",
+                            message=f"{slot.service}.{slot.replica} exited ({self._exit_words(record)})",
+                            details=self._exit_details(record))
+            else:
+                await self._crashed(slot, record)
+            return
+        assert rollout is not None
+        details = {**self._exit_details(record), "last_lines": await asyncio.to_thread(
+            self._last_lines, slot.project, slot.service, slot.replica, record["started_at"])}
+        reason = (f"{slot.service}.{slot.replica} {self._exit_words(record)} after {ran_for:.1f}s, before it was "
+                  f"available (min_ready {desired.min_ready if desired else 0:g}s)")
+        has_previous = (slot.project, slot.service) in self._stable
+        if has_previous or incoming:
+            slot.last_exit = details
+            self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="exit",
+                        message=f"{slot.service}.{slot.replica} exited ({self._exit_words(record)}) after "
+                                f"{ran_for:.1f}s", details=details, at=record["exited_at"])
+            await self._fail_rollout(rollout, slot, reason=reason, exit_details=details)
+        else:  # a first deploy: nothing to go back to; the restart policy keeps trying
+            await self._fail_rollout(rollout, slot, reason=reason, exit_details=details)
+            await self._crashed(slot, record)
 
     async def _crashed(self, slot: Slot, record: dict[str, Any]) -> None:
         details = self._exit_details(record)
@@ -335,6 +611,7 @@ class Supervisor:
                     details={"restart_at": restart_at, "delay": delay, "restart_count": slot.restart_count})
         self._arm(slot, restart_at)
         self._save(slot)
+
 
     def _arm(self, slot: Slot, when: float) -> None:
         self._disarm(slot)
@@ -367,7 +644,7 @@ class Supervisor:
         let the restart policy bring them back."""
         lost = [(slot, slot.current) for slot in self._slots.values() if slot.current is not None]
         for slot in self._slots.values():
-            slot.current = None
+            slot.current = slot.incoming = None
             slot.old.clear()
         while True:
             try:
@@ -396,6 +673,8 @@ class Supervisor:
         self._runner.on_lost = None
         for slot in self._slots.values():
             self._disarm(slot)
+        for rollout in self._rollouts.values():
+            rollout.finish(rollout.state, self._clock())
 
     def forget(self, project: str, service: str | None = None) -> None:
         for slot in list(self._slots.values()):
@@ -404,6 +683,14 @@ class Supervisor:
                 self._drop(slot)
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _service_slots(self, project: str, service: str) -> list[Slot]:
+        return [s for s in self._slots.values() if (s.project, s.service) == (project, service)]
+
+    @staticmethod
+    def _lives(slot: Slot) -> list[Live]:
+        """Every process of the slot: the current replica, a rollout's incoming one, those stopping."""
+        return [live for live in (slot.current, slot.incoming) if live is not None] + list(slot.old.values())
 
     def _slot(self, project: str, service: str, replica: int) -> Slot:
         key = (project, service, replica)
@@ -434,4 +721,3 @@ class Supervisor:
             "ran_for": max(0.0, record["exited_at"] - record["started_at"]),
             "release": record.get("release"), "key": record.get("key"),
         }
-
