@@ -6,6 +6,9 @@ Layout under STACKBLAZE_HOME:
   builds/<project>/<build id>/ a built source tree: the service root's files, then `build` run in it;
                                services with the same root and build config share it
 Both appear whole or not at all (a `.complete` marker is written last) and are never modified after.
+
+The user env (the spec's `env:` and `env set` values, secrets included) is visible to install and build
+steps; which of it takes part in which key is INSTALL_ENV's rule, below.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +35,33 @@ from stackblaze.errors import StackblazeError
 COMPLETE = ".complete"
 TAIL_LINES = 20
 Progress = Callable[[str], None]
+MASK = "••••••"  # what a secret's value reads as in a build log (as in `env list`)
+
+# The user env's part in the cache keys, one rule for both: the dependency layer's key takes the variables
+# installers read (full names matched below: an index URL, a registry token, NODE_ENV, compiler flags), so
+# a new PIP_INDEX_URL installs into a new layer and a new WORKER_CONCURRENCY reinstalls nothing; a build
+# tree's id, when the plan has a `build` step, takes all of the user env. Only a keyed digest enters a key
+# (HMAC-SHA256, key in cache/env-digest.key), so no value, a secret's least of all, can be read back from
+# a directory name. The daemon's and the CLI's own environment (PATH included) take no part.
+INSTALL_ENV = (
+    r"PIP_\w+", r"UV_\w+", r"POETRY_\w+", r"PIPENV_\w+", r"PYTHON\w*",
+    r"NPM_\w+", r"npm_config_\w+", r"YARN_\w+", r"PNPM_\w+", r"BUN_\w+", r"NODE_\w+", r"COREPACK_\w+",
+    r"GO[A-Z0-9]+", r"CGO_\w+",  # GOPROXY, GOFLAGS, GOPRIVATE... (not GOOGLE_APPLICATION_CREDENTIALS)
+    r"BUNDLE_\w+", r"GEM_\w+",
+    r"CC|CXX|CPP|CFLAGS|CXXFLAGS|CPPFLAGS|LDFLAGS|PKG_CONFIG_PATH|LIBRARY_PATH|CPATH|MAKEFLAGS",
+)
+_INSTALL_ENV = re.compile("|".join(f"(?:{pattern})" for pattern in INSTALL_ENV))
+
+
+def install_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of `env` installers read (INSTALL_ENV): what the dependency layer's key takes."""
+    return {key: value for key, value in env.items() if _INSTALL_ENV.fullmatch(key)}
 
 
 class BuildFailed(StackblazeError):
     """An install or build command failed; the message carries its last lines."""
+
+    service: str | None = None  # set by the caller that knows which service was building
 
     def __init__(self, message: str, *, tail: list[str], log_path: Path) -> None:
         super().__init__(message)
@@ -62,13 +91,17 @@ def lockfile_digest(root: Path, lockfiles: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def plan_cache_key(source: Path, plan: BuildPlan) -> str | None:
-    """The dependency layer's key for the project at `source`; None when there is nothing to install."""
+def plan_cache_key(source: Path, plan: BuildPlan, *, env_digest: str = "") -> str | None:
+    """The dependency layer's key for the project at `source`; None when there is nothing to install.
+
+    `env_digest` is that of the user env installers read ('' when there is none: the key is then the plan's
+    alone, as `build --plan` shows it)."""
     if not plan.install:
         return None
     copy_dir = source / plan.copy_root
     digest = digest_tree(copy_dir) if plan.install_needs_source else lockfile_digest(copy_dir, plan.lockfiles)
-    return plan.cache_key(digest)
+    key = plan.cache_key(digest)
+    return hashlib.sha256(f"{key}\0{env_digest}".encode()).hexdigest()[:20] if env_digest else key
 
 
 def runtime_env(plan: BuildPlan, deps_dir: Path | None) -> dict[str, str]:
@@ -97,10 +130,21 @@ def _link(path: Path, target: Path) -> None:
 
 
 class Builder:
-    def __init__(self, *, cache_dir: Path, builds_dir: Path, base_env: Mapping[str, str]) -> None:
+    """Builds one service's plans. `base_env` is the machine's (PATH: where its tools are); `user_env` is
+    the service's own, over it and over the plan's env, as its replicas will see it; each value of
+    `redact` (the secrets among user_env) reads as MASK in every line the builder writes or reports."""
+
+    def __init__(self, *, cache_dir: Path, builds_dir: Path, base_env: Mapping[str, str],
+                 user_env: Mapping[str, str] | None = None, redact: Collection[str] = ()) -> None:
+        self._cache_dir = cache_dir
         self._deps_root = cache_dir / "deps"
         self._builds_dir = builds_dir
         self._base_env = dict(base_env)
+        self._user_env = dict(user_env or {})
+        # A multi-line secret (a PEM key) is printed line by line: each line is masked on its own. Longest
+        # first, so a secret that contains another is masked whole.
+        parts = {part for value in redact for part in (value, *value.splitlines()) if part.strip()}
+        self._redact = sorted(parts, key=len, reverse=True)
 
     def build(self, plan: BuildPlan, *, source: Path, log_path: Path, progress: Progress) -> BuildResult:
         """Build `plan` for the project at `source`; the log goes to `log_path`."""
@@ -108,6 +152,7 @@ class Builder:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
             def say(line: str) -> None:
+                line = self._masked(line)
                 log.write(line + "\n")
                 log.flush()
                 progress(line)
@@ -116,10 +161,45 @@ class Builder:
                 f"{('with ' + plan.package_manager) if plan.package_manager else ''}".rstrip())
             for warning in plan.warnings:
                 say(f"warning: {warning}")
-            deps_dir, key, installed = self._dependencies(plan, source, say, log_path)
-            build_id = self._build_id(plan, source, key)
-            path, built = self._tree(plan, source, build_id, deps_dir, say, log_path)
+            try:
+                deps_dir, key, installed = self._dependencies(plan, source, say, log_path)
+                build_id = self._build_id(plan, source, key)
+                path, built = self._tree(plan, source, build_id, deps_dir, say, log_path)
+            except BuildFailed as failure:
+                self._mask_failure(failure)
+                raise
         return BuildResult(path, build_id, deps_dir, key, installed, built, time.monotonic() - started)
+
+    def _masked(self, text: str) -> str:
+        for secret in self._redact:
+            text = text.replace(secret, MASK)
+        return text
+
+    def _mask_failure(self, failure: BuildFailed) -> None:
+        """Mask secrets in what a failure carries to the user (its message, its lines), whatever its fields
+        are: they are another part's to define, and each is shown or stored somewhere."""
+        failure.args = tuple(self._masked(a) if isinstance(a, str) else a for a in failure.args)
+        for name, value in list(vars(failure).items()):
+            if isinstance(value, str):
+                setattr(failure, name, self._masked(value))
+            elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+                setattr(failure, name, type(value)(self._masked(item) for item in value))
+
+    def _env_digest(self, env: Mapping[str, str]) -> str:
+        """A keyed digest of `env` for a cache key, '' when empty (the key is then what it was without)."""
+        if not env:
+            return ""
+        key_file = self._cache_dir / "env-digest.key"
+        if not key_file.exists():
+            with _locked(self._cache_dir / "env-digest.lock"):
+                if not key_file.exists():  # written aside, then renamed: never seen half-written
+                    partial = key_file.with_name(f".{key_file.name}.partial")
+                    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(os.urandom(32))
+                    os.replace(partial, key_file)
+        material = json.dumps(sorted(env.items())).encode()
+        return hmac.new(key_file.read_bytes(), material, hashlib.sha256).hexdigest()[:20]
 
     # -- the dependency layer ----------------------------------------------------------------------
 
@@ -128,7 +208,7 @@ class Builder:
         if not plan.install:
             say("==> no dependencies to install")
             return None, None, False
-        key = plan_cache_key(source, plan)
+        key = plan_cache_key(source, plan, env_digest=self._env_digest(install_env(self._user_env)))
         assert key is not None
         copy_dir = source / plan.copy_root
         deps_dir = self._deps_root / key
@@ -163,8 +243,10 @@ class Builder:
     # -- the built tree ----------------------------------------------------------------------------
 
     def _build_id(self, plan: BuildPlan, source: Path, key: str | None) -> str:
+        env_digest = self._env_digest(self._user_env) if plan.build else ""  # no build step: env reaches nothing
         material = "\0".join([digest_tree(source / plan.copy_root), plan.copy_root, plan.root, plan.build or "",
-                              key or "", plan.runtime, plan.resolved_version or "", *plan.links])
+                              key or "", plan.runtime, plan.resolved_version or "", *plan.links,
+                              *([f"env:{env_digest}"] if env_digest else [])])
         return hashlib.sha256(material.encode()).hexdigest()[:20]
 
     def _tree(self, plan: BuildPlan, source: Path, build_id: str, deps_dir: Path | None, say: Progress,
@@ -198,11 +280,13 @@ class Builder:
     # -- running commands --------------------------------------------------------------------------
 
     def _env(self, plan: BuildPlan, deps_dir: Path | None) -> dict[str, str]:
+        """The machine's env, the plan's over it, the user's over both: the order a replica's env has."""
         env = dict(self._base_env)
         extra = runtime_env(plan, deps_dir)
         if "PATH" in extra:
             extra["PATH"] = extra["PATH"].replace("$PATH", env.get("PATH", os.defpath))
         env.update(extra)
+        env.update(self._user_env)
         if deps_dir is not None:
             env["DEPS"] = str(deps_dir)
         return env

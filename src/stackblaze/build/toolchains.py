@@ -185,14 +185,25 @@ class SystemToolchains:
     def _which(self, command: str) -> str | None:
         return shutil.which(command, path=self._path)
 
+    def fingerprint(self) -> tuple[object, ...]:
+        """What the probes would see, cheaply (stats, no process): each searched directory's identity and
+        mtime, which an install or removal in it changes, and where each probed command resolves to. A
+        probe whose fingerprint changed is stale; one that found a tool missing is then redone."""
+        directories = [*self._path.split(os.pathsep),
+                       *(str(base) for language in LANGUAGES for base, _ in _managed(language, self._home))]
+        stats = []
+        for directory in dict.fromkeys(d for d in directories if d):
+            try:
+                found = os.stat(directory)
+                stats.append((directory, found.st_ino, found.st_mtime_ns))
+            except OSError:
+                stats.append((directory, 0, 0))
+        commands = [*_COMMANDS.values(), *("bundle" if tool == "bundler" else tool for tool in TOOLS)]
+        resolved = [os.path.realpath(exe) if (exe := self._which(command)) else None for command in commands]
+        return (*stats, *resolved)
+
     def _candidates(self, language: Language) -> list[str]:
-        home = self._home
-        patterns: list[tuple[Path, str]] = {
-            "python": [(home / ".pyenv/versions", "*/bin/python3"), (home / ".local/share/uv/python", "*/bin/python3")],
-            "node": [(home / ".nvm/versions/node", "*/bin/node"), (Path("/usr/local/n/versions/node"), "*/bin/node")],
-            "go": [(Path("/usr/local/go"), "bin/go"), (home / "sdk", "go*/bin/go")],
-            "ruby": [(home / ".rbenv/versions", "*/bin/ruby"), (home / ".rubies", "*/bin/ruby")],
-        }[language]
+        patterns = _managed(language, self._home)
         found = [str(match) for base, pattern in patterns if base.is_dir() for match in sorted(base.glob(pattern))]
         for directory in self._path.split(os.pathsep):
             # pyenv's shims only dispatch to the versions found above, and fail for the others.
@@ -238,6 +249,16 @@ class SystemToolchains:
 
 
 _COMMANDS: dict[Language, str] = {"python": "python3", "node": "node", "go": "go", "ruby": "ruby"}
+
+
+def _managed(language: Language, home: Path) -> list[tuple[Path, str]]:
+    """Where version managers (pyenv, uv, nvm, n, rbenv...) keep a language's interpreters: (base, glob)."""
+    return {
+        "python": [(home / ".pyenv/versions", "*/bin/python3"), (home / ".local/share/uv/python", "*/bin/python3")],
+        "node": [(home / ".nvm/versions/node", "*/bin/node"), (Path("/usr/local/n/versions/node"), "*/bin/node")],
+        "go": [(Path("/usr/local/go"), "bin/go"), (home / "sdk", "go*/bin/go")],
+        "ruby": [(home / ".rbenv/versions", "*/bin/ruby"), (home / ".rubies", "*/bin/ruby")],
+    }[language]
 
 
 # -- a machine described by a table ----------------------------------------------------------------------
