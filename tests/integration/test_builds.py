@@ -79,7 +79,10 @@ def test_broken_requirements_fail_the_deploy_and_keep_the_old_release(sb: Stackb
     assert "stackblaze-no-such-package-zz" in failed.err  # pip's own words, from its last lines
     after = sb.replicas("worker")[0]
     assert (after["pid"], after["release"], after["state"]) == (before["pid"], before["release"], "running")
-    assert [r["number"] for r in sb.run("releases", "worker", "--json").json()["releases"]] == [1]
+    listing = sb.run("releases", "worker", "--json").json()
+    # the failed attempt is listed as such, and release 1 is still the one running
+    assert [(r["number"], r.get("status", "ok")) for r in listing["releases"]] == [(1, "ok"), (2, "build-failed")]
+    assert listing["current"] == 1
 
 
 def test_python_uv_app_runs(sb: Stackblaze, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ services:
   - name: worker
     start: python3 -c "import sys; print('dying', flush=True); sys.exit(3)"
 """)
-    sb.run("deploy", str(project))
+    assert sb.run("deploy", str(project), check=False).code == 1  # the rollout failed; the policy goes on
     starts_needed = 6
     events = wait_for("6 starts", lambda: (
         e := sb.events("worker")) and sum(x["kind"] == "start" for x in e) >= starts_needed and e, timeout=30)
@@ -87,7 +87,7 @@ services:
   - name: worker
     start: python3 -c "print('done', flush=True)"
 """)
-    sb.run("deploy", str(project))
+    assert sb.run("deploy", str(project), check=False).code == 1  # exit 0 is an exit too
     replica = wait_for("two restarts", lambda: (r := sb.replicas("worker")[0]) and r["restart_count"] >= 2 and r)
     assert replica["last_exit"]["code"] == 0
     logs = sb.run("logs", "worker", "-n", "10").out.splitlines()
@@ -102,7 +102,7 @@ services:
   - name: worker
     start: python3 -c "raise SystemExit(7)"
 """)
-    sb.run("deploy", str(project))
+    assert sb.run("deploy", str(project), check=False).code == 1
     # the 7th restart waits 160 s * 0.01 = 1.6 s: long enough to observe
     replica = wait_for("a waiting replica", lambda: (
         r := sb.replicas("worker")[0]) and r["state"] == "waiting" and r["restart_count"] >= 5 and r)

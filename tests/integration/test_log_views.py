@@ -50,7 +50,7 @@ services:
     start: python3 victim.py
 """, {"raiser.py": "print('connecting to the queue', flush=True)\nraise RuntimeError('queue connection lost')\n",
       "victim.py": "import os, time\nprint('working as', os.getpid(), flush=True)\ntime.sleep(1e6)\n"})
-    sb.run("deploy", str(project))
+    assert sb.run("deploy", str(project), check=False).code == 1  # the raiser never became available
     exit_event = wait_for("the raiser's exit", lambda: next(
         (e for e in sb.events("raiser") if e["kind"] == "exit"), None))
     assert exit_event["details"]["code"] == 1
