@@ -24,16 +24,19 @@ import shutil
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stackblaze.build.explain import explain
 from stackblaze.build.plan import BuildPlan
 from stackblaze.build.release import IGNORED, digest_tree
 from stackblaze.errors import StackblazeError
 
 COMPLETE = ".complete"
 TAIL_LINES = 20
+OUTPUT_LINES = 5000  # of a failed command's output, searched for the lines that say why
+LINE_CHARS = 2000
 Progress = Callable[[str], None]
 MASK = "••••••"  # what a secret's value reads as in a build log (as in `env list`)
 
@@ -59,12 +62,14 @@ def install_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 class BuildFailed(StackblazeError):
-    """An install or build command failed; the message carries its last lines."""
+    """An install or build command failed: `cause` holds the lines of its output that say why (see
+    build.explain), `tail` its last lines, `log_path` the whole build log."""
 
     service: str | None = None  # set by the caller that knows which service was building
 
-    def __init__(self, message: str, *, tail: list[str], log_path: Path) -> None:
+    def __init__(self, message: str, *, tail: list[str], log_path: Path, cause: Sequence[str] = ()) -> None:
         super().__init__(message)
+        self.cause = list(cause)
         self.tail = tail
         self.log_path = log_path
 
@@ -293,7 +298,11 @@ class Builder:
 
     def _run(self, command: str, *, cwd: Path, env: dict[str, str], say: Progress, what: str,
              log_path: Path) -> None:
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # explain() needs more than the tail: pipenv prints ~70 lines of hashes after the line that says why.
+        # It gets the last OUTPUT_LINES lines rather than the log file read again: the log mixes in our own
+        # lines and the other steps', and the lines that explain a failure come near its end. Bounded, since
+        # an installer may print a line per file (or one endless line).
+        output: deque[str] = deque(maxlen=OUTPUT_LINES)
         with subprocess.Popen(
             ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -301,11 +310,11 @@ class Builder:
             assert process.stdout is not None
             for raw in process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
-                tail.append(line)
+                output.append(line[:LINE_CHARS])
                 say(f"    {line}")
             code = process.wait()
         if code != 0:
-            raise BuildFailed(
-                f"{what} failed (exit {code}): {command} — last lines below, full log: {log_path}",
-                tail=list(tail), log_path=log_path,
-            )
+            lines = list(output)
+            shown = "; ".join(part.strip() for part in command.splitlines() if part.strip())  # a `build: |` too
+            raise BuildFailed(f"{what} failed (exit {code}): {shown} — full log: {log_path}",
+                              cause=explain(lines), tail=lines[-TAIL_LINES:], log_path=log_path)

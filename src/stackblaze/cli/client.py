@@ -109,8 +109,8 @@ class Client:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
 
     def deploy(self, path: str, *, on_progress: Callable[[str], None], detach: bool = False) -> dict[str, Any]:
-        """Run a deploy, passing build and rollout progress on as it comes; a failed build raises with its
-        last lines; a failed rollout is in the result (`ok` false)."""
+        """Run a deploy, passing build and rollout progress on as it comes; a failed build raises with the
+        lines that say why and its last lines; a failed rollout is in the result (`ok` false)."""
         final: dict[str, Any] = {}
         # The build runs with the user's PATH, not the daemon's: a tool installed since it started is found.
         body = {"path": path, "env_path": os.environ.get("PATH"), "detach": detach}
@@ -120,9 +120,14 @@ class Client:
             else:
                 final = message
         if "result" not in final:
-            for line in final.get("tail") or []:
-                on_progress(f"  | {line}")
-            raise error_from(final)
+            # One error, in a stable order: what failed, the lines that say why, the last lines, the full log.
+            summary = [final.get("error", "failed")]
+            for heading, lines in (("cause:", final.get("cause")), ("last lines:", final.get("tail"))):
+                if lines:
+                    summary += [heading, *(f"  | {line}" for line in lines)]
+            if final.get("log_path"):
+                summary.append(f"full log: {final['log_path']}")
+            raise error_from({**final, "error": "\n".join(summary)})
         return dict(final["result"])
 
     def rollout_status(self, service: str | None, *, on_progress: Callable[[str], None]) -> dict[str, Any]:
