@@ -255,3 +255,22 @@ def test_a_first_deploy_that_crashes_exits_1_and_stays_under_the_restart_policy(
     assert "nothing earlier to keep" in output and "exit 3" in output
     replica = wait_for("a restart", lambda: (r := sb.replicas("worker")[0]) and r["restart_count"] >= 2 and r)
     assert replica["last_exit"]["code"] == 3
+
+
+def test_a_rollout_that_stalls_fails_at_its_progress_deadline(sb: Stackblaze, tmp_path: Path) -> None:
+    """An old replica that ignores SIGTERM holds its place (stopping processes count against max_surge), so
+    the rollout cannot go on: at progress_deadline (200 s = 2 s real) it fails, naming the deadline and the
+    count, and the old release runs at its full count again."""
+    stubborn = ("import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "print('up', os.environ['STACKBLAZE_RELEASE'], flush=True)\ntime.sleep(1e6)\n")
+    app = write_project(tmp_path / "app", project_env(sb) + spec("stall", replicas=2, extra=(
+        "    progress_deadline: 200s\n")).replace("shutdown_grace: 100s", "shutdown_grace: 600s"),
+        {"worker.py": stubborn})
+    assert deploy(sb, app)[0] == 0
+    (app / "worker.py").write_text(SLEEPER)
+    code, output = deploy(sb, app)
+    assert code == 1, output
+    assert "not finished within its progress_deadline (200s): 1/2 new replicas available" in output, output
+    wait_for("2 replicas of release 1 and nothing else",
+             lambda: sorted(r for _, r in processes(sb)) == ["1", "1"], timeout=30)
+    assert sb.ps("worker")["services"][0]["release"] == 1

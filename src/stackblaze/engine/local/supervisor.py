@@ -270,7 +270,12 @@ class Supervisor:
                     return
                 target, rollout = self._target(desired)
         if rollout is None:
-            await self._converge(target, fresh=fresh)
+            # A failed rollout with nothing known to restore (its daemon died mid-rollout) keeps the old
+            # replicas that still run rather than replacing them with the failing config.
+            latest = self._rollouts.get((project, service))
+            keep = (latest is not None and latest.state == "failed" and latest.config == target.config
+                    and latest.from_config is None)
+            await self._converge(target, fresh=fresh, keep_stale=keep)
 
     def _target(self, desired: Desired) -> tuple[Desired, Rollout | None]:
         """What to run, and the rollout in progress towards it (None: nothing to roll out)."""
@@ -301,7 +306,7 @@ class Supervisor:
                                               lambda: asyncio.ensure_future(self._deadline(rollout))))
         return desired, rollout
 
-    async def _converge(self, desired: Desired, *, fresh: bool) -> None:
+    async def _converge(self, desired: Desired, *, fresh: bool, keep_stale: bool = False) -> None:
         """No rollout to gate: replace stale replicas at once (rolling: new first) and fill empty slots."""
         project, service, want = desired.project, desired.service, desired.replicas
         recreate = desired.strategy == "recreate"
@@ -309,14 +314,14 @@ class Supervisor:
         for slot in slots:
             if slot.incoming is not None:  # a rollout's replica that is no longer wanted
                 await self._stop_live(slot, slot.incoming, desired)
-        if recreate:
+        if recreate and not keep_stale:
             for slot in slots:
                 if slot.current is not None and slot.current.config != desired.config:
                     await self._stop_current(slot, desired)
         for slot in slots:
             if fresh and slot.current is None and slot.timer is not None:
                 self._disarm(slot)
-            if slot.current is not None and slot.current.config != desired.config and not recreate:
+            if slot.current is not None and slot.current.config != desired.config and not recreate and not keep_stale:
                 previous = slot.current
                 slot.current = None
                 await self._spawn(slot, desired)
@@ -352,6 +357,9 @@ class Supervisor:
             for slot in slots:  # an available new replica replaces the old one of its slot
                 if slot.incoming is not None and available(slot.incoming):
                     previous, slot.current, slot.incoming = slot.current, slot.incoming, None
+                    slot.restart_count = slot.streak = 0  # the counters count for the new config now
+                    slot.config = desired.config
+                    self._save(slot)
                     if previous is not None:
                         await self._stop_live(slot, previous, desired)
             running = sum(len(self._lives(s)) for s in self._service_slots(project, service))
