@@ -4,7 +4,6 @@ and runner at time scale 0.01, processes counted from /proc (psutil), not from o
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

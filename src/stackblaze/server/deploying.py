@@ -142,6 +142,7 @@ class Deployer:
         kept_log = exc.log_path.with_name(f"{number}.build.log")
         if exc.log_path.exists():
             shutil.copyfile(exc.log_path, kept_log)
+            exc.log_path = kept_log  # the "full log" a user is pointed to: build.log is the next attempt's
         cause = list(getattr(exc, "cause", []) or [])
         self._store.add_release(ReleaseRow(project, service, number, "", f"failed:{number}", time.time(), {
             "status": "build-failed", "error": str(exc), "cause": cause, "build_log": str(kept_log)}))
