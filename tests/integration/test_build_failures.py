@@ -50,8 +50,8 @@ def test_a_pinned_package_that_cannot_build_is_named_in_the_summary(sb: Stackbla
     assert failed.code == 1, failed.err
 
     # The summary comes after the streamed build output: the error, then its cause, last lines and log.
-    summary = failed.err[failed.err.index("error: install failed"):].splitlines()
-    assert summary[0].startswith("error: install failed (exit 1): ") and "requirements.txt" in summary[0]
+    summary = failed.err[failed.err.index("error: worker: install failed"):].splitlines()
+    assert summary[0].startswith("error: worker: install failed (exit 1): ") and "requirements.txt" in summary[0]
     cause, last = summary.index("cause:"), summary.index("last lines:")
     assert cause < last
     explained = [line.removeprefix("  | ").strip() for line in summary[cause + 1:last]]

@@ -122,7 +122,10 @@ class Client:
         if "result" not in final:
             # One error, in a stable order: what failed, the lines that say why, the last lines, the full log.
             summary = [final.get("error", "failed")]
-            for heading, lines in (("cause:", final.get("cause")), ("last lines:", final.get("tail"))):
+            cause, tail = final.get("cause") or [], final.get("tail") or []
+            if set(tail) <= set(cause):
+                tail = []  # a short output: the cause is already all of it
+            for heading, lines in (("cause:", cause), ("last lines:", tail)):
                 if lines:
                     summary += [heading, *(f"  | {line}" for line in lines)]
             if final.get("log_path"):

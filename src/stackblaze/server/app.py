@@ -95,7 +95,8 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
                 return {"result": await control.deploy(body.path, progress, path_env=body.env_path,
                                                        detach=body.detach)}
             except BuildFailed as exc:
-                return {"error": str(exc), "kind": "BuildFailed", "cause": exc.cause, "tail": exc.tail,
+                where = f"{exc.service}: " if exc.service else ""
+                return {"error": f"{where}{exc}", "kind": "BuildFailed", "cause": exc.cause, "tail": exc.tail,
                         "log_path": str(exc.log_path)}
             except StackblazeError as exc:
                 return {"error": str(exc), "kind": type(exc).__name__}
