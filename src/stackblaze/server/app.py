@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -60,6 +60,28 @@ def ndjson(items: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="application/x-ndjson")
 
 
+def progress_stream(run: Callable[[Callable[[str], None]], Awaitable[dict[str, Any]]]) -> StreamingResponse:
+    """NDJSON of {"progress": line} for each line `run` reports (from any thread), then what it returns."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def progress(line: str) -> None:  # a deploy calls it from its build thread
+        loop.call_soon_threadsafe(lines.put_nowait, line)
+
+    async def finish() -> dict[str, Any]:
+        try:
+            return await run(progress)
+        finally:
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        task = asyncio.create_task(finish())
+        while (line := await lines.get()) is not None:
+            yield {"progress": line}
+        yield await task
+    return ndjson(stream())
+
+
 def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> FastAPI:
     app = FastAPI(title="stackblaze", docs_url=None, redoc_url=None)
 
@@ -83,14 +105,9 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
 
     @app.post("/v1/deploy")
     async def deploy(body: DeployRequest) -> StreamingResponse:
-        """NDJSON: {"progress": line} while building, then {"result": ...} or {"error": ..., "tail": [...]}."""
-        loop = asyncio.get_running_loop()
-        lines: asyncio.Queue[str | None] = asyncio.Queue()
-
-        def progress(line: str) -> None:  # called from the build thread
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-
-        async def run() -> dict[str, Any]:
+        """NDJSON: {"progress": line} while building and rolling out, then {"result": ...} or {"error": ...,
+        "cause": [...], "tail": [...]}."""
+        async def run(progress: Callable[[str], None]) -> dict[str, Any]:
             try:
                 return {"result": await control.deploy(body.path, progress, path_env=body.env_path,
                                                        detach=body.detach)}
@@ -100,15 +117,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
                         "log_path": str(exc.log_path)}
             except StackblazeError as exc:
                 return {"error": str(exc), "kind": type(exc).__name__}
-            finally:
-                loop.call_soon_threadsafe(lines.put_nowait, None)
-
-        async def stream() -> AsyncIterator[dict[str, Any]]:
-            task = asyncio.create_task(run())
-            while (line := await lines.get()) is not None:
-                yield {"progress": line}
-            yield await task
-        return ndjson(stream())
+        return progress_stream(run)
 
     @app.get("/v1/rollout")
     async def rollout(project: str | None = None, service: str | None = None) -> StreamingResponse:
@@ -116,23 +125,12 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         name = control.resolve(project)
         names = [control.row(name, service).name] if service else [r.name for r in control.store.services(name)]
         started = {each: control.engine.rollout(name, each) for each in names}
-        loop = asyncio.get_running_loop()
-        lines: asyncio.Queue[str | None] = asyncio.Queue()
 
-        async def run() -> dict[str, Any]:
-            try:
-                outcomes = await control.wait_rollouts(name, started, lines.put_nowait)
-            finally:
-                loop.call_soon(lines.put_nowait, None)
+        async def run(progress: Callable[[str], None]) -> dict[str, Any]:
+            outcomes = await control.wait_rollouts(name, started, progress)
             return {"result": {"project": name, "services": outcomes,
                                "ok": all(o["state"] != "failed" for o in outcomes)}}
-
-        async def stream() -> AsyncIterator[dict[str, Any]]:
-            task = asyncio.create_task(run())
-            while (line := await lines.get()) is not None:
-                yield {"progress": line}
-            yield await task
-        return ndjson(stream())
+        return progress_stream(run)
 
     @app.get("/v1/services/{service}/releases")
     async def releases(service: str, project: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from stackblaze.engine.local.supervisor import Desired, Supervisor
+from stackblaze.engine.local.slots import Desired
+from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.errors import ConflictError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time

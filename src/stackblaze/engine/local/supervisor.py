@@ -11,83 +11,22 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.exits import describe_exit, signal_name
-from stackblaze.engine.local.rollout import Rollout
+from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
 from stackblaze.engine.local.runner_client import RunnerClient
+from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
-from stackblaze.spec.rollout import Rolling
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Desired:
-    """What one service should look like, resolved by the control plane (env already decrypted)."""
-
-    project: str
-    service: str
-    replicas: int
-    release: int
-    cwd: str
-    start: str
-    env: dict[str, str]
-    stop_signal: int
-    shutdown_grace: float
-    strategy: str
-    config: str  # digest of everything that, when changed, needs new processes
-    log_max_bytes: int = 10 << 20
-    log_max_files: int = 5
-    min_ready: float = 10.0  # seconds a new replica must run without exiting to be available
-    progress_deadline: float = 600.0
-    rolling: Rolling = field(default_factory=Rolling)
-
-
-class StatusStore(Protocol):
-    def replica_statuses(self, project: str) -> dict[tuple[str, int], dict[str, Any]]: ...
-    def save_replica_status(self, project: str, service: str, replica: int, status: dict[str, Any]) -> None: ...
-    def delete_replica_status(self, project: str, service: str, replica: int) -> None: ...
-
-
-EventSink = Callable[..., None]
 RolloutSink = Callable[[Rollout], None]
-
-
-@dataclass
-class Live:
-    key: str
-    pid: int
-    started_at: float
-    release: int
-    config: str
-    stopping: bool = False
-
-
-@dataclass
-class Slot:
-    project: str
-    service: str
-    replica: int
-    current: Live | None = None
-    incoming: Live | None = None  # a new release's replica started beside `current`, not yet available
-    old: dict[str, Live] = field(default_factory=dict)  # asked to stop
-    restart_count: int = 0
-    streak: int = 0
-    last_exit: dict[str, Any] | None = None
-    next_restart_at: float | None = None
-    timer: asyncio.TimerHandle | None = None
-    config: str | None = None  # what the restart counters count for: a new rollout starts them over
-
-    def saved(self) -> dict[str, Any]:
-        return {
-            "restart_count": self.restart_count, "streak": self.streak, "last_exit": self.last_exit,
-            "next_restart_at": self.next_restart_at, "config": self.config,
-        }
 
 
 class Supervisor:
@@ -202,7 +141,7 @@ class Supervisor:
         return [
             live.pid for slot in self._slots.values()
             if slot.project == project and (service is None or slot.service == service)
-            for live in self._lives(slot)
+            for live in lives(slot)
         ]
 
     def rollout(self, project: str, service: str) -> Rollout | None:
@@ -230,15 +169,8 @@ class Supervisor:
         return self.rollout_record(rollout)
 
     def _counts(self, rollout: Rollout) -> dict[str, int]:
-        desired = self._desired(rollout.project, rollout.service)
-        ready = (desired.min_ready if desired else 0.0) * self._policy.scale
-        now = self._clock()
-        new = [live for slot in self._service_slots(rollout.project, rollout.service)
-               for live in (slot.current, slot.incoming) if live is not None and live.config == rollout.config]
-        old = [live for slot in self._service_slots(rollout.project, rollout.service)
-               for live in self._lives(slot) if live.config != rollout.config]
-        return {"replicas": desired.replicas if desired else 0, "new_running": len(new),
-                "new_available": sum(1 for live in new if now - live.started_at >= ready), "old_running": len(old)}
+        return count(rollout, self._service_slots(rollout.project, rollout.service),
+                     self._desired(rollout.project, rollout.service), now=self._clock(), scale=self._policy.scale)
 
     # -- reconcile ---------------------------------------------------------------------------------
 
@@ -290,9 +222,9 @@ class Supervisor:
         if rollout is not None and not rollout.done:
             rollout.reason = f"superseded by release {desired.release} before it finished"
             rollout.finish("failed", self._clock())
-        lives = [live for slot in self._service_slots(*key) for live in self._lives(slot)]
-        if stable is None and lives and all(live.config == desired.config for live in lives) \
-                and len(lives) == desired.replicas:
+        running = [live for slot in self._service_slots(*key) for live in lives(slot)]
+        if stable is None and running and all(live.config == desired.config for live in running) \
+                and len(running) == desired.replicas:
             self._stable[key] = desired  # adopted after a daemon restart: it already runs what it should
             return desired, None
         rollout = Rollout(
@@ -334,12 +266,6 @@ class Supervisor:
         """One step of a gated rollout: a Deployment's rules, with the processes we can see."""
         project, service, want = desired.project, desired.service, desired.replicas
         slots = [self._slot(project, service, n) for n in range(1, want + 1)]
-        now = self._clock()
-        ready = desired.min_ready * self._policy.scale
-
-        def available(live: Live) -> bool:
-            return live.config == desired.config and now - live.started_at >= ready
-
         for slot in slots:
             if fresh and slot.current is None and slot.timer is not None:
                 self._disarm(slot)
@@ -348,54 +274,36 @@ class Supervisor:
                 if slot.current is not None and slot.current.config != desired.config:
                     await self._stop_current(slot, desired)
             if any(live.config != desired.config for s in self._service_slots(project, service)
-                   for live in self._lives(s)):
+                   for live in lives(s)):
                 return  # every old replica gone first
             for slot in slots:
                 if slot.current is None and slot.timer is None and not rollout.done:
                     await self._spawn(slot, desired, rollout=rollout)
         else:
-            for slot in slots:  # an available new replica replaces the old one of its slot
-                if slot.incoming is not None and available(slot.incoming):
-                    previous, slot.current, slot.incoming = slot.current, slot.incoming, None
-                    slot.restart_count = slot.streak = 0  # the counters count for the new config now
-                    slot.config = desired.config
-                    self._save(slot)
-                    if previous is not None:
-                        await self._stop_live(slot, previous, desired)
-            running = sum(len(self._lives(s)) for s in self._service_slots(project, service))
-            old = [s for s in slots if s.current is not None and s.current.config != desired.config]
-            up = len(old) + sum(1 for s in slots if s.current is not None and available(s.current))
-            floor = want - desired.rolling.unavailable(want)
-            # Stopping processes count against the surge: at no moment more than want + max_surge exist.
-            ceiling = want + desired.rolling.surge(want)
-            for slot in sorted(old, key=lambda s: -s.replica):
-                if up - 1 < floor:
-                    break
-                if slot.incoming is None:
-                    await self._stop_current(slot, desired)
-                    up -= 1
-            for slot in slots:
-                if rollout.done or running >= ceiling:
-                    break
-                if slot.current is None and slot.incoming is None and slot.timer is None:
+            step = plan_rolling(slots, desired, processes=sum(len(lives(s)) for s in self._service_slots(
+                project, service)), now=self._clock(), scale=self._policy.scale)
+            for slot in step.promote:  # an available new replica replaces the old one of its slot
+                previous, slot.current, slot.incoming = slot.current, slot.incoming, None
+                slot.restart_count = slot.streak = 0  # the counters count for the new config now
+                slot.config = desired.config
+                self._save(slot)
+                if previous is not None:
+                    await self._stop_live(slot, previous, desired)
+            for slot in step.retire:
+                await self._stop_current(slot, desired)
+            for slot in step.start:
+                if not rollout.done:
                     await self._spawn(slot, desired, rollout=rollout)
-                    running += 1
-            for slot in sorted(slots, key=lambda s: s.replica):
-                if rollout.done or running >= ceiling:
-                    break
-                if slot.current is not None and slot.current.config != desired.config and slot.incoming is None:
+            for slot in step.surge:
+                if not rollout.done:
                     await self._spawn(slot, desired, rollout=rollout, incoming=True)
-                    running += 1
         if not rollout.done:
             self._check_complete(rollout, desired, slots)
 
     def _check_complete(self, rollout: Rollout, desired: Desired, slots: list[Slot]) -> None:
         now = self._clock()
-        ready = desired.min_ready * self._policy.scale
-        news = [s.current for s in slots]
-        if any(live is None or live.config != desired.config or now - live.started_at < ready for live in news):
-            return
-        if any(s.incoming is not None or s.old for s in self._service_slots(desired.project, desired.service)):
+        if not is_complete(slots, self._service_slots(desired.project, desired.service), desired, now=now,
+                           scale=self._policy.scale):
             return
         rollout.finish("complete", now)
         self._stable[(desired.project, desired.service)] = desired
@@ -694,11 +602,6 @@ class Supervisor:
 
     def _service_slots(self, project: str, service: str) -> list[Slot]:
         return [s for s in self._slots.values() if (s.project, s.service) == (project, service)]
-
-    @staticmethod
-    def _lives(slot: Slot) -> list[Live]:
-        """Every process of the slot: the current replica, a rollout's incoming one, those stopping."""
-        return [live for live in (slot.current, slot.incoming) if live is not None] + list(slot.old.values())
 
     def _slot(self, project: str, service: str, replica: int) -> Slot:
         key = (project, service, replica)

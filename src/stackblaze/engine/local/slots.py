@@ -1,0 +1,78 @@
+"""What the supervisor keeps per service and replica: the desired state, and each slot's processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stackblaze.spec.rollout import Rolling
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one service should look like, resolved by the control plane (env already decrypted)."""
+
+    project: str
+    service: str
+    replicas: int
+    release: int
+    cwd: str
+    start: str
+    env: dict[str, str]
+    stop_signal: int
+    shutdown_grace: float
+    strategy: str
+    config: str  # digest of everything that, when changed, needs new processes
+    log_max_bytes: int = 10 << 20
+    log_max_files: int = 5
+    min_ready: float = 10.0  # seconds a new replica must run without exiting to be available
+    progress_deadline: float = 600.0
+    rolling: Rolling = field(default_factory=Rolling)
+
+
+class StatusStore(Protocol):
+    def replica_statuses(self, project: str) -> dict[tuple[str, int], dict[str, Any]]: ...
+    def save_replica_status(self, project: str, service: str, replica: int, status: dict[str, Any]) -> None: ...
+    def delete_replica_status(self, project: str, service: str, replica: int) -> None: ...
+
+
+EventSink = Callable[..., None]
+
+
+@dataclass
+class Live:
+    key: str
+    pid: int
+    started_at: float
+    release: int
+    config: str
+    stopping: bool = False
+
+
+@dataclass
+class Slot:
+    project: str
+    service: str
+    replica: int
+    current: Live | None = None
+    incoming: Live | None = None  # a new release's replica started beside `current`, not yet available
+    old: dict[str, Live] = field(default_factory=dict)  # asked to stop
+    restart_count: int = 0
+    streak: int = 0
+    last_exit: dict[str, Any] | None = None
+    next_restart_at: float | None = None
+    timer: asyncio.TimerHandle | None = None
+    config: str | None = None  # what the restart counters count for: a new rollout starts them over
+
+    def saved(self) -> dict[str, Any]:
+        return {
+            "restart_count": self.restart_count, "streak": self.streak, "last_exit": self.last_exit,
+            "next_restart_at": self.next_restart_at, "config": self.config,
+        }
+
+
+def lives(slot: Slot) -> list[Live]:
+    """Every process of the slot: the current replica, a rollout's incoming one, those stopping."""
+    return [live for live in (slot.current, slot.incoming) if live is not None] + list(slot.old.values())
