@@ -108,7 +108,7 @@ services:
         r := sb.replicas("worker")[0]) and r["state"] == "waiting" and r["restart_count"] >= 5 and r)
     assert replica["next_restart_at"] > replica["last_exit"]["at"]
     table = sb.run("ps").out
-    assert "waiting (restart in" in table and "exit 7" in table
+    assert "waiting (crash loop, restart in" in table and "exit 7" in table
 
 
 def test_secret_is_in_the_worker_env_and_nowhere_in_our_output(sb: Stackblaze, tmp_path: Path) -> None:

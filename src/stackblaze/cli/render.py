@@ -52,7 +52,8 @@ def state_text(replica: dict[str, Any], now: float) -> Text:
     state = replica["state"]
     label = state
     if state == "waiting" and replica.get("next_restart_at"):
-        label = f"waiting (restart in {duration(replica['next_restart_at'] - now)})"
+        loop = "crash loop, " if replica.get("crash_loop") else ""
+        label = f"waiting ({loop}restart in {duration(replica['next_restart_at'] - now)})"
     if replica.get("stopping") and state == "running":
         label = f"running (+{len(replica['stopping'])} stopping)"
     return Text(label, style=STATE_STYLES.get(state, ""))
@@ -65,10 +66,11 @@ def ps_table(payload: dict[str, Any]) -> None:
         return
     for service in payload["services"]:
         flag = "" if service["running_flag"] else "  [stopped by user]"
+        counts = f"{service['running']}/{service['desired']} running" if service["desired"] or service["running"] \
+            else "stopped"
         out.print(Text.assemble(
             (service["service"], "bold"),
-            f"  {service['running']}/{service['desired']} running  release {service['release']}  "
-            f"start: {service['start']}{flag}",
+            f"  {counts}  release {service['release']}  start: {service['start']}{flag}",
         ))
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
         for column in ("REPLICA", "STATE", "PID", "RELEASE", "UPTIME", "RESTARTS", "LAST EXIT"):

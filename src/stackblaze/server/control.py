@@ -135,6 +135,10 @@ class Control:
         release = self.store.release(row.project, row.name, row.release)
         return str(release.details["start"]) if release is not None else "-"
 
+    async def read_last_lines(self, project: str, service: str, replica: int, since: float) -> list[str]:
+        """last_lines, read in a worker thread: the supervisor's loop never waits on a file."""
+        return await asyncio.to_thread(self.last_lines, project, service, replica, since)
+
     def last_lines(self, project: str, service: str, replica: int, since: float, count: int = 20) -> list[str]:
         """The replica's last log lines written since `since` (its start): what an exit event carries."""
         logs = find_logs(self.settings.logs_dir / project, service, replica)

@@ -75,7 +75,7 @@ async def serve(settings: Settings) -> None:
     supervisor = Supervisor(
         runner=runner, store=store, policy=BackoffPolicy(scale=settings.time_scale),
         logs_dir=settings.logs_dir, desired=control.desired, services=control.services,
-        record_event=control.event, last_lines=control.last_lines, rollout_failed=control.rollout_failed,
+        record_event=control.event, last_lines=control.read_last_lines, rollout_failed=control.rollout_failed,
     )
     control.supervisor = supervisor
     await supervisor.start()

@@ -294,8 +294,8 @@ class Store:
         if project is not None:
             query += " AND project = ?"
             args.append(project)
-        if service is not None:
-            query += " AND service = ?"
+        if service is not None:  # and what touched the whole project: deploys, project env, drains
+            query += " AND (service = ? OR service IS NULL)"
             args.append(service)
         query += " ORDER BY id DESC LIMIT ?"
         args.append(limit)

@@ -9,10 +9,10 @@ from stackblaze.spec.rollout import Rolling
 NOW = 1000.0
 
 
-def desired(replicas: int, rolling: Rolling = Rolling()) -> Desired:
+def desired(replicas: int, rolling: Rolling | None = None) -> Desired:
     return Desired(project="p", service="w", replicas=replicas, release=2, cwd="/", start="w", env={},
                    stop_signal=15, shutdown_grace=30, strategy="rolling", config="new", min_ready=10.0,
-                   rolling=rolling)
+                   rolling=rolling or Rolling())
 
 
 def live(config: str, *, age: float, key: str = "") -> Live:

@@ -6,11 +6,11 @@ and `rollout status` report, and the timers (availability checks, the progress d
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from stackblaze.engine.clock import Handle
 from stackblaze.engine.local.slots import Desired, Live, Slot, lives
 
 RolloutState = Literal["progressing", "complete", "failed"]
@@ -31,7 +31,7 @@ class Rollout:
     exit: dict[str, Any] | None = None  # the exit that failed it, with its last lines
     restored: bool = False  # the previous release runs again (or never stopped)
     finished_at: float | None = None
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    timers: list[Handle] = field(default_factory=list)
 
     @property
     def done(self) -> bool:

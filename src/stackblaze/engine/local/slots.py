@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stackblaze.engine.clock import Handle
 from stackblaze.spec.rollout import Rolling
 
 
@@ -59,17 +59,18 @@ class Slot:
     current: Live | None = None
     incoming: Live | None = None  # a new release's replica started beside `current`, not yet available
     old: dict[str, Live] = field(default_factory=dict)  # asked to stop
-    restart_count: int = 0
+    restart_count: int = 0  # restarts that happened
+    restart_pending: bool = False  # an exit's restart is planned and not done yet
     streak: int = 0
     last_exit: dict[str, Any] | None = None
     next_restart_at: float | None = None
-    timer: asyncio.TimerHandle | None = None
+    timer: Handle | None = None
     config: str | None = None  # what the restart counters count for: a new rollout starts them over
 
     def saved(self) -> dict[str, Any]:
         return {
             "restart_count": self.restart_count, "streak": self.streak, "last_exit": self.last_exit,
-            "next_restart_at": self.next_restart_at, "config": self.config,
+            "next_restart_at": self.next_restart_at, "config": self.config, "restart_pending": self.restart_pending,
         }
 
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from stackblaze.engine.backoff import BackoffPolicy
+from stackblaze.engine.clock import Clock, SystemClock
 from stackblaze.engine.exits import describe_exit, signal_name
 from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
-from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
@@ -29,12 +28,30 @@ log = logging.getLogger(__name__)
 RolloutSink = Callable[[Rollout], None]
 
 
+async def _no_lines(*_: Any) -> list[str]:
+    return []
+
+
+class Runner(Protocol):
+    """The runner as the supervisor uses it: RunnerClient (a real process), or FakeRunner (unit tests)."""
+
+    on_exit: Callable[[dict[str, Any]], Awaitable[None]] | None
+    on_lost: Callable[[], Awaitable[None]] | None
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]: ...
+
+
 class Supervisor:
     def __init__(
-        self, *, runner: RunnerClient, store: StatusStore, policy: BackoffPolicy, logs_dir: Path,
+        self, *, runner: Runner, store: StatusStore, policy: BackoffPolicy, logs_dir: Path,
         desired: Callable[[str, str], Desired | None], services: Callable[[], list[tuple[str, str]]],
-        record_event: EventSink, clock: Callable[[], float] = time.time,
-        last_lines: Callable[[str, str, int, float], list[str]] = lambda *_: [],
+        record_event: EventSink, clock: Clock | None = None,
+        last_lines: Callable[[str, str, int, float], Awaitable[list[str]]] | None = None,
         rollout_failed: RolloutSink = lambda _: None,
     ) -> None:
         self._runner = runner
@@ -44,8 +61,10 @@ class Supervisor:
         self._desired = desired
         self._services = services
         self._event = record_event
-        self._clock = clock
-        self._last_lines = last_lines  # (project, service, replica, since) -> the replica's last log lines
+        self._clock = clock or SystemClock()
+        self._tasks: set[asyncio.Future[None]] = set()
+        # (project, service, replica, since) -> the replica's last log lines (the caller reads files off the loop)
+        self._last_lines = last_lines or _no_lines
         self._rollout_failed = rollout_failed  # the control plane puts the service back on the old release
         self._slots: dict[tuple[str, str, int], Slot] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -68,6 +87,7 @@ class Supervisor:
                 slot.last_exit = saved.get("last_exit")
                 slot.next_restart_at = saved.get("next_restart_at")
                 slot.config = saved.get("config")
+                slot.restart_pending = saved.get("restart_pending", False)
         listing = await self._runner.call("list")
         exited = []
         strays: list[tuple[Live, Desired | None]] = []
@@ -109,7 +129,7 @@ class Supervisor:
     # -- status ------------------------------------------------------------------------------------
 
     def status(self, project: str, service: str | None = None) -> list[dict[str, Any]]:
-        now = self._clock()
+        now = self._clock.time()
         rows = []
         for slot in sorted(self._slots.values(), key=lambda s: (s.service, s.replica)):
             if slot.project != project or (service is not None and slot.service != service):
@@ -119,17 +139,20 @@ class Supervisor:
                 state = "running"
             elif slot.old:
                 state = "stopping"
-            elif slot.timer is not None:
+            elif slot.timer is not None or slot.restart_pending:
                 state = "waiting"
             else:
                 state = "stopped"
+            release = live.release if live else (slot.last_exit or {}).get("release")
+            # The last exit of this release's replica: an older release's exits are in `events`.
+            last_exit = slot.last_exit if slot.last_exit and slot.last_exit.get("release") == release else None
             rows.append({
-                "service": slot.service, "replica": slot.replica, "state": state,
-                "release": live.release if live else (slot.last_exit or {}).get("release"),
+                "service": slot.service, "replica": slot.replica, "state": state, "release": release,
+                "crash_loop": state == "waiting" and slot.streak >= 2,
                 "pid": live.pid if live else None,
                 "started_at": live.started_at if live else None,
                 "uptime": now - live.started_at if live else None,
-                "restart_count": slot.restart_count, "last_exit": slot.last_exit,
+                "restart_count": slot.restart_count, "last_exit": last_exit,
                 "next_restart_at": slot.next_restart_at if slot.timer is not None else None,
                 "incoming": {"pid": slot.incoming.pid, "release": slot.incoming.release}
                 if slot.incoming and slot.current else None,
@@ -170,7 +193,7 @@ class Supervisor:
 
     def _counts(self, rollout: Rollout) -> dict[str, int]:
         return count(rollout, self._service_slots(rollout.project, rollout.service),
-                     self._desired(rollout.project, rollout.service), now=self._clock(), scale=self._policy.scale)
+                     self._desired(rollout.project, rollout.service), now=self._clock.time(), scale=self._policy.scale)
 
     # -- reconcile ---------------------------------------------------------------------------------
 
@@ -190,7 +213,7 @@ class Supervisor:
         if desired is None:
             rollout = self._rollouts.pop((project, service), None)
             if rollout is not None:
-                rollout.finish(rollout.state, self._clock())
+                rollout.finish(rollout.state, self._clock.time())
             self._stable.pop((project, service), None)
             return
         target, rollout = self._target(desired)
@@ -221,7 +244,7 @@ class Supervisor:
             return desired, rollout if rollout.state == "progressing" else None
         if rollout is not None and not rollout.done:
             rollout.reason = f"superseded by release {desired.release} before it finished"
-            rollout.finish("failed", self._clock())
+            rollout.finish("failed", self._clock.time())
         running = [live for slot in self._service_slots(*key) for live in lives(slot)]
         if stable is None and running and all(live.config == desired.config for live in running) \
                 and len(running) == desired.replicas:
@@ -229,13 +252,12 @@ class Supervisor:
             return desired, None
         rollout = Rollout(
             project=desired.project, service=desired.service, config=desired.config, release=desired.release,
-            strategy=desired.strategy, started_at=self._clock(), from_release=stable.release if stable else None,
+            strategy=desired.strategy, started_at=self._clock.time(), from_release=stable.release if stable else None,
             from_config=stable.config if stable else None,
         )
         self._rollouts[key] = rollout
-        loop = asyncio.get_running_loop()
-        rollout.timers.append(loop.call_later(desired.progress_deadline * self._policy.scale,
-                                              lambda: asyncio.ensure_future(self._deadline(rollout))))
+        rollout.timers.append(self._clock.call_at(rollout.started_at + desired.progress_deadline * self._policy.scale,
+                                                  lambda: self._later(self._deadline(rollout))))
         return desired, rollout
 
     async def _converge(self, desired: Desired, *, fresh: bool, keep_stale: bool = False) -> None:
@@ -281,7 +303,7 @@ class Supervisor:
                     await self._spawn(slot, desired, rollout=rollout)
         else:
             step = plan_rolling(slots, desired, processes=sum(len(lives(s)) for s in self._service_slots(
-                project, service)), now=self._clock(), scale=self._policy.scale)
+                project, service)), now=self._clock.time(), scale=self._policy.scale)
             for slot in step.promote:  # an available new replica replaces the old one of its slot
                 previous, slot.current, slot.incoming = slot.current, slot.incoming, None
                 slot.restart_count = slot.streak = 0  # the counters count for the new config now
@@ -301,7 +323,7 @@ class Supervisor:
             self._check_complete(rollout, desired, slots)
 
     def _check_complete(self, rollout: Rollout, desired: Desired, slots: list[Slot]) -> None:
-        now = self._clock()
+        now = self._clock.time()
         if not is_complete(slots, self._service_slots(desired.project, desired.service), desired, now=now,
                            scale=self._policy.scale):
             return
@@ -315,10 +337,9 @@ class Supervisor:
 
     def _watch_availability(self, rollout: Rollout, desired: Desired) -> None:
         """Look again once a new replica has run min_ready: that is when it becomes available."""
-        loop = asyncio.get_running_loop()
-        delay = desired.min_ready * self._policy.scale + 0.001
-        rollout.timers.append(loop.call_later(
-            delay, lambda: asyncio.ensure_future(self.reconcile(rollout.project, rollout.service))))
+        when = self._clock.time() + desired.min_ready * self._policy.scale + 0.001
+        rollout.timers.append(self._clock.call_at(
+            when, lambda: self._later(self.reconcile(rollout.project, rollout.service))))
 
     async def _deadline(self, rollout: Rollout) -> None:
         async with self._lock(rollout.project, rollout.service):
@@ -338,7 +359,7 @@ class Supervisor:
                             exit_details: dict[str, Any] | None = None) -> None:
         """Stop the new replicas and keep (or bring back) the old release; with no old release (a first
         deploy) the new replicas stay under the restart policy, so the crash loop shows in `ps`."""
-        rollout.finish("failed", self._clock())
+        rollout.finish("failed", self._clock.time())
         rollout.reason, rollout.exit = reason, exit_details
         stable = self._stable.get((rollout.project, rollout.service))
         desired = self._desired(rollout.project, rollout.service)
@@ -394,6 +415,7 @@ class Supervisor:
                      incoming: bool = False) -> None:
         if slot.config != desired.config and not incoming:
             slot.restart_count = slot.streak = 0
+            slot.restart_pending = False
             slot.config = desired.config
         key = f"{slot.project}.{slot.service}.{slot.replica}.{uuid.uuid4().hex[:8]}"
         env = dict(desired.env)
@@ -416,7 +438,7 @@ class Supervisor:
         except UnavailableError as exc:
             if not self._runner.connected:
                 return  # not the worker's fault: the runner is being replaced, which reconciles again
-            now = self._clock()
+            now = self._clock.time()
             code = 127 if "FileNotFoundError" in str(exc) else 126
             self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="start-failed",
                         message=f"{slot.service}.{slot.replica} could not start: {exc}")
@@ -430,6 +452,9 @@ class Supervisor:
             slot.incoming = live
         else:
             slot.current = live
+            if slot.restart_pending:
+                slot.restart_count += 1
+                slot.restart_pending = False
             self._save(slot)
         if rollout is not None:
             self._watch_availability(rollout, desired)
@@ -492,8 +517,8 @@ class Supervisor:
                 await self._crashed(slot, record)
             return
         assert rollout is not None
-        details = {**self._exit_details(record), "last_lines": await asyncio.to_thread(
-            self._last_lines, slot.project, slot.service, slot.replica, record["started_at"])}
+        details = {**self._exit_details(record), "last_lines": await self._last_lines(
+            slot.project, slot.service, slot.replica, record["started_at"])}
         reason = (f"{slot.service}.{slot.replica} {self._exit_words(record)} after {ran_for:.1f}s, before it was "
                   f"available (min_ready {desired.min_ready if desired else 0:g}s)")
         has_previous = (slot.project, slot.service) in self._stable
@@ -510,21 +535,24 @@ class Supervisor:
     async def _crashed(self, slot: Slot, record: dict[str, Any]) -> None:
         details = self._exit_details(record)
         slot.last_exit = details
-        details = {**details, "last_lines": await asyncio.to_thread(
-            self._last_lines, slot.project, slot.service, slot.replica, record["started_at"])}
-        slot.streak = self._policy.next_streak(slot.streak, details["ran_for"])
-        delay = self._policy.delay_for(slot.streak)
+        details = {**details, "last_lines": await self._last_lines(
+            slot.project, slot.service, slot.replica, record["started_at"])}
+        if record.get("not_a_crash"):  # the runner died: the worker did nothing wrong, restart it at once
+            delay = 0.0
+        else:
+            slot.streak = self._policy.next_streak(slot.streak, details["ran_for"])
+            delay = self._policy.delay_for(slot.streak)
         restart_at = record["exited_at"] + delay
-        slot.restart_count += 1
+        slot.restart_pending = True  # counted in restart_count when it happens, not when it is planned
         self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="exit",
                     message=f"{slot.service}.{slot.replica} exited ({self._exit_words(record)}) "
                             f"after {details['ran_for']:.1f}s",
                     details=details, at=record["exited_at"])
-        self._event(project=slot.project, service=slot.service, replica=slot.replica,
-                    kind="restart-scheduled",
-                    message=f"{slot.service}.{slot.replica} restarts in {max(0.0, restart_at - self._clock()):.2f}s "
-                            f"(restart #{slot.restart_count})",
-                    details={"restart_at": restart_at, "delay": delay, "restart_count": slot.restart_count})
+        wait = max(0.0, restart_at - self._clock.time())
+        self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="restart-scheduled",
+                    message=f"{slot.service}.{slot.replica} restarts in {wait:.2f}s "
+                            f"(restart #{slot.restart_count + 1})",
+                    details={"restart_at": restart_at, "delay": delay, "restart_count": slot.restart_count + 1})
         self._arm(slot, restart_at)
         self._save(slot)
 
@@ -532,9 +560,13 @@ class Supervisor:
     def _arm(self, slot: Slot, when: float) -> None:
         self._disarm(slot)
         slot.next_restart_at = when
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, when - self._clock())
-        slot.timer = loop.call_later(delay, lambda: asyncio.ensure_future(self._restart(slot)))
+        slot.timer = self._clock.call_at(when, lambda: self._later(self._restart(slot)))
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a timer's work as a task of its own, kept until done (the loop holds tasks weakly)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _disarm(self, slot: Slot) -> None:
         if slot.timer is not None:
@@ -556,8 +588,8 @@ class Supervisor:
 
     async def handle_runner_lost(self) -> None:
         """The runner died (a bug, or kill -9). Its replicas died with it (PR_SET_PDEATHSIG; the next runner
-        kills what is left in their cgroups): start a new runner, count each replica's end as a crash, and
-        let the restart policy bring them back."""
+        sweeps what is left of them): start a new runner and restart every replica at once. It is recorded
+        as an exit with its reason, but not as the worker's crash: the back-off does not grow."""
         lost = [(slot, slot.current) for slot in self._slots.values() if slot.current is not None]
         for slot in self._slots.values():
             slot.current = slot.incoming = None
@@ -569,14 +601,14 @@ class Supervisor:
             except UnavailableError as exc:  # keep trying: without a runner nothing can run
                 log.error("cannot start a new runner: %s", exc)
                 await asyncio.sleep(1.0)
-        now = self._clock()
+        now = self._clock.time()
         for slot, live in lost:
             assert live is not None
             async with self._lock(slot.project, slot.service):
                 await self._crashed(slot, {
                     "key": live.key, "exit_code": None, "exit_signal": 9, "exited_at": now,
                     "started_at": live.started_at, "release": live.release,
-                    "reason": "the runner died, and the replica with it",
+                    "reason": "the runner died, and the replica with it", "not_a_crash": True, "pid": live.pid,
                 })
         for project, service in self._services():
             await self.reconcile(project, service)
@@ -590,7 +622,7 @@ class Supervisor:
         for slot in self._slots.values():
             self._disarm(slot)
         for rollout in self._rollouts.values():
-            rollout.finish(rollout.state, self._clock())
+            rollout.finish(rollout.state, self._clock.time())
 
     def forget(self, project: str, service: str | None = None) -> None:
         for slot in list(self._slots.values()):
@@ -630,5 +662,5 @@ class Supervisor:
             "code": record.get("exit_code"), "signal": signal_name(sig) if sig else None,
             "meaning": self._exit_words(record), "at": record["exited_at"],
             "ran_for": max(0.0, record["exited_at"] - record["started_at"]),
-            "release": record.get("release"), "key": record.get("key"),
+            "release": record.get("release"), "key": record.get("key"), "pid": record.get("pid"),
         }
