@@ -31,6 +31,7 @@ from stackblaze.build.plan import BuildPlan
 from stackblaze.build.release import IGNORED
 from stackblaze.build.toolchains import Interpreter, Language, Toolchains
 from stackblaze.errors import StackblazeError, UserError
+from stackblaze.spec.commands import start_argv
 
 APP_DIR = "/app"
 DEPS_DIR = "/app/.deps"
@@ -59,10 +60,6 @@ DEFAULT_BASES: dict[str, tuple[str, str | None]] = {
 DEFAULT_VERSIONS = {"python": "3.11", "node": "20", "go": "1.19", "ruby": "3.1"}
 VERSION_PARTS = {"python": 2, "node": 1, "go": 2, "ruby": 2}  # python:3.11, node:20, golang:1.19
 
-# Characters that need a shell; without them a start command is split with shlex and exec'd directly.
-SHELL_CHARS = set("|&;<>()$`\\*?[]{}#~\n")
-COMPOUND_CHARS = set("|&;()`\n")  # `exec` in front would only replace the first of several commands
-ASSIGNMENT = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*=")
 DEPS_REFERENCE = re.compile(r"\$(?:\{DEPS\}|DEPS(?![A-Za-z0-9_]))")
 PATH_REFERENCE = re.compile(r"\$(?!\{PATH\}|PATH(?![A-Za-z0-9_]))")  # a `$` that is not `$PATH`
 DOLLAR = re.compile(r"\$")
@@ -147,20 +144,6 @@ def _link(path: str) -> str:
     make_parent = f"mkdir -p {shlex.quote(parent)} && " if parent else ""
     return (f"if [ -e {target} ]; then rm -rf {shlex.quote(clean)} && {make_parent}"
             f"ln -s {target} {shlex.quote(clean)}; fi")
-
-
-def start_argv(start: str) -> list[str]:
-    """The exec-form CMD: the command itself when it needs no shell, else `sh -c` that execs it."""
-    if SHELL_CHARS.isdisjoint(start) and not ASSIGNMENT.match(start):
-        try:
-            argv = shlex.split(start)
-        except ValueError:  # an unbalanced quote: let the shell report it, as the local engine does
-            argv = []
-        if argv:
-            return argv
-    if COMPOUND_CHARS.isdisjoint(start) and not ASSIGNMENT.match(start):
-        return ["/bin/sh", "-c", f"exec {start.strip()}"]  # exec: the stop signal reaches the worker
-    return ["/bin/sh", "-c", start]
 
 
 def image_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -19,7 +19,6 @@ from stackblaze.build.image import (
     image_tag,
     render_containerfile,
     resolve_bases,
-    start_argv,
 )
 from stackblaze.build.plan import BuildPlan
 from stackblaze.build.toolchains import FakeToolchains
@@ -82,19 +81,6 @@ def test_env_has_deps_substituted_and_keeps_path_for_the_base() -> None:
     final = stages(render_containerfile(PYTHON, base="b"))[-1]
     assert 'ENV PATH="/app/.deps/bin:$PATH"' in final
     assert 'ENV VIRTUAL_ENV="/app/.deps"' in final
-
-
-@pytest.mark.parametrize(("start", "argv"), [
-    ("celery -A app worker --concurrency=4", ["celery", "-A", "app", "worker", "--concurrency=4"]),
-    ("node 'dist/my worker.js'", ["node", "dist/my worker.js"]),
-    ("python worker.py --queue $QUEUE", ["/bin/sh", "-c", "exec python worker.py --queue $QUEUE"]),
-    ("FOO=1 python worker.py", ["/bin/sh", "-c", "FOO=1 python worker.py"]),
-    ("./migrate && ./worker", ["/bin/sh", "-c", "./migrate && ./worker"]),
-])
-def test_cmd_is_exec_form(start: str, argv: list[str]) -> None:
-    assert start_argv(start) == argv
-    text = render_containerfile(replace(PYTHON, start=start), base="b")
-    assert f"CMD {json.dumps(argv)}" in text.splitlines()
 
 
 def test_stop_signal_and_labels() -> None:
