@@ -10,7 +10,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from stackblaze.build.builder import lockfile_digest
 from stackblaze.build.detection.go import detect_go
 from stackblaze.build.detection.node import detect_node
 from stackblaze.build.detection.python import detect_python
@@ -74,14 +73,6 @@ def detect_plan(source: Path, service: Service, *, toolchains: Toolchains) -> Bu
         start_source=service.start_source,
         notes=tuple(tree.notes),
     )
-
-
-def plan_cache_key(source: Path, plan: BuildPlan) -> str | None:
-    """The dependency layer's cache key, as the builder computes it; None when there is nothing to install."""
-    if not plan.install:
-        return None
-    # When the install needs the source, every file is a lockfile: a code edit changes the key, as it must.
-    return plan.cache_key(lockfile_digest(source / plan.copy_root, plan.lockfiles))
 
 
 def _choose_runtime(tree: Tree) -> Runtime:

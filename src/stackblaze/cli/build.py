@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from stackblaze.build.detect import detect_plan, plan_cache_key
+from stackblaze.build.builder import plan_cache_key
+from stackblaze.build.detect import detect_plan
 from stackblaze.build.image import ImageToolchains, build_image, containerfile_for, image_tag
 from stackblaze.build.plan import BuildPlan
 from stackblaze.build.release import digest_tree

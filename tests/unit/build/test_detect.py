@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stackblaze.build.detect import plan_cache_key
+from stackblaze.build.builder import plan_cache_key
 from stackblaze.build.toolchains import FakeToolchains
 
 from .trees import plan_error, plan_for, write
