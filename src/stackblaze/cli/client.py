@@ -12,19 +12,16 @@ from typing import Any
 
 import httpx
 
-from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
+from stackblaze.errors import StackblazeError, UnavailableError, error_from_answer
 from stackblaze.settings import Settings
 
-ERROR_KINDS: dict[str, type[StackblazeError]] = {
-    "UserError": UserError, "SpecError": UserError, "NotFoundError": NotFoundError,
-    "ConflictError": ConflictError, "UnavailableError": UnavailableError,
-}
 START_TIMEOUT = 30.0
 
 
-def error_from(payload: dict[str, Any]) -> StackblazeError:
-    """The daemon's {"error", "kind"} answer as the error the CLI maps to an exit code."""
-    return ERROR_KINDS.get(payload.get("kind", ""), StackblazeError)(payload.get("error", "failed"))
+def error_from(payload: dict[str, Any], status: int | None = None) -> StackblazeError:
+    """The daemon's {"error", "kind"} answer (HTTP `status`, or the answer's own in a stream) as the error the
+    CLI maps to an exit code (errors.ERROR_KINDS)."""
+    return error_from_answer(payload.get("kind"), payload.get("error", "failed"), status or payload.get("status"))
 
 
 class Client:
@@ -90,7 +87,7 @@ class Client:
             raise StackblazeError(f"the daemon failed on {method} {path} (HTTP {response.status_code}; "
                                   f"see {self.settings.daemon_log})") from None
         if response.status_code >= 400:
-            raise error_from(payload)
+            raise error_from(payload, response.status_code)
         return dict(payload)
 
     def stream(self, path: str, *, params: dict[str, Any] | None = None, method: str = "GET",
@@ -101,7 +98,7 @@ class Client:
             with self._http.stream(method, path, params=self._params(params), json=body) as response:
                 if response.status_code >= 400:
                     payload = json.loads(response.read())
-                    raise error_from(payload)
+                    raise error_from(payload, response.status_code)
                 for line in response.iter_lines():
                     if line:
                         yield json.loads(line)

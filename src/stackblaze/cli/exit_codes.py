@@ -1,19 +1,24 @@
-"""The CLI's exit codes: one table, by what the caller should do."""
+"""The CLI's exit codes, by what the caller should do; which error gets which is errors.ERROR_KINDS' rule."""
 
 from __future__ import annotations
 
-from stackblaze.errors import NotFoundError, StackblazeError, UnavailableError, UserError
+from stackblaze.errors import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    StackblazeError,
+    kind_of,
+)
 
-OK = 0
-FAILED = 1  # something went wrong that is not the user's input
-USAGE = 2  # bad input: spec, argument, request (click uses 2 for usage errors too)
-NOT_FOUND = 3
-UNAVAILABLE = 4  # the daemon or runner could not be reached or started
-
-_TABLE: list[tuple[type[StackblazeError], int]] = [
-    (NotFoundError, NOT_FOUND), (UserError, USAGE), (UnavailableError, UNAVAILABLE),
-]
+OK = EXIT_OK
+FAILED = EXIT_FAILED  # something went wrong that is not the user's input
+USAGE = EXIT_USAGE  # bad input: spec, argument, request (click uses 2 for usage errors too)
+NOT_FOUND = EXIT_NOT_FOUND
+UNAVAILABLE = EXIT_UNAVAILABLE  # the daemon or runner could not be reached or started
+INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 
 
 def exit_code_for(error: StackblazeError) -> int:
-    return next((code for kind, code in _TABLE if isinstance(error, kind)), FAILED)
+    return kind_of(error).exit_code

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from stackblaze.build.builder import BuildFailed
-from stackblaze.errors import ConflictError, NotFoundError, StackblazeError, UnavailableError, UserError
+from stackblaze.errors import StackblazeError, UserError, kind_of
 from stackblaze.logs.reader import Follower, find_logs, records_since, tail_records
 from stackblaze.logs.record import format_time
 from stackblaze.logs.structured import LogFilter, record_dict
@@ -23,9 +23,6 @@ from stackblaze.server import drains_api
 from stackblaze.server.control import Control
 
 FOLLOW_INTERVAL = 0.05
-STATUS_CODES: list[tuple[type[StackblazeError], int]] = [
-    (NotFoundError, 404), (ConflictError, 409), (UserError, 400), (UnavailableError, 503),
-]
 
 
 class DeployRequest(BaseModel):
@@ -87,8 +84,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
 
     @app.exception_handler(StackblazeError)
     async def on_error(request: Request, exc: StackblazeError) -> JSONResponse:
-        status = next((code for kind, code in STATUS_CODES if isinstance(exc, kind)), 500)
-        return JSONResponse({"error": str(exc), "kind": type(exc).__name__}, status_code=status)
+        return JSONResponse({"error": str(exc), "kind": type(exc).__name__}, status_code=kind_of(exc).http_status)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -96,7 +92,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         value = first.get("input")
         message = f"{where}: {value!r} {first.get('msg', 'is invalid').lower()}"
-        return JSONResponse({"error": message, "kind": "UserError"}, status_code=400)
+        return JSONResponse({"error": message, "kind": "UserError"}, status_code=kind_of(UserError()).http_status)
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
@@ -116,7 +112,8 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
                 return {"error": f"{where}{exc}", "kind": "BuildFailed", "cause": exc.cause, "tail": exc.tail,
                         "log_path": str(exc.log_path)}
             except StackblazeError as exc:
-                return {"error": str(exc), "kind": type(exc).__name__}
+                # a stream's status is already 200: the row's status says what the error is
+                return {"error": str(exc), "kind": type(exc).__name__, "status": kind_of(exc).http_status}
         return progress_stream(run)
 
     @app.get("/v1/rollout")
