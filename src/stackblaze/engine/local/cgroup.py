@@ -1,159 +1,234 @@
-"""One cgroup v2 per replica, where the machine lets us: the exact answer to "every process of it".
+"""One cgroup per replica, where the machine lets us: the exact answer to "every process of it", and the
+kernel's word on whether it ran out of memory.
 
 A process that daemonizes with a clean environment escapes the process group, the session and the
-environment marker, but not its cgroup. Where cgroup v2 is not writable, the runner falls back to those
-(proctree.py). Standard library only: the runner imports this.
+environment marker, but not its cgroup v2. Where cgroup v2 is not writable, the runner falls back to those
+(proctree.py). Out-of-memory kills are counted by `memory.events` (`oom_kill`) in the replica's v2 group
+when the memory controller is delegated there, else by `memory.oom_control` in a v1 memory group (hybrid
+hierarchies, as on this kind of container host). Standard library only: the runner imports this.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import zlib
 
 
-def _cgroup2_mount() -> str | None:
+def _mounts() -> list[list[str]]:
     try:
         with open("/proc/self/mounts") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) > 2 and fields[2] == "cgroup2":
-                    return fields[1]
+            return [line.split() for line in mounts]
     except OSError:
-        pass
-    return None
+        return []
 
 
-def _own_path() -> str:
+def _own_path(hierarchy: str) -> str:
+    """Our cgroup in the v2 hierarchy (hierarchy "") or in the v1 hierarchy with that controller."""
     try:
         with open("/proc/self/cgroup") as groups:
             for line in groups:
-                if line.startswith("0::"):
-                    return line[3:].strip()
-    except OSError:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if (hierarchy == "" and controllers == "") or hierarchy in controllers.split(","):
+                    return path
+    except (OSError, ValueError):
         pass
     return "/"
 
 
-class Cgroups:
-    """Creates `<our cgroup>/stackblaze-<runner pid>/<instance>` groups; disabled when that fails."""
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
 
-    def __init__(self) -> None:
-        self.base: str | None = None
-        mount = _cgroup2_mount()
-        if mount is None:
-            return
-        base = os.path.join(mount, _own_path().lstrip("/"), f"stackblaze-{os.getpid()}")
+
+def _read_key(path: str, key: str) -> int | None:
+    """The value of `key` in a flat keyed file (memory.events, memory.oom_control); None if unreadable."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class _Tree:
+    """`<our cgroup>/stackblaze-<home>-<runner pid>/<instance>` groups in one hierarchy."""
+
+    def __init__(self, root: str, prefix: str) -> None:
+        self.parent = root
+        self.prefix = prefix
+        self.base = os.path.join(root, f"{prefix}{os.getpid()}")
+
+    def probe(self) -> bool:
+        """Make our base group and prove we may move a process into a group below it (delegation,
+        permissions): move ourselves in and back out."""
         try:
-            os.makedirs(base, exist_ok=True)
-            probe = os.path.join(base, "probe")
-            os.mkdir(probe)
-            # Moving ourselves in and out proves we may write cgroup.procs here (delegation, permissions).
-            with open(os.path.join(probe, "cgroup.procs"), "w") as procs:
-                procs.write(str(os.getpid()))
-            with open(os.path.join(os.path.dirname(base), "cgroup.procs"), "w") as procs:
-                procs.write(str(os.getpid()))
+            os.makedirs(self.base, exist_ok=True)
+            probe = os.path.join(self.base, "probe")
+            os.makedirs(probe, exist_ok=True)
+            _write(os.path.join(probe, "cgroup.procs"), str(os.getpid()))
+            _write(os.path.join(self.parent, "cgroup.procs"), str(os.getpid()))
             os.rmdir(probe)
+            return True
         except OSError:
-            try:
-                os.rmdir(base)
-            except OSError:
-                pass
-            return
-        self.base = base
-        self._reap_dead_runners(os.path.dirname(base))
+            _rmdir(os.path.join(self.base, "probe"))
+            _rmdir(self.base)
+            return False
 
-    def _reap_dead_runners(self, parent: str) -> None:
-        """Groups left by a runner that died: kill what is still in them (a replica's orphans) and remove
-        them, so a runner that replaces a dead one leaves nothing of its replicas behind."""
-        for name in os.listdir(parent):
-            if not name.startswith("stackblaze-") or os.path.join(parent, name) == self.base:
-                continue
-            try:
-                os.kill(int(name.removeprefix("stackblaze-")), 0)
-                continue  # that runner is alive (another STACKBLAZE_HOME)
-            except ProcessLookupError:
-                pass
-            except (ValueError, PermissionError):
-                continue
-            stale = os.path.join(parent, name)
-            for group in os.listdir(stale):
-                path = os.path.join(stale, group)
-                if os.path.isdir(path):
-                    _kill_group(path)
-                    try:
-                        os.rmdir(path)
-                    except OSError:
-                        pass  # the killed processes are not reaped yet; the next runner tries again
-            try:
-                os.rmdir(stale)
-            except OSError:
-                pass
+    def stale(self) -> list[str]:
+        """Base groups of this home's runners other than us: with the runner lock held, dead ones'."""
+        try:
+            names = os.listdir(self.parent)
+        except OSError:
+            return []
+        return [os.path.join(self.parent, name) for name in names
+                if name.startswith(self.prefix) and os.path.join(self.parent, name) != self.base]
 
-    def path(self, key: str) -> str | None:
-        if self.base is None:
-            return None
+    def group(self, key: str) -> str:
         return os.path.join(self.base, key.replace("/", "_"))
 
-    def create(self, key: str) -> str | None:
-        path = self.path(key)
-        if path is None:
-            return None
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError:
-            return None
-        return path
-
-    def kill(self, key: str) -> bool:
-        """SIGKILL everything in the instance's cgroup; False when there is no cgroup to use."""
-        path = self.path(key)
-        if path is None or not os.path.isdir(path):
-            return False
-        _kill_group(path)
-        return True
-
-    def remove(self, key: str) -> None:
-        path = self.path(key)
-        if path is not None:
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass  # still populated (a process is being killed) or already gone
-
     def close(self) -> None:
-        if self.base is None:
-            return
-        for name in os.listdir(self.base):
-            try:
-                os.rmdir(os.path.join(self.base, name))
+        for name in _listdir(self.base):
+            _rmdir(os.path.join(self.base, name))
+        _rmdir(self.base)
+
+
+class Cgroups:
+    """Per-replica groups for one runner; each part is off where the machine does not allow it."""
+
+    def __init__(self, home: str) -> None:
+        prefix = f"stackblaze-{zlib.crc32(home.encode()):08x}-"
+        self.v2: _Tree | None = None
+        self.memory_v2 = False  # memory.events in each replica's v2 group
+        self.v1_memory: _Tree | None = None  # else memory.oom_control in a v1 memory group
+        for fields in _mounts():
+            if len(fields) < 4:
+                continue
+            if fields[2] == "cgroup2" and self.v2 is None:
+                tree = _Tree(os.path.join(fields[1], _own_path("").lstrip("/")), prefix)
+                if tree.probe():
+                    self.v2 = tree
+            elif fields[2] == "cgroup" and "memory" in fields[3].split(",") and self.v1_memory is None:
+                tree = _Tree(os.path.join(fields[1], _own_path("memory").lstrip("/")), prefix)
+                if tree.probe():
+                    self.v1_memory = tree
+        if self.v2 is not None:
+            try:  # delegate the memory controller to the replica groups, if our parent has it to give
+                _write(os.path.join(self.v2.base, "cgroup.subtree_control"), "+memory")
+                self.memory_v2 = True
             except OSError:
                 pass
-        try:
-            os.rmdir(self.base)
-        except OSError:
-            pass
+        if self.memory_v2 and self.v1_memory is not None:
+            self.v1_memory.close()  # one source of out-of-memory counts is enough
+            self.v1_memory = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.v2 is not None
+
+    @property
+    def oom_accounting(self) -> bool:
+        return self.memory_v2 or self.v1_memory is not None
+
+    def reap_stale(self) -> int:
+        """Groups left by a dead runner of this home: kill what is still in them (a replica's orphans)
+        and remove them. Returns how many groups held processes."""
+        held = 0
+        for tree in (self.v2, self.v1_memory):
+            if tree is None:
+                continue
+            for stale in tree.stale():
+                for name in _listdir(stale):
+                    path = os.path.join(stale, name)
+                    if os.path.isdir(path):
+                        held += _kill_group(path, v2=tree is self.v2)
+                        _rmdir(path)  # fails while the killed are not yet reaped; the next runner tries again
+                _rmdir(stale)
+        return held
+
+    def create(self, key: str) -> list[str]:
+        """The groups the replica's first process joins before exec (none where cgroups are off)."""
+        paths = []
+        for tree in (self.v2, self.v1_memory):
+            if tree is not None:
+                path = tree.group(key)
+                try:
+                    os.makedirs(path, exist_ok=True)
+                    paths.append(path)
+                except OSError:
+                    pass
+        return paths
+
+    def oom_kills(self, key: str) -> int | None:
+        """How many processes of the replica the kernel's OOM killer killed; None: not known here."""
+        if self.memory_v2 and self.v2 is not None:
+            return _read_key(os.path.join(self.v2.group(key), "memory.events"), "oom_kill")
+        if self.v1_memory is not None:
+            return _read_key(os.path.join(self.v1_memory.group(key), "memory.oom_control"), "oom_kill")
+        return None
+
+    def kill(self, key: str) -> bool:
+        """SIGKILL everything in the instance's groups; True when a v2 group held all of it (then nothing
+        of the replica can be elsewhere)."""
+        exact = False
+        for tree in (self.v2, self.v1_memory):
+            if tree is not None and os.path.isdir(tree.group(key)):
+                _kill_group(tree.group(key), v2=tree is self.v2)
+                exact = exact or tree is self.v2
+        return exact
+
+    def remove(self, key: str) -> None:
+        for tree in (self.v2, self.v1_memory):
+            if tree is not None:
+                _rmdir(tree.group(key))  # fails while a killed process is not reaped yet, or if gone
+
+    def close(self) -> None:
+        for tree in (self.v2, self.v1_memory):
+            if tree is not None:
+                tree.close()
 
 
-def _kill_group(path: str) -> None:
+def _listdir(path: str) -> list[str]:
     try:
-        with open(os.path.join(path, "cgroup.kill"), "w") as kill:
-            kill.write("1")
-        return
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
     except OSError:
         pass
-    try:  # kernels before 5.14 have no cgroup.kill
+
+
+def _kill_group(path: str, *, v2: bool) -> int:
+    """SIGKILL every process of the group; returns 1 if it held any (0 if empty)."""
+    try:
         with open(os.path.join(path, "cgroup.procs")) as procs:
             pids = [int(line) for line in procs if line.strip()]
-    except OSError:
-        return
+    except (OSError, ValueError):
+        return 0
+    if not pids:
+        return 0
+    if v2:
+        try:
+            _write(os.path.join(path, "cgroup.kill"), "1")
+            return 1
+        except OSError:
+            pass  # kernels before 5.14 have no cgroup.kill
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    return 1
 
 
-def join(path: str) -> None:
-    """In the child, before exec: move this process into the cgroup so every descendant is born in it."""
-    with open(os.path.join(path, "cgroup.procs"), "w") as procs:
-        procs.write("0")
+def join(paths: list[str]) -> None:
+    """In the child, before exec: move this process into its groups so every descendant is born there."""
+    for path in paths:
+        _write(os.path.join(path, "cgroup.procs"), "0")

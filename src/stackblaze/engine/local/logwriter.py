@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 MAX_LINE = 16 * 1024  # longer lines are split into partial (P) records, never dropped
+IOV_MAX = 1024  # writev takes at most this many pieces (Linux)
 
 
 def format_timestamp(now: float) -> bytes:
@@ -18,50 +19,112 @@ def format_timestamp(now: float) -> bytes:
 
 
 class LogFile:
-    """One replica's log file; shared by every instance that writes to the same path."""
+    """One replica's log file; shared by every instance that writes to the same path.
+
+    It never raises on a write error (ENOSPC, EDQUOT, EIO, EFBIG...): the lines that could not be written
+    are dropped, counted by the caller from `write`'s answer, and the next write tries again (so writing
+    resumes by itself, with no retry loop). A record is written whole or not at all."""
 
     def __init__(self, path: str, *, max_bytes: int, max_files: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.max_files = max_files
         self.users = 0
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = os.fstat(self._fd).st_size
+        self.error: OSError | None = None  # why the last write failed; None once one succeeds
+        self._fd: int | None = None
+        self._torn = False  # the file ends inside a record that could not be cut off
+        self._size = 0
+        self._open()
 
-    def write(self, parts: Sequence[bytes | memoryview]) -> None:
-        """Append the pieces with one writev (no joining copy); a short write finishes with plain writes."""
+    def _open(self) -> bool:
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            self.error = exc
+            return False
+        self._fd = fd
+        self._size = os.fstat(fd).st_size
+        return True
+
+    def write(self, parts: Sequence[bytes | memoryview]) -> int:
+        """Append the pieces, with one writev where it can (no joining copy); returns how many lines
+        could not be written (0: all were)."""
         if not parts:
-            return
+            return 0
+        if self._fd is None and not self._open():
+            return _count_lines(parts)
+        assert self._fd is not None
         total = sum(map(len, parts))
-        written = os.writev(self._fd, parts)
+        try:
+            if self._torn:
+                self._size += os.write(self._fd, b"\n")
+                self._torn = False
+            written = os.writev(self._fd, parts) if len(parts) <= IOV_MAX else 0
+        except OSError as exc:
+            self.error = exc
+            return _count_lines(parts)
         if written < total:
-            rest = memoryview(b"".join(parts))[written:]
-            while rest:
-                rest = rest[os.write(self._fd, rest) :]
+            data = memoryview(b"".join(parts))
+            while written < total:
+                try:
+                    written += os.write(self._fd, data[written:])
+                except OSError as exc:
+                    return self._cut_torn_record(data, written, exc)
         self._size += total
+        self.error = None
         if self._size >= self.max_bytes:
             self.rotate()
+        return 0
+
+    def _cut_torn_record(self, data: memoryview, written: int, exc: OSError) -> int:
+        """A write stopped inside a record: cut the file back to its last whole record, so no reader
+        ever sees half of one. Returns the lines lost."""
+        self.error = exc
+        whole = bytes(data[:written]).rfind(b"\n") + 1
+        assert self._fd is not None
+        try:
+            size = os.fstat(self._fd).st_size
+            os.ftruncate(self._fd, size - (written - whole))  # shrinking needs no space
+            self._size = size - (written - whole)
+        except OSError:
+            # Cannot cut (EIO): end the torn record with a newline at the next write instead.
+            self._size += written
+            self._torn = True
+        return bytes(data[whole:]).count(b"\n")
 
     def rotate(self) -> None:
-        """Rename path -> path.1 -> path.2 ..., keep max_files in all, then reopen a fresh path."""
-        os.close(self._fd)
-        oldest = f"{self.path}.{self.max_files - 1}"
-        if self.max_files > 1:
-            if os.path.exists(oldest):
-                os.unlink(oldest)
-            for index in range(self.max_files - 2, 0, -1):
-                src = f"{self.path}.{index}"
-                if os.path.exists(src):
-                    os.rename(src, f"{self.path}.{index + 1}")
-            os.rename(self.path, f"{self.path}.1")
-        else:
-            os.unlink(self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = 0
+        """Rename path -> path.1 -> path.2 ..., keep max_files in all, then reopen a fresh path.
+
+        A failed step (a full or broken disk) leaves the current file open, or no file: the next write
+        reopens it."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            oldest = f"{self.path}.{self.max_files - 1}"
+            if self.max_files > 1:
+                if os.path.exists(oldest):
+                    os.unlink(oldest)
+                for index in range(self.max_files - 2, 0, -1):
+                    src = f"{self.path}.{index}"
+                    if os.path.exists(src):
+                        os.rename(src, f"{self.path}.{index + 1}")
+                os.rename(self.path, f"{self.path}.1")
+            else:
+                os.unlink(self.path)
+        except OSError as exc:
+            self.error = exc
+        self._open()
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _count_lines(parts: Sequence[bytes | memoryview]) -> int:
+    return sum(bytes(part).count(b"\n") for part in parts)
 
 
 def _may_have_long_line(data: bytes) -> bool:

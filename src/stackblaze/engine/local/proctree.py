@@ -1,7 +1,10 @@
 """Finding and killing every process of a replica, wherever it went (new group, new session, orphaned).
 
-Each replica is spawned with STACKBLAZE_INSTANCE=<key> in its environment; children inherit it, so a
-grandchild that called setsid() is still found by reading /proc/<pid>/environ. The process group and the
+Each replica is spawned with two markers in its environment, which its children inherit:
+STACKBLAZE_INSTANCE=<key> (the replica instance) and STACKBLAZE_RUNNER=<pid>:<start>:<home> (the runner
+that spawned it: its pid and start time, and the runner socket that names the STACKBLAZE_HOME). So a
+grandchild that called setsid() is still found by reading /proc/<pid>/environ, a new runner finds what a
+dead one left, and two homes on one machine never touch each other's processes. The process group and the
 runner's subreaper role catch the rest. Standard library only: the runner imports this.
 """
 
@@ -11,6 +14,9 @@ import os
 import signal
 
 MARKER = "STACKBLAZE_INSTANCE"
+RUNNER_MARKER = "STACKBLAZE_RUNNER"
+_INSTANCE_NEEDLE = ("\0" + MARKER + "=").encode()
+_RUNNER_NEEDLE = ("\0" + RUNNER_MARKER + "=").encode()
 
 
 def _read(path: str) -> bytes:
@@ -21,48 +27,70 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def _parent_of(pid: int) -> int:
-    stat = _read(f"/proc/{pid}/stat")
-    # Field 4 is the ppid; the comm field (2) may contain spaces and parentheses, so split after it.
-    tail = stat.rpartition(b")")[2].split()
-    return int(tail[1]) if len(tail) > 1 else 0
+def _stat_fields(pid: int | str) -> list[bytes]:
+    # The fields after comm (field 2), which may contain spaces and parentheses: state is [0], ppid [1].
+    return _read(f"/proc/{pid}/stat").rpartition(b")")[2].split()
+
+
+def start_ticks(pid: int) -> int:
+    """The process's start time (clock ticks since boot): with the pid, it names one process for good."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+def runner_token(home: str, pid: int | None = None) -> str:
+    """The STACKBLAZE_RUNNER value of the runner `pid` (default: this process) serving `home`."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{start_ticks(pid)}:{home}"
+
+
+def _value(environ: bytes, needle: bytes) -> str | None:
+    at = environ.find(needle)
+    if at < 0:
+        return None
+    start = at + len(needle)
+    end = environ.find(b"\0", start)
+    return environ[start : end if end >= 0 else len(environ)].decode(errors="replace")
+
+
+def _is_zombie(fields: list[bytes]) -> bool:
+    return not fields or fields[0] in (b"Z", b"X")
+
+
+def scan() -> list[tuple[int, str | None, str | None, int]]:
+    """One pass over /proc: (pid, instance key, runner token, ppid) of every live process but this one.
+
+    Processes of other users are unreadable to an unprivileged runner, and so never touched."""
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        fields = _stat_fields(name)
+        if _is_zombie(fields):
+            continue
+        environ = b"\0" + _read(f"/proc/{name}/environ")
+        found.append((int(name), _value(environ, _INSTANCE_NEEDLE), _value(environ, _RUNNER_NEEDLE),
+                      int(fields[1]) if len(fields) > 1 else 0))
+    return found
 
 
 def find_instance_pids(key: str, *, main_pid: int | None = None) -> set[int]:
     """Every live process that belongs to the replica instance `key`."""
-    needle = b"\0" + f"{MARKER}={key}".encode() + b"\0"
-    me = os.getpid()
-    found: set[int] = set()
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        if pid == me:
-            continue
-        environ = b"\0" + _read(f"/proc/{pid}/environ")
-        if needle in environ:
-            found.add(pid)
-        elif main_pid is not None:
-            parents[pid] = _parent_of(pid)
+    processes = scan()
+    found = {pid for pid, instance, _, _ in processes if instance == key}
     if main_pid is not None:
         # Descendants that scrubbed their environment are still below the main process.
         frontier = {main_pid} | found
         changed = True
         while changed:
             changed = False
-            for pid, parent in parents.items():
+            for pid, _, _, parent in processes:
                 if parent in frontier and pid not in frontier:
                     frontier.add(pid)
                     found.add(pid)
                     changed = True
-    return {pid for pid in found if not _is_zombie(pid)}
-
-
-def _is_zombie(pid: int) -> bool:
-    stat = _read(f"/proc/{pid}/stat")
-    tail = stat.rpartition(b")")[2].split()
-    return not tail or tail[0] in (b"Z", b"X")
+    return found
 
 
 def kill_instance(key: str, *, main_pid: int, rounds: int = 20) -> int:
@@ -77,10 +105,30 @@ def kill_instance(key: str, *, main_pid: int, rounds: int = 20) -> int:
         pids.discard(main_pid)
         if not pids:
             break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except (ProcessLookupError, PermissionError):
-                pass
+        killed += _kill_all(pids)
+    return killed
+
+
+def sweep(home: str, *, keep: str | None = None, rounds: int = 20) -> int:
+    """SIGKILL every process a runner of `home` spawned, except those of the runner token `keep` (None:
+    spare none); returns how many. A new runner calls it with its own token: what is left is a dead
+    runner's; a runner shutting down calls it with None."""
+    suffix = ":" + home
+    killed = 0
+    for _ in range(rounds):
+        pids = {pid for pid, _, token, _ in scan() if token is not None and token.endswith(suffix) and token != keep}
+        if not pids:
+            break
+        killed += _kill_all(pids)
+    return killed
+
+
+def _kill_all(pids: set[int]) -> int:
+    killed = 0
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            pass
     return killed

@@ -2,80 +2,62 @@
 
 Small and boring on purpose, so that it never needs to restart: standard library only, one thread, one
 selector. It wakes on child exit (SIGCHLD through a wakeup fd), on pipe data, on a client request or on
-a stop deadline; it never polls. The daemon talks to it over a unix socket in JSON lines:
+a stop deadline; it never polls. A write error (a full disk) costs log lines, counted per replica, never
+the runner. The daemon talks to it over a unix socket in JSON lines:
 
-  request  {"id": 1, "op": "spawn" | "stop" | "kill" | "list" | "ack" | "ping" | "shutdown", ...}
-  reply    {"id": 1, "ok": true, ...}  or  {"id": 1, "ok": false, "error": "..."}
+  request  {"id": 1, "op": "spawn" | "stop" | "list" | "ack" | "shutdown", ...}
+  reply    {"id": 1, "ok": true, ...}  or  {"id": 1, "ok": false, "error": "...", "errno": "ENOENT",
+                                            "reason": "the start command 'x' was not found on PATH (...)"}
   event    {"event": "exit", "instance": {...}}   pushed to every connected client
+           {"event": "log-dropping", "instance": {...}}   a replica's log lines are being lost
+           {"event": "log-resumed", "instance": {...}, "lost": N, "since": t0, "until": t1}
 
 Exited instances are kept until a client acks them, so a daemon that was down hears of every exit.
+One runner per home: it holds an exclusive flock on `<socket>.lock`, and on start it kills what a dead
+predecessor left (cgroups, then the environment marker).
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import heapq
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 
 from stackblaze.engine.local.cgroup import Cgroups, join
+from stackblaze.engine.local.instance import Instance
 from stackblaze.engine.local.logwriter import LineSplitter, LogFile
-from stackblaze.engine.local.proctree import MARKER, kill_instance
+from stackblaze.engine.local.proctree import MARKER, RUNNER_MARKER, kill_instance, runner_token, sweep
+from stackblaze.engine.local.runnerlog import RunnerLog
+from stackblaze.engine.local.spawnfail import explain
 
 TYPE_CHECKING = False  # typing and dataclasses cost the runner ~3 MB of RSS per machine; it needs neither
 if TYPE_CHECKING:
     from typing import Any
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 READ_SIZE = 1 << 20
+REPLICA_NOFILE = 1024  # a replica's soft limit on open files, as systemd gives its services
+LOCK_WAIT = 5.0  # a predecessor killed a moment ago may still hold the lock while the kernel tears it down
 
 
-class Instance:
-    __slots__ = ("acked", "exit_code", "exit_signal", "exited_at", "key", "log", "meta", "pid", "pipes", "popen",
-                 "started_at", "stop_deadline", "stop_signal")
-
-    def __init__(self, *, key: str, pid: int, popen: subprocess.Popen[bytes], log: LogFile, started_at: float,
-                 meta: dict[str, Any]) -> None:
-        self.key = key
-        self.pid = pid
-        self.popen = popen
-        self.log = log
-        self.started_at = started_at
-        self.meta = meta
-        self.pipes: dict[int, LineSplitter] = {}
-        self.exit_code: int | None = None
-        self.exit_signal: int | None = None
-        self.exited_at: float | None = None
-        self.stop_deadline: float | None = None
-        self.stop_signal: int | None = None
-        self.acked = False
-
-    @property
-    def exited(self) -> bool:
-        return self.exited_at is not None
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "meta": self.meta,
-            "pid": self.pid,
-            "started_at": self.started_at,
-            "state": "exited" if self.exited else ("stopping" if self.stop_deadline else "running"),
-            "stop_requested": self.stop_signal is not None,
-            "exit_code": self.exit_code,
-            "exit_signal": self.exit_signal,
-            "exited_at": self.exited_at,
-        }
+class SpawnError(Exception):
+    def __init__(self, error: str, *, errno: str, reason: str) -> None:
+        super().__init__(error)
+        self.errno = errno
+        self.reason = reason
 
 
 class Client:
@@ -94,6 +76,8 @@ class Client:
 class Runner:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
+        # The home, as far as the runner knows it: its socket, which lives in exactly one STACKBLAZE_HOME.
+        self.home = os.path.join(os.path.realpath(os.path.dirname(socket_path) or "."), os.path.basename(socket_path))
         self.selector = selectors.DefaultSelector()
         self.instances: dict[str, Instance] = {}
         self.by_pid: dict[int, Instance] = {}
@@ -101,17 +85,37 @@ class Runner:
         self.clients: dict[int, Client] = {}
         self.deadlines: list[tuple[float, str]] = []
         self.running = True
+        self.log = RunnerLog()
 
     # -- setup -------------------------------------------------------------------------------------
 
-    def setup(self) -> None:
+    def setup(self) -> bool:
+        """Take the home's runner lock, clean up after a dead predecessor, listen. False: another runner
+        serves this home."""
+        self.pid = os.getpid()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        self.libc: Any = None
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            self.libc = ctypes.CDLL(None, use_errno=True)
+            self.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         except OSError:
             pass  # without it orphans go to init, but the environment marker still finds them
-        self.cgroups = Cgroups()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:  # a pipe pair per replica, a log file per replica: the hard limit is ours to use
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.replica_nofile = (min(REPLICA_NOFILE, hard), hard)
+        if not self._lock():
+            self.log.say(f"another runner holds {self.socket_path}.lock; exiting")
+            return False
+        self.token = runner_token(self.home)
+        self.cgroups = Cgroups(self.home)
+        held = self.cgroups.reap_stale()
+        swept = sweep(self.home, keep=self.token)
+        self.log.say(
+            f"runner {self.pid} serving {self.socket_path}: cgroups {'on' if self.cgroups.enabled else 'off'}, "
+            f"out-of-memory accounting {'on' if self.cgroups.oom_accounting else 'off'}, open files {hard} "
+            f"(replicas {self.replica_nofile[0]}), pdeathsig {'on' if self.libc is not None else 'off'}"
+            + (f"; killed what a dead runner left: {held} cgroups, {swept} processes" if held or swept else ""))
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -119,22 +123,34 @@ class Runner:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit fails a write (EFBIG), not us
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
-        if os.path.exists(self.socket_path):
-            os.unlink(self.socket_path)
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
-        staging = f"{self.socket_path}.{os.getpid()}"
+        staging = f"{self.socket_path}.{self.pid}"
         try:
             self.server.bind(staging)
         finally:
             os.umask(old)
         self.server.listen(16)
-        # The socket appears under its name only once it listens: a client never meets a refused connect
-        # it could take for "no runner" (and start a second one).
+        # The socket appears under its name only once it listens (rename replaces a dead runner's): a
+        # client never meets a refused connect it could take for "no runner" (and start a second one).
         os.rename(staging, self.socket_path)
         self.server.setblocking(False)
         self.selector.register(self.server, selectors.EVENT_READ, ("accept", None))
+        return True
+
+    def _lock(self) -> bool:
+        self.lock_fd = os.open(f"{self.socket_path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
 
     # -- main loop ---------------------------------------------------------------------------------
 
@@ -145,14 +161,17 @@ class Runner:
                 timeout = max(0.0, self.deadlines[0][0] - time.monotonic())
             for key, _ in self.selector.select(timeout):
                 kind, data = key.data
-                if kind == "wake":
-                    self._drain_wakeup()
-                elif kind == "accept":
-                    self._accept()
-                elif kind == "client":
-                    self._read_client(data)
-                elif kind == "pipe":
-                    self._read_pipe(data, key.fd)
+                try:
+                    if kind == "wake":
+                        self._drain_wakeup()
+                    elif kind == "accept":
+                        self._accept()
+                    elif kind == "client":
+                        self._read_client(data)
+                    elif kind == "pipe":
+                        self._read_pipe(data, key.fd)
+                except Exception:  # a bug here must cost one event, never every replica
+                    self.log.say(f"unexpected error, going on: {traceback.format_exc()}")
             self._reap()
             self._fire_deadlines()
         self._cleanup()
@@ -167,7 +186,7 @@ class Runner:
     def _accept(self) -> None:
         try:
             sock, _ = self.server.accept()
-        except BlockingIOError:
+        except OSError:  # EAGAIN, or EMFILE: the client retries
             return
         sock.setblocking(True)
         sock.settimeout(5.0)
@@ -217,14 +236,17 @@ class Runner:
                 raise ValueError(f"unknown op {request.get('op')!r}")
             result = handler(request)
             return {"id": request_id, "ok": True, **result}
+        except SpawnError as exc:
+            return {"id": request_id, "ok": False, "error": str(exc), "errno": exc.errno, "reason": exc.reason}
         except Exception as exc:  # a bad request must never take the runner down
             return {"id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
-    def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid()}
-
     def op_list(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"instances": [i.record() for i in self.instances.values()]}
+        return {"instances": [i.record() for i in self.instances.values()], "runner": {
+            "pid": self.pid, "cgroups": self.cgroups.enabled, "oom_accounting": self.cgroups.oom_accounting,
+            "pdeathsig": self.libc is not None, "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+            "replica_nofile": list(self.replica_nofile), "log": self.log.status(),
+        }}
 
     def op_spawn(self, request: dict[str, Any]) -> dict[str, Any]:
         key = request["key"]
@@ -238,39 +260,46 @@ class Runner:
         if log is None:
             log = self.logs[path] = LogFile(path, max_bytes=max_bytes, max_files=max_files)
         log.max_bytes, log.max_files = max_bytes, max_files  # the newest spawn's spec wins
+        argv, cwd = list(request["argv"]), request["cwd"]
         env = dict(request["env"])
         env[MARKER] = key
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        for fd in (out_r, err_r):
-            try:
-                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-            except OSError:
-                pass
-        group = self.cgroups.create(key)
+        env[RUNNER_MARKER] = self.token
+        fds: list[int] = []
+        groups: list[str] = []
         try:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            fds += (out_r, out_w)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            fds += (err_r, err_w)
+            for fd in (out_r, err_r):
+                try:
+                    fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+                except OSError:
+                    pass
+            groups = self.cgroups.create(key)
             popen = subprocess.Popen(
-                request["argv"], cwd=request["cwd"], env=env, stdin=subprocess.DEVNULL,
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=out_w, stderr=err_w, start_new_session=True, restore_signals=True, close_fds=True,
-                # Joined in the child before exec, so not even a process forked at once escapes it.
-                preexec_fn=(lambda: join(group)) if group else None,
+                preexec_fn=lambda: self._in_child(groups),
             )
-        except OSError as exc:
-            for fd in (out_r, out_w, err_r, err_w):
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            for fd in fds:
                 os.close(fd)
+            self.cgroups.remove(key)
+            name, reason = explain(exc, argv=argv, cwd=cwd, env=env)
             # Say it where the user will look: the replica's own log.
-            log.write(LineSplitter("stderr").feed(f"stackblaze: cannot start {request['argv'][0]!r}: {exc}\n".encode()))
+            line = f"stackblaze: cannot start {argv[0]!r}: {reason} ({name})\n"
+            log.write(LineSplitter("stderr").feed(line.encode()))
+            self.log.say(f"cannot spawn {key}: {name}: {reason}")
             if log.users == 0:
                 log.close()
                 self.logs.pop(path, None)
-            raise
+            raise SpawnError(f"{type(exc).__name__}: {exc}", errno=name, reason=reason) from None
         os.close(out_w)
         os.close(err_w)
         log.users += 1
-        instance = Instance(
-            key=key, pid=popen.pid, popen=popen, log=log, started_at=time.time(),
-            meta=dict(request.get("meta") or {}),
-        )
+        instance = Instance(key=key, pid=popen.pid, popen=popen, log=log, started_at=time.time(),
+                            meta=dict(request.get("meta") or {}), oom_accounting=self.cgroups.oom_accounting)
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
             instance.pipes[fd] = LineSplitter(stream)
@@ -279,25 +308,35 @@ class Runner:
         self.by_pid[popen.pid] = instance
         return {"instance": instance.record()}
 
+    def _in_child(self, groups: list[str]) -> None:
+        """Between fork and exec. Nothing here may fail the spawn: each step is best effort, and the
+        marker sweep covers a replica that could not join its cgroup."""
+        if self.libc is not None:
+            self.libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != self.pid:  # the runner died before the line above: die as it asked
+                os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.replica_nofile)
+        except (OSError, ValueError):
+            pass
+        try:
+            join(groups)  # before exec, so not even a process forked at once escapes it
+        except OSError:
+            pass
+
     def op_stop(self, request: dict[str, Any]) -> dict[str, Any]:
         instance = self.instances[request["key"]]
         if instance.exited or instance.stop_deadline is not None:
             return {"instance": instance.record()}
         sig = int(request.get("signal", signal.SIGTERM))
-        grace = float(request.get("grace", 30.0))
+        instance.grace = float(request.get("grace", 30.0))
         instance.stop_signal = sig
-        instance.stop_deadline = time.monotonic() + grace
+        instance.stop_deadline = time.monotonic() + instance.grace
         heapq.heappush(self.deadlines, (instance.stop_deadline, instance.key))
         try:
             os.kill(instance.pid, sig)  # the main process only, as Kubernetes does
         except ProcessLookupError:
             pass
-        return {"instance": instance.record()}
-
-    def op_kill(self, request: dict[str, Any]) -> dict[str, Any]:
-        instance = self.instances[request["key"]]
-        if not instance.exited:
-            self._kill(instance)
         return {"instance": instance.record()}
 
     def op_ack(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -320,6 +359,28 @@ class Runner:
 
     # -- processes ---------------------------------------------------------------------------------
 
+    def _write(self, instance: Instance, parts: list[bytes | memoryview]) -> None:
+        """Write to the replica's log; a failed write costs its lines (counted), never the runner."""
+        if not parts:
+            return
+        lost = instance.log.write(parts)
+        now = time.time()
+        if lost:
+            instance.dropped_lines += lost
+            instance.dropped_error = f"{instance.log.error} ({instance.log.path})"
+            if instance.dropped_since is None:
+                instance.dropped_since = now
+                instance.outage_start = instance.dropped_lines - lost
+                self.log.say(f"cannot write the log of {instance.key}: {instance.dropped_error}; its lines are "
+                             "dropped and counted until writing works again")
+                self._broadcast({"event": "log-dropping", "instance": instance.record()})
+        elif instance.dropped_since is not None:
+            since, instance.dropped_since = instance.dropped_since, None
+            lost_now = instance.dropped_lines - instance.outage_start
+            self.log.say(f"writing the log of {instance.key} again: {lost_now} lines were lost since {since:.3f}")
+            self._broadcast({"event": "log-resumed", "instance": instance.record(), "lost": lost_now,
+                             "since": since, "until": now})
+
     def _read_pipe(self, instance: Instance, fd: int) -> None:
         splitter = instance.pipes.get(fd)
         if splitter is None:
@@ -331,16 +392,17 @@ class Runner:
         except OSError:
             chunk = b""
         if chunk:
-            out = splitter.feed(chunk)
+            self._write(instance, splitter.feed(chunk))
         else:
-            out = splitter.flush()
-            self.selector.unregister(fd)
-            os.close(fd)
-            del instance.pipes[fd]
-        if out:
-            instance.log.write(out)
+            self._write(instance, splitter.flush())
+            self._close_pipe(instance, fd)
         if not instance.pipes and instance.acked:
             self._forget(instance)
+
+    def _close_pipe(self, instance: Instance, fd: int) -> None:
+        self.selector.unregister(fd)
+        os.close(fd)
+        del instance.pipes[fd]
 
     def _drain_pipes(self, instance: Instance) -> None:
         """Read what the pipes hold right now, so an exit is announced after the last lines."""
@@ -356,12 +418,10 @@ class Runner:
                     peek = b""
                 splitter = instance.pipes[fd]
                 if peek:
-                    instance.log.write(splitter.feed(peek))
+                    self._write(instance, splitter.feed(peek))
                     continue
-                instance.log.write(splitter.flush())
-                self.selector.unregister(fd)
-                os.close(fd)
-                del instance.pipes[fd]
+                self._write(instance, splitter.flush())
+                self._close_pipe(instance, fd)
 
     def _reap(self) -> None:
         while True:
@@ -381,6 +441,11 @@ class Runner:
             else:
                 instance.exit_code = os.waitstatus_to_exitcode(status)
                 instance.popen.returncode = instance.exit_code
+            if instance.exit_signal != signal.SIGKILL:
+                instance.killed_after_grace = None  # it exited by itself just as its grace ran out
+            if instance.oom_accounting:
+                # The kernel counts its OOM kills per group; the replica's group is new, so any is its own.
+                instance.oom_killed = (self.cgroups.oom_kills(instance.key) or 0) > 0
             # The replica is over when its main process is: nothing of it may outlive it.
             self._kill(instance)
             self._drain_pipes(instance)
@@ -397,11 +462,14 @@ class Runner:
             instance = self.instances.get(key)
             if instance is None or instance.exited or instance.stop_deadline != deadline:
                 continue
+            instance.killed_after_grace = instance.grace
             self._kill(instance)
 
     def _kill(self, instance: Instance) -> None:
-        self.cgroups.kill(instance.key)
-        kill_instance(instance.key, main_pid=instance.pid)
+        """SIGKILL every process of the instance: its v2 cgroup holds them all; without one, its group,
+        descendants and environment marker find them."""
+        if not self.cgroups.kill(instance.key):
+            kill_instance(instance.key, main_pid=instance.pid)
 
     def _forget(self, instance: Instance) -> None:
         self.cgroups.remove(instance.key)
@@ -412,6 +480,9 @@ class Runner:
             self.logs.pop(instance.log.path, None)
 
     def _cleanup(self) -> None:
+        swept = sweep(self.home)  # anything of this home's replicas that escaped its group and our eye
+        if swept:
+            self.log.say(f"killed {swept} processes left by replicas at shutdown")
         self.cgroups.close()
         self._broadcast({"event": "shutdown"})
         for client in list(self.clients.values()):
@@ -421,6 +492,7 @@ class Runner:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+        self.log.say(f"runner {self.pid} stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,12 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m stackblaze.engine.local.runner SOCKET", file=sys.stderr)
         return 2
     runner = Runner(args[0])
-    try:
-        runner.setup()
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return 1
-        raise
+    if not runner.setup():
+        return 1
     runner.serve()
     return 0
 

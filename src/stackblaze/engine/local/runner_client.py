@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,16 @@ from typing import Any
 from stackblaze.errors import UnavailableError
 
 ExitHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SpawnFailed(UnavailableError):
+    """The runner could not start a replica's process. `errno` names the reason for programs (ENOENT,
+    EACCES, ENOEXEC, E2BIG, EMFILE, ENFILE, EAGAIN, EINVAL...); `reason` says it in plain words."""
+
+    def __init__(self, message: str, *, errno: str, reason: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.reason = reason
 
 
 class RunnerClient:
@@ -29,6 +38,9 @@ class RunnerClient:
         self._task: asyncio.Task[None] | None = None
         self.on_exit: ExitHandler | None = None
         self.on_lost: Callable[[], Awaitable[None]] | None = None  # the runner went away (not by close())
+        # A replica's log lines started being lost ({"event": "log-dropping", "instance": ...}) or are
+        # written again ({"event": "log-resumed", "instance": ..., "lost": N, "since": t0, "until": t1}).
+        self.on_log_drops: ExitHandler | None = None
         self._exits: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()  # None: the runner is gone
         self._exit_task: asyncio.Task[None] | None = None
 
@@ -54,15 +66,22 @@ class RunnerClient:
                 await asyncio.sleep(0.02)
 
     def _spawn(self) -> None:
+        # The socket is not removed first: a new runner replaces it (rename) once it holds the home's
+        # runner lock, so a live runner that did not answer in time is never cut off from its clients.
         self._socket_path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._socket_path)
-        with open(self._log_file, "ab") as log:
+        try:
+            log: Any = open(self._log_file, "ab")
+        except OSError:  # no room even for an empty file: the runner writes to the daemon's stderr
+            log = None
+        try:
             # Its own session: a signal to the daemon's terminal or group never reaches the workers.
             subprocess.Popen(
                 [sys.executable, "-m", "stackblaze.engine.local.runner", str(self._socket_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
             )
+        finally:
+            if log is not None:
+                log.close()
 
     async def _open(self) -> None:
         self._reader, self._writer = await asyncio.open_unix_connection(
@@ -79,6 +98,9 @@ class RunnerClient:
             if instance is None:
                 if self.on_lost is not None:
                     await self.on_lost()
+            elif "log_drops" in instance:
+                if self.on_log_drops is not None:
+                    await self.on_log_drops(instance["log_drops"])
             elif self.on_exit is not None:
                 await self.on_exit(instance)
 
@@ -98,6 +120,8 @@ class RunnerClient:
                     future.set_result(message)
             elif message.get("event") == "exit":
                 self._exits.put_nowait(message["instance"])
+            elif message.get("event") in ("log-dropping", "log-resumed") and self.on_log_drops is not None:
+                self._exits.put_nowait({"log_drops": message})
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(UnavailableError("the runner closed its connection"))
@@ -119,7 +143,10 @@ class RunnerClient:
         await self._writer.drain()
         reply = await future
         if not reply.get("ok"):
-            raise UnavailableError(f"runner refused {op}: {reply.get('error')}")
+            message = f"runner refused {op}: {reply.get('error')}"
+            if reply.get("errno"):
+                raise SpawnFailed(message, errno=str(reply["errno"]), reason=str(reply.get("reason") or ""))
+            raise UnavailableError(message)
         return reply
 
     async def close(self) -> None:
