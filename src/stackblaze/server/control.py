@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -13,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from stackblaze.engine.local.slots import Desired
 from stackblaze.engine.local.supervisor import Supervisor
-from stackblaze.errors import ConflictError, NotFoundError, UserError
+from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
 from stackblaze.server.user_env import merge_user_env
 from stackblaze.settings import Settings
+from stackblaze.spec.fields import check_name
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
 from stackblaze.state.secrets import MASK
 from stackblaze.state.store import ReleaseRow, ServiceRow, Store
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from stackblaze.build.toolchains import SystemToolchains
     from stackblaze.engine.local.rollout import Rollout
 
+log = logging.getLogger("stackblaze.control")
 # What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
 INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
                  "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS")
@@ -40,6 +45,7 @@ class Control:
         self.store = store
         self.supervisor: Supervisor | None = None  # set once the runner is connected
         self._new_event = asyncio.Event()
+        self.events_lost: dict[str, int] = {}  # per project, while the disk is full
         # PATH -> (when probed, the probe, its fingerprint then); least recently used first
         self._toolchains: dict[str, tuple[float, SystemToolchains, tuple[object, ...]]] = {}
 
@@ -146,26 +152,53 @@ class Control:
         return [r.line for r in tail_records(logs, count) if r.at >= since_text]
 
     def event(self, **fields: Any) -> None:
-        self.store.add_event(**fields)
+        """Record an event. Never raises for a full disk: what the supervisor reports while it handles an
+        exit must not stop it; lost events are logged, counted, and reported once the disk has room."""
+        try:
+            self.store.add_event(**fields)
+            if self.events_lost:
+                self._report_lost_events()
+        except DiskFullError as exc:
+            project = str(fields.get("project"))
+            self.events_lost[project] = self.events_lost.get(project, 0) + 1
+            if sum(self.events_lost.values()) == 1:
+                log.warning("%s: events are not recorded until there is room (counted)", exc)
+            return
         # Wake every follower waiting on the old flag; later waiters get a fresh one.
         self._new_event.set()
         self._new_event = asyncio.Event()
+
+    def _report_lost_events(self) -> None:
+        for project, count in list(self.events_lost.items()):
+            if project in self.store.project_names():
+                self.store.add_event(project=project, kind="events-lost",
+                                     message=f"{count} events were not recorded: the disk was full",
+                                     details={"count": count})
+            del self.events_lost[project]
+        log.warning("the disk has room again: events are recorded again")
 
     async def next_event(self) -> None:
         await self._new_event.wait()
 
     # -- projects ----------------------------------------------------------------------------------
 
-    def resolve(self, project: str | None) -> str:
+    def resolve(self, project: str | None, *, deployed: bool = True) -> str:
+        """The project a request is about: the one it names (the CLI sends --project, STACKBLAZE_PROJECT or
+        its directory's project), else the only deployed one. `deployed=False` (env writes and reads) also
+        accepts a project not deployed yet: env is kept by name, so it can be set before the first deploy."""
         names = self.store.project_names()
         if project is not None:
             if project not in names:
-                raise NotFoundError(f"project {project!r} is not deployed (deployed: {', '.join(names) or 'none'})")
+                if not deployed:
+                    return check_name(project, where="--project", key="project")
+                raise NotFoundError(f"project {project!r} is not deployed (deployed: {', '.join(names) or 'none'}; "
+                                    "deploy it: cd into it and run stackblaze deploy)")
             return project
         if not names:
             raise ConflictError("nothing is deployed yet (run: stackblaze deploy PATH)")
         if len(names) > 1:
-            raise UserError(f"several projects are deployed ({', '.join(names)}): pass --project NAME")
+            raise UserError(f"several projects are deployed ({', '.join(names)}): pass --project NAME, or run the "
+                            "command in the project's directory")
         return names[0]
 
     def row(self, project: str, service: str) -> ServiceRow:
@@ -180,7 +213,12 @@ class Control:
         """`path_env`: the deploying CLI's PATH, where tools are looked up and build steps find them."""
         from stackblaze.server.deploying import Deployer
 
-        return await Deployer(self).deploy(path, progress, path_env=path_env, detach=detach)
+        try:
+            return await Deployer(self).deploy(path, progress, path_env=path_env, detach=detach)
+        except OSError as exc:  # a build writing into a full STACKBLAZE_HOME
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError.at(exc.filename or self.settings.home) from None
+            raise
 
     def releases(self, project: str, service: str) -> list[ReleaseRow]:
         """Kept releases and failed build attempts; a service whose first build failed has only those."""
@@ -242,6 +280,16 @@ class Control:
             await self.engine.wait_stopped(project, service)
         return {"service": service, "running": running}
 
+    def record_stop_all(self) -> None:
+        """`daemon stop --all` stops every worker: each running service is recorded as stopped, so the next
+        daemon does not start what the user just stopped (`stackblaze start` starts them again)."""
+        for row in self.store.services():
+            if row.running:
+                self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, row.release,
+                                                   False, row.generation))
+                self.event(project=row.project, service=row.name, kind="stop",
+                           message=f"{row.name}: stopped by `daemon stop --all` (start it again: stackblaze start)")
+
     async def restart(self, project: str, service: str) -> dict[str, Any]:
         row = self.row(project, service)
         self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, row.release,
@@ -252,18 +300,44 @@ class Control:
         return {"service": service, "strategy": row.spec["strategy"]}
 
     async def destroy(self, project: str) -> dict[str, Any]:
+        """Stop everything, then delete the project's state, events, releases and logs. Works on a full
+        disk: deleting rows needs a few journal pages, so when there is no room for them the project's
+        logs and releases (its replicas are being stopped anyway) are emptied first. What stays is one
+        `destroy` event without details, so that a follower of the project's events hears of it."""
         rows = self.store.services(project)
-        for row in rows:
-            self.store.delete_service(project, row.name)
+        try:
+            self._delete_services(project, rows)
+        except DiskFullError:
+            await asyncio.to_thread(self._free_space, project)
+            self._delete_services(project, rows)
         for row in rows:
             await self.engine.reconcile(project, row.name)
         await self.engine.wait_stopped(project)
         self.engine.forget(project)
-        self.store.delete_project(project)
+        try:
+            self.store.delete_project(project)
+        except DiskFullError:
+            await asyncio.to_thread(self._free_space, project)
+            self.store.delete_project(project)
+        self.events_lost.pop(project, None)
         self.event(project=project, kind="destroy", message=f"project {project} destroyed")
         for folder in (self.settings.releases_dir / project, self.settings.logs_dir / project):
             await asyncio.to_thread(shutil.rmtree, folder, True)
         return {"project": project, "services": [r.name for r in rows]}
+
+    def _delete_services(self, project: str, rows: list[ServiceRow]) -> None:
+        for row in rows:
+            self.store.delete_service(project, row.name)
+
+    def _free_space(self, project: str) -> None:
+        """Room for destroy's deletes: the project's log files are emptied (the runner may still hold them
+        open, so unlinking alone would free nothing) and its releases removed."""
+        log.warning("disk full while destroying %s: emptying its logs and releases first", project)
+        for path in sorted((self.settings.logs_dir / project).rglob("*")):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    os.truncate(path, 0)
+        shutil.rmtree(self.settings.releases_dir / project, ignore_errors=True)
 
     # -- env ---------------------------------------------------------------------------------------
 
@@ -278,7 +352,8 @@ class Control:
         self, project: str, *, service: str | None, set_values: dict[str, str], unset: list[str],
         secret: bool,
     ) -> dict[str, Any]:
-        if service is not None:
+        deployed = project in self.store.project_names()
+        if service is not None and deployed:  # before the first deploy, the spec's services are not known yet
             self.row(project, service)
         scope = service or ""
         missing = [key for key in unset if not self.store.unset_env(project, scope, key)]
@@ -293,4 +368,5 @@ class Control:
                    details={"set": list(set_values), "unset": unset, "secret": secret})
         for name in targets:
             await self.engine.reconcile(project, name, fresh=True)
-        return {"set": list(set_values), "unset": unset, "restarted": targets}
+        return {"project": project, "deployed": deployed, "set": list(set_values), "unset": unset,
+                "restarted": targets}

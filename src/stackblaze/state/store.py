@@ -1,8 +1,15 @@
-"""The SQLite store (WAL): projects, services, releases, env, replica status and events."""
+"""The SQLite store (WAL): projects, services, releases, env, replica status and events.
+
+A full disk is a DiskFullError (one line, naming the database), never a raw sqlite3 error; reads keep
+working, and writes work again as soon as there is space. Events are capped (state/events.py) and pruned
+per project by count, age and bytes, so no crash loop grows the file without bound.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -11,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stackblaze.errors import DiskFullError
+from stackblaze.settings import EventLimits
+from stackblaze.state.events import cap_details, cap_message
 from stackblaze.state.secrets import SecretBox
+from stackblaze.state.sqlite import Connection, create_private
+
+log = logging.getLogger("stackblaze.state")
+PRUNE_EVERY = 100  # inserts per project between two prunes: each costs one index scan of that project
+SHRINK_ABOVE = 8 << 20  # free pages kept in the file before they are given back to the filesystem
+MAX_EVENTS_READ = 100_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -37,9 +53,12 @@ CREATE TABLE IF NOT EXISTS replicas (
 );
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, project TEXT NOT NULL, service TEXT,
-  replica INTEGER, kind TEXT NOT NULL, message TEXT NOT NULL, details TEXT NOT NULL
+  replica INTEGER, kind TEXT NOT NULL, message TEXT NOT NULL, details TEXT NOT NULL,
+  size INTEGER NOT NULL DEFAULT 0
 );
 """
+# Covering: pruning by count, age and bytes reads this index alone, never the (large) rows.
+EVENTS_INDEX = "CREATE INDEX IF NOT EXISTS events_by_project ON events (project, id, at, size)"
 
 
 @dataclass(frozen=True)
@@ -100,13 +119,32 @@ class Event:
 
 
 class Store:
-    def __init__(self, path: Path, secrets: SecretBox) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    def __init__(self, path: Path, secrets: SecretBox, *, limits: EventLimits | None = None) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        create_private(path)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=Connection)
+        assert isinstance(db, Connection)
+        db.db_path = str(path)
+        self._db: Connection = db
+        self._limits = limits or EventLimits()
+        self._inserts: dict[str, int] = {}  # events added per project since the last prune
+        # Replica statuses a full disk kept from being saved: written with the next status that can be.
+        self._unsaved: dict[tuple[str, str, int], dict[str, Any] | None] = {}
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file at once
+            if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                with contextlib.suppress(DiskFullError):  # an older file: converted once, when there is room
+                    self._db.execute("VACUUM")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA cache_size=-512")  # 512 KiB: the state is small, the daemon should be too
+        self._db.execute(f"PRAGMA journal_size_limit={16 << 20}")  # after a big delete, the WAL shrinks back
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        if "size" not in columns:  # an events table from before sizes were kept
+            self._db.execute("ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+            self._db.execute("UPDATE events SET size = length(message) + length(details)")
+        self._db.execute(EVENTS_INDEX)
         self._secrets = secrets
 
     @contextmanager
@@ -114,13 +152,23 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A failed COMMIT (disk full) may already have rolled back: never hide the error behind
+            # "no transaction is active", never leave the connection inside one.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
+        with contextlib.suppress(DiskFullError):
+            self._flush_statuses()
         self._db.close()
+
+    @property
+    def path(self) -> str:
+        return self._db.db_path
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -152,10 +200,14 @@ class Store:
         )
 
     def delete_project(self, name: str) -> None:
+        """Everything of the project, its events included (the caller may record one `destroy` event)."""
         with self.transaction():
-            for table in ("services", "releases", "env", "replicas"):
+            for table in ("services", "releases", "env", "replicas", "events"):
                 self._db.execute(f"DELETE FROM {table} WHERE project = ?", (name,))
             self._db.execute("DELETE FROM projects WHERE name = ?", (name,))
+        self._unsaved = {key: value for key, value in self._unsaved.items() if key[0] != name}
+        self._inserts.pop(name, None)
+        self.shrink(keep=0)
 
     def services(self, project: str | None = None) -> list[ServiceRow]:
         query = "SELECT project, name, spec, replicas, release, running, generation FROM services"
@@ -256,19 +308,49 @@ class Store:
         rows = self._db.execute(
             "SELECT service, replica, status FROM replicas WHERE project = ?", (project,)
         ).fetchall()
-        return {(r[0], r[1]): json.loads(r[2]) for r in rows}
+        found = {(r[0], r[1]): json.loads(r[2]) for r in rows}
+        for (owner, service, replica), status in self._unsaved.items():
+            if owner == project:
+                if status is None:
+                    found.pop((service, replica), None)
+                else:
+                    found[(service, replica)] = status
+        return found
 
     def save_replica_status(self, project: str, service: str, replica: int, status: dict[str, Any]) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO replicas (project, service, replica, status) VALUES (?, ?, ?, ?)",
-            (project, service, replica, json.dumps(status)),
-        )
+        """Never raises for a full disk: the supervisor's memory is the truth while the daemon runs, and
+        what could not be saved is saved with the next status that can be (see unsaved_statuses)."""
+        self._unsaved[(project, service, replica)] = status
+        self._flush_statuses_quietly()
 
     def delete_replica_status(self, project: str, service: str, replica: int) -> None:
-        self._db.execute(
-            "DELETE FROM replicas WHERE project = ? AND service = ? AND replica = ?",
-            (project, service, replica),
-        )
+        self._unsaved[(project, service, replica)] = None
+        self._flush_statuses_quietly()
+
+    @property
+    def unsaved_statuses(self) -> int:
+        return len(self._unsaved)
+
+    def _flush_statuses_quietly(self) -> None:
+        try:
+            self._flush_statuses()
+        except DiskFullError as exc:
+            log.warning("%s: %d replica statuses kept in memory until it can be saved", exc, len(self._unsaved))
+
+    def _flush_statuses(self) -> None:
+        if not self._unsaved:
+            return
+        with self.transaction():
+            for (project, service, replica), status in self._unsaved.items():
+                if status is None:
+                    self._db.execute("DELETE FROM replicas WHERE project = ? AND service = ? AND replica = ?",
+                                     (project, service, replica))
+                else:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO replicas (project, service, replica, status) VALUES (?, ?, ?, ?)",
+                        (project, service, replica, json.dumps(status)),
+                    )
+        self._unsaved.clear()
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -276,14 +358,49 @@ class Store:
         self, *, project: str, kind: str, message: str, service: str | None = None,
         replica: int | None = None, details: dict[str, Any] | None = None, at: float | None = None,
     ) -> Event:
+        """Raises DiskFullError on a full disk (the caller decides whether that matters)."""
         when = time.time() if at is None else at
-        payload = details or {}
+        message = cap_message(message)
+        payload, text = cap_details(details or {}, self._limits)
         cursor = self._db.execute(
-            "INSERT INTO events (at, project, service, replica, kind, message, details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (when, project, service, replica, kind, message, json.dumps(payload)),
+            "INSERT INTO events (at, project, service, replica, kind, message, details, size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (when, project, service, replica, kind, message, text, len(message.encode()) + len(text)),
         )
+        count = self._inserts[project] = self._inserts.get(project, 0) + 1
+        if count % PRUNE_EVERY == 1:  # the first event after a start too: what aged while it was down
+            with contextlib.suppress(DiskFullError):  # the event is stored; pruning waits for room
+                self.prune_events(project)
         return Event(int(cursor.lastrowid or 0), when, project, service, replica, kind, message, payload)
+
+    def prune_events(self, project: str, *, now: float | None = None) -> int:
+        """Drop the project's events beyond the limits (count, age, bytes: the oldest first); how many went."""
+        limits = self._limits
+        cutoff = (time.time() if now is None else now) - limits.max_age
+        by_count = self._db.execute(
+            "SELECT id FROM events WHERE project = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (project, limits.max_count),
+        ).fetchone()
+        by_bytes = self._db.execute(
+            "SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id DESC) AS total FROM events "
+            "WHERE project = ?) WHERE total > ? ORDER BY id DESC LIMIT 1", (project, limits.max_bytes),
+        ).fetchone()
+        last = max((row[0] for row in (by_count, by_bytes) if row is not None), default=0)
+        dropped = self._db.execute("DELETE FROM events WHERE project = ? AND (id <= ? OR at < ?)",
+                                   (project, last, cutoff)).rowcount
+        if dropped:
+            self.shrink(keep=SHRINK_ABOVE)
+        return dropped
+
+    def shrink(self, *, keep: int) -> None:
+        """Give free pages beyond `keep` bytes back to the filesystem (pages a crash loop frees are reused
+        by the next events; a destroyed project's are not)."""
+        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        if free * page_size > keep:
+            with contextlib.suppress(DiskFullError):  # moving pages needs a little room; next time then
+                # executescript steps the pragma to its end; execute() would free a single page
+                self._db.executescript(f"PRAGMA incremental_vacuum({free - keep // page_size});")
 
     def events(
         self, *, project: str | None = None, service: str | None = None, after_id: int = 0,
@@ -298,6 +415,6 @@ class Store:
             query += " AND (service = ? OR service IS NULL)"
             args.append(service)
         query += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
+        args.append(max(0, min(limit, MAX_EVENTS_READ)))
         rows = self._db.execute(query, args).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in reversed(rows)]
