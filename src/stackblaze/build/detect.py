@@ -15,6 +15,7 @@ from stackblaze.build.detection.node import detect_node
 from stackblaze.build.detection.python import detect_python
 from stackblaze.build.detection.ruby import detect_ruby
 from stackblaze.build.detection.tree import Parts, Tree
+from stackblaze.build.logfiles import logfile_warnings
 from stackblaze.build.plan import BuildPlan, Runtime
 from stackblaze.build.signals import start_warnings
 from stackblaze.build.toolchains import Toolchains
@@ -51,6 +52,7 @@ def detect_plan(source: Path, service: Service, *, toolchains: Toolchains) -> Bu
         tree.notes.append(f"start: package.json scripts.start runs directly as {show(service.start)}, not through "
                           "npm start, so that the worker itself gets the stop signal")
     tree.warnings.extend(start_warnings(service.start, tree.dir))
+    tree.warnings.extend(logfile_warnings(service.start))
     return BuildPlan(
         service=service.name,
         root=service.root,
