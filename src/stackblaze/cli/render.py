@@ -18,7 +18,7 @@ from stackblaze.logs.record import parse_time
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 PREFIX_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
-STATE_STYLES = {"running": "green", "waiting": "yellow", "stopping": "yellow", "stopped": "dim", "starting": "cyan"}
+STATE_STYLES = {"running": "green", "waiting": "yellow", "stopping": "yellow", "stopped": "dim"}
 
 
 def print_json(payload: Any) -> None:

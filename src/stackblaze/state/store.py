@@ -184,14 +184,6 @@ class Store:
     def project_names(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT name FROM projects ORDER BY name")]
 
-    def project(self, name: str) -> dict[str, Any] | None:
-        row = self._db.execute(
-            "SELECT name, source, spec_file, created_at FROM projects WHERE name = ?", (name,)
-        ).fetchone()
-        if row is None:
-            return None
-        return {"name": row[0], "source": row[1], "spec_file": row[2], "created_at": row[3]}
-
     def save_project(self, name: str, source: str, spec_file: str | None) -> None:
         self._db.execute(
             "INSERT INTO projects (name, source, spec_file, created_at) VALUES (?, ?, ?, ?) "
