@@ -18,6 +18,8 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.tools import need
+
 TIME_SCALE = "0.01"
 
 
@@ -185,11 +187,12 @@ def free_port() -> int:
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A real redis-server of this test's own on a free loopback port, without persistence, stopped by PID."""
+    server_path = need("redis-server")
     port = free_port()
     data = tmp_path / "redis"
     data.mkdir()
     server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        [server_path, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

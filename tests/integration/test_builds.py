@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.integration.conftest import Stackblaze, wait_for, write_project
+from tests.tools import need
 
 PY_WORKER = "import six, time\nprint('six', six.__version__, flush=True)\ntime.sleep(1e6)\n"
 NODE_WORKER = ("const isNumber = require('is-number');\nconsole.log('is-number says', isNumber(5));\n"
@@ -31,11 +29,6 @@ def spec(name: str, start: str | None = None, extra: str = "") -> str:
 
 def logs_contain(sb: Stackblaze, text: str) -> bool:
     return text in sb.run("logs", "worker", "-n", "50").out
-
-
-def need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.fail(f"{tool} is not installed: .ci/run installs it; locally run .ci/run once")
 
 
 def test_python_pip_app_runs_and_unchanged_redeploy_installs_nothing(sb: Stackblaze, tmp_path: Path) -> None:
@@ -100,6 +93,7 @@ def test_python_uv_app_runs(sb: Stackblaze, tmp_path: Path) -> None:
 
 
 def test_node_npm_app_runs(sb: Stackblaze, tmp_path: Path) -> None:
+    need("npm")
     app = write_project(tmp_path / "app", spec("npmapp", "node worker.js"), {
         "package.json": json.dumps({"name": "npmapp", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}}),
         "worker.js": NODE_WORKER,

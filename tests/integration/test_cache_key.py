@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from tests.integration.conftest import Stackblaze, write_project
+from tests.tools import need
 
 SPEC = """\
 project: keys
@@ -51,6 +52,7 @@ def deployed_keys(sb: Stackblaze) -> dict[str, str | None]:
 
 
 def test_the_plans_cache_key_is_the_one_the_deploy_used(sb: Stackblaze, tmp_path: Path) -> None:
+    need("npm")
     app = write_project(tmp_path / "app", SPEC, FILES)
     subprocess.run(["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"], cwd=app / "node",
                    check=True, capture_output=True, timeout=180)

@@ -9,7 +9,6 @@ import gzip
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -26,8 +25,8 @@ import pytest
 from tests.integration.conftest import Stackblaze, wait_for, write_project
 from tests.rsyslog import write_rsyslog_conf
 from tests.tls import make_certificate
+from tests.tools import need
 
-RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 FIELDS = ("%PROTOCOL-VERSION% %APP-NAME% %PROCID% %MSGID% %STRUCTURED-DATA% %PRI% "
           "%TIMESTAMP:::date-rfc3339% %HOSTNAME% %msg%\\n")
 PARSED = re.compile(r"^1 (\S+) (\S+) - - (\d+) (\S+) (\S+) (.*)$")
@@ -106,15 +105,14 @@ def numbers(texts: list[str]) -> list[int]:
 @pytest.fixture
 def rsyslog(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
     """rsyslogd on its own port with its own config and pid file; yields (drain URL, the parsed-fields file)."""
-    if not os.path.exists(RSYSLOGD):
-        pytest.fail("rsyslogd is missing: apt-get install -y rsyslog rsyslog-gnutls (.ci/run does)")
+    rsyslogd = need("rsyslogd")
     tls: bool = request.param
     folder = tmp_path / "rsyslog"
     cert, key = make_certificate(folder / "tls")
     port = free_port()
     out = folder / "received.log"
     conf = write_rsyslog_conf(folder, port=port, out=out, cert=cert, key=key, tls=tls, template=FIELDS)
-    proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(folder / "rsyslogd.pid")],
+    proc = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(folder / "rsyslogd.pid")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def listening() -> bool:

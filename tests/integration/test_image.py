@@ -20,6 +20,7 @@ import pytest
 
 from stackblaze.build.image import build_image
 from stackblaze.build.plan import BuildPlan
+from tests.tools import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -43,19 +44,10 @@ class Buildah:
         return json.loads(self("inspect", "--type", "image", image))["OCIv1"]["config"]  # type: ignore[no-any-return]
 
 
-def require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is required in CI (apt-get install -y {package}; .ci/run installs it)")
-        pytest.skip(f"{tool} is not installed (apt-get install -y {package}) and CI is not set")
-    return path
-
-
 @pytest.fixture
 def buildah(tmp_path: Path) -> Iterator[Buildah]:
-    require("buildah", "buildah")
-    busybox = require("busybox", "busybox-static")
+    need("buildah")
+    busybox = need("busybox")
     if b"ld-linux" in Path(busybox).read_bytes()[:65536]:
         pytest.fail(f"{busybox} is dynamically linked: a scratch image needs busybox-static")
     tool = Buildah(tmp_path / "buildah")
