@@ -144,7 +144,7 @@ class Cgroups:
                 for name in _listdir(stale):
                     path = os.path.join(stale, name)
                     if os.path.isdir(path):
-                        held += _kill_group(path, v2=tree is self.v2)
+                        held += _kill_group(path, v2=tree is self.v2) or 0
                         _rmdir(path)  # fails while the killed are not yet reaped; the next runner tries again
                 _rmdir(stale)
         return held
@@ -176,8 +176,8 @@ class Cgroups:
         exact = False
         for tree in (self.v2, self.v1_memory):
             if tree is not None and os.path.isdir(tree.group(key)):
-                _kill_group(tree.group(key), v2=tree is self.v2)
-                exact = exact or tree is self.v2
+                done = _kill_group(tree.group(key), v2=tree is self.v2) is not None
+                exact = exact or (done and tree is self.v2)
         return exact
 
     def remove(self, key: str) -> None:
@@ -205,13 +205,13 @@ def _rmdir(path: str) -> None:
         pass
 
 
-def _kill_group(path: str, *, v2: bool) -> int:
-    """SIGKILL every process of the group; returns 1 if it held any (0 if empty)."""
+def _kill_group(path: str, *, v2: bool) -> int | None:
+    """SIGKILL every process of the group; 1 if it held any, 0 if empty, None if it could not be read."""
     try:
         with open(os.path.join(path, "cgroup.procs")) as procs:
             pids = [int(line) for line in procs if line.strip()]
     except (OSError, ValueError):
-        return 0
+        return None
     if not pids:
         return 0
     if v2:

@@ -63,7 +63,11 @@ def scan() -> list[tuple[int, str | None, str | None, int]]:
     Processes of other users are unreadable to an unprivileged runner, and so never touched."""
     me = os.getpid()
     found = []
-    for name in os.listdir("/proc"):
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # EMFILE: nothing can be found now; the caller's next round or sweep tries again
+        return []
+    for name in names:
         if not name.isdigit() or int(name) == me:
             continue
         fields = _stat_fields(name)

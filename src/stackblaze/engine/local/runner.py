@@ -27,14 +27,15 @@ import os
 import resource
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
 import traceback
 
 from stackblaze.engine.local.cgroup import Cgroups, join
+from stackblaze.engine.local.credentials import become
 from stackblaze.engine.local.instance import Instance
+from stackblaze.engine.local.listener import Listener
 from stackblaze.engine.local.logwriter import LineSplitter, LogFile
 from stackblaze.engine.local.proctree import MARKER, RUNNER_MARKER, kill_instance, runner_token, sweep
 from stackblaze.engine.local.runnerlog import RunnerLog
@@ -60,19 +61,6 @@ class SpawnError(Exception):
         self.reason = reason
 
 
-class Client:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-
-    def send(self, message: dict[str, Any]) -> bool:
-        try:
-            self.sock.sendall(json.dumps(message).encode() + b"\n")
-            return True
-        except OSError:
-            return False
-
-
 class Runner:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
@@ -82,7 +70,6 @@ class Runner:
         self.instances: dict[str, Instance] = {}
         self.by_pid: dict[int, Instance] = {}
         self.logs: dict[str, LogFile] = {}
-        self.clients: dict[int, Client] = {}
         self.deadlines: list[tuple[float, str]] = []
         self.running = True
         self.log = RunnerLog()
@@ -125,19 +112,8 @@ class Runner:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit fails a write (EFBIG), not us
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        staging = f"{self.socket_path}.{self.pid}"
-        try:
-            self.server.bind(staging)
-        finally:
-            os.umask(old)
-        self.server.listen(16)
-        # The socket appears under its name only once it listens (rename replaces a dead runner's): a
-        # client never meets a refused connect it could take for "no runner" (and start a second one).
-        os.rename(staging, self.socket_path)
-        self.server.setblocking(False)
-        self.selector.register(self.server, selectors.EVENT_READ, ("accept", None))
+        self.listener = Listener(self.socket_path, self.selector, handle=self._handle, log=self.log)
+        self.listener.open()
         return True
 
     def _lock(self) -> bool:
@@ -165,15 +141,18 @@ class Runner:
                     if kind == "wake":
                         self._drain_wakeup()
                     elif kind == "accept":
-                        self._accept()
+                        self.listener.accept()
                     elif kind == "client":
-                        self._read_client(data)
+                        self.listener.read(data)
                     elif kind == "pipe":
                         self._read_pipe(data, key.fd)
                 except Exception:  # a bug here must cost one event, never every replica
                     self.log.say(f"unexpected error, going on: {traceback.format_exc()}")
-            self._reap()
-            self._fire_deadlines()
+            try:
+                self._reap()
+                self._fire_deadlines()
+            except Exception:
+                self.log.say(f"unexpected error, going on: {traceback.format_exc()}")
         self._cleanup()
 
     def _drain_wakeup(self) -> None:
@@ -182,47 +161,6 @@ class Runner:
                 pass
         except BlockingIOError:
             pass
-
-    def _accept(self) -> None:
-        try:
-            sock, _ = self.server.accept()
-        except OSError:  # EAGAIN, or EMFILE: the client retries
-            return
-        sock.setblocking(True)
-        sock.settimeout(5.0)
-        client = Client(sock)
-        self.clients[sock.fileno()] = client
-        self.selector.register(sock, selectors.EVENT_READ, ("client", client))
-
-    def _drop_client(self, client: Client) -> None:
-        self.clients.pop(client.sock.fileno(), None)
-        try:
-            self.selector.unregister(client.sock)
-        except (KeyError, ValueError):
-            pass
-        client.sock.close()
-
-    def _read_client(self, client: Client) -> None:
-        try:
-            chunk = client.sock.recv(65536)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self._drop_client(client)
-            return
-        client.buffer += chunk
-        *lines, client.buffer = client.buffer.split(b"\n")
-        for line in lines:
-            if line.strip():
-                reply = self._handle(line)
-                if not client.send(reply):
-                    self._drop_client(client)
-                    return
-
-    def _broadcast(self, message: dict[str, Any]) -> None:
-        for client in list(self.clients.values()):
-            if not client.send(message):
-                self._drop_client(client)
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -280,13 +218,14 @@ class Runner:
             popen = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=out_w, stderr=err_w, start_new_session=True, restore_signals=True, close_fds=True,
-                preexec_fn=lambda: self._in_child(groups),
+                preexec_fn=lambda: self._in_child(groups, request.get("user")),
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             for fd in fds:
                 os.close(fd)
             self.cgroups.remove(key)
-            name, reason = explain(exc, argv=argv, cwd=cwd, env=env)
+            user = request.get("user")
+            name, reason = explain(exc, argv=argv, cwd=cwd, env=env, user=user.get("name") if user else None)
             # Say it where the user will look: the replica's own log.
             line = f"stackblaze: cannot start {argv[0]!r}: {reason} ({name})\n"
             log.write(LineSplitter("stderr").feed(line.encode()))
@@ -308,9 +247,10 @@ class Runner:
         self.by_pid[popen.pid] = instance
         return {"instance": instance.record()}
 
-    def _in_child(self, groups: list[str]) -> None:
+    def _in_child(self, groups: list[str], user: dict[str, Any] | None = None) -> None:
         """Between fork and exec. Nothing here may fail the spawn: each step is best effort, and the
-        marker sweep covers a replica that could not join its cgroup."""
+        marker sweep covers a replica that could not join its cgroup. Except becoming `user`: a replica
+        that cannot drop root does not start."""
         if self.libc is not None:
             self.libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
             if os.getppid() != self.pid:  # the runner died before the line above: die as it asked
@@ -323,6 +263,12 @@ class Runner:
             join(groups)  # before exec, so not even a process forked at once escapes it
         except OSError:
             pass
+        if user is not None:  # last: joining the cgroup needs root, and new credentials clear PDEATHSIG
+            become(user, self.libc)
+            if self.libc is not None:
+                self.libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+                if os.getppid() != self.pid:
+                    os.kill(os.getpid(), signal.SIGKILL)
 
     def op_stop(self, request: dict[str, Any]) -> dict[str, Any]:
         instance = self.instances[request["key"]]
@@ -373,12 +319,12 @@ class Runner:
                 instance.outage_start = instance.dropped_lines - lost
                 self.log.say(f"cannot write the log of {instance.key}: {instance.dropped_error}; its lines are "
                              "dropped and counted until writing works again")
-                self._broadcast({"event": "log-dropping", "instance": instance.record()})
+                self.listener.broadcast({"event": "log-dropping", "instance": instance.record()})
         elif instance.dropped_since is not None:
             since, instance.dropped_since = instance.dropped_since, None
             lost_now = instance.dropped_lines - instance.outage_start
             self.log.say(f"writing the log of {instance.key} again: {lost_now} lines were lost since {since:.3f}")
-            self._broadcast({"event": "log-resumed", "instance": instance.record(), "lost": lost_now,
+            self.listener.broadcast({"event": "log-resumed", "instance": instance.record(), "lost": lost_now,
                              "since": since, "until": now})
 
     def _read_pipe(self, instance: Instance, fd: int) -> None:
@@ -403,6 +349,7 @@ class Runner:
         self.selector.unregister(fd)
         os.close(fd)
         del instance.pipes[fd]
+        self.listener.keep_spare()
 
     def _drain_pipes(self, instance: Instance) -> None:
         """Read what the pipes hold right now, so an exit is announced after the last lines."""
@@ -453,7 +400,7 @@ class Runner:
 
     def _announce(self, instance: Instance) -> None:
         instance.stop_deadline = None
-        self._broadcast({"event": "exit", "instance": instance.record()})
+        self.listener.broadcast({"event": "exit", "instance": instance.record()})
 
     def _fire_deadlines(self) -> None:
         now = time.monotonic()
@@ -468,8 +415,11 @@ class Runner:
     def _kill(self, instance: Instance) -> None:
         """SIGKILL every process of the instance: its v2 cgroup holds them all; without one, its group,
         descendants and environment marker find them."""
-        if not self.cgroups.kill(instance.key):
-            kill_instance(instance.key, main_pid=instance.pid)
+        try:
+            if not self.cgroups.kill(instance.key):
+                kill_instance(instance.key, main_pid=instance.pid)
+        except OSError as exc:  # never let it cost the exit's announcement
+            self.log.say(f"could not kill every process of {instance.key}: {exc}")
 
     def _forget(self, instance: Instance) -> None:
         self.cgroups.remove(instance.key)
@@ -478,20 +428,15 @@ class Runner:
         if instance.log.users <= 0:
             instance.log.close()
             self.logs.pop(instance.log.path, None)
+        self.listener.keep_spare()
 
     def _cleanup(self) -> None:
         swept = sweep(self.home)  # anything of this home's replicas that escaped its group and our eye
         if swept:
             self.log.say(f"killed {swept} processes left by replicas at shutdown")
         self.cgroups.close()
-        self._broadcast({"event": "shutdown"})
-        for client in list(self.clients.values()):
-            self._drop_client(client)
-        self.server.close()
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        self.listener.broadcast({"event": "shutdown"})
+        self.listener.close()
         self.log.say(f"runner {self.pid} stopped")
 
 

@@ -38,9 +38,13 @@ def _exec_size(argv: list[str], env: dict[str, str]) -> int:
     return sum(len(a.encode()) + 1 for a in argv) + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
 
 
-def explain(exc: BaseException, *, argv: list[str], cwd: str, env: dict[str, str]) -> tuple[str, str]:
-    """(errno name, reason) for an error raised while spawning `argv` in `cwd` with `env`."""
+def explain(exc: BaseException, *, argv: list[str], cwd: str, env: dict[str, str],
+            user: str | None = None) -> tuple[str, str]:
+    """(errno name, reason) for an error raised while spawning `argv` in `cwd` with `env` (as `user`)."""
     program = argv[0] if argv else ""
+    if type(exc).__name__ == "SubprocessError":  # raised in the child before exec: only switching user may
+        who = f"the user {user}" if user else "its user"
+        return "EPERM", f"could not switch to {who} before starting (setgroups, setresuid or no_new_privs failed)"
     if isinstance(exc, ValueError):  # refused by Python before any system call
         text = str(exc)
         if "null byte" in text:

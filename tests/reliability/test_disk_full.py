@@ -1,0 +1,146 @@
+"""A full disk costs log lines, never replicas: the runner keeps every replica running, counts per replica
+the lines it could not write, and writes again by itself once space is freed (no command).
+
+The disk is a real tmpfs of a few MiB, filled for real (a file written until ENOSPC): first `logs/` alone,
+then the whole STACKBLAZE_HOME. Each test prints its figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import write_project
+from tests.reliability.conftest import (
+    Stackblaze,
+    fill,
+    marked_processes,
+    runner_instances,
+    tmpfs,
+    wait_for,
+)
+
+# About 1,000 numbered lines a second per replica, one write each, so a test can tell which are missing.
+COUNTER = """\
+import os, time
+replica = os.environ["STACKBLAZE_REPLICA"]
+i = 0
+while True:
+    os.write(1, f"{replica} {i:08d} {'x' * 80}\\n".encode())
+    i += 1
+    time.sleep(0.001)
+"""
+
+REPLICAS = 3
+
+
+@pytest.fixture
+def small_logs(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "home" / "logs", "8m") as logs:
+        yield logs
+
+
+@pytest.fixture
+def small_home(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "home", "48m") as home:
+        yield home
+
+
+@pytest.fixture
+def sb_small_logs(small_logs: Path, sb: Stackblaze) -> Stackblaze:
+    return sb  # the tmpfs is mounted before the daemon starts and unmounted after it stopped
+
+
+@pytest.fixture
+def sb_small_home(small_home: Path, sb: Stackblaze) -> Stackblaze:
+    return sb
+
+
+def numbers_in(log: Path) -> list[int]:
+    """The line numbers the replica's log file holds (CRI records: time stream tag 'replica number x...')."""
+    found = []
+    for line in log.read_bytes().splitlines():
+        fields = line.split(b" ")
+        if len(fields) >= 6 and fields[2] == b"F":
+            found.append(int(fields[4]))
+    return found
+
+
+def deploy_counters(sb: Stackblaze, tmp_path: Path) -> dict[str, dict[str, object]]:
+    project = write_project(tmp_path / "app", f"""\
+project: full
+services:
+  - name: counter
+    start: python3 -u counter.py
+    replicas: {REPLICAS}
+""", {"counter.py": COUNTER})
+    sb.run("deploy", str(project))
+    logs = [sb.home / "logs" / "full" / "counter" / f"{n}.log" for n in range(1, REPLICAS + 1)]
+    wait_for("every replica's first 200 lines", lambda: all(
+        log.exists() and len(numbers_in(log)) >= 200 for log in logs))
+    return {i["meta"]["replica"]: i for i in runner_instances(sb.home)}
+
+
+def survive_a_full_disk(sb: Stackblaze, tmp_path: Path, filesystem: Path, runner_log_outside: bool) -> None:
+    before = deploy_counters(sb, tmp_path)
+    runner = sb.runner_pid()
+    processes = {p.pid for p in marked_processes(sb.home)}
+    assert len(before) == REPLICAS and len(processes) == REPLICAS
+
+    filler = fill(filesystem)
+    filled_at = time.monotonic()
+    during = wait_for("every replica to lose lines", lambda: (
+        i := {i["meta"]["replica"]: i for i in runner_instances(sb.home)})
+        and all(r["dropped_lines"] >= 500 and r["dropped_since"] for r in i.values()) and i)
+    assert all(r["state"] == "running" for r in during.values())
+    assert all("No space left on device" in r["dropped_error"] for r in during.values())
+    if runner_log_outside:  # logs/ is full, runner.log is not: the runner says what happens as it happens
+        assert "cannot write the log of" in (sb.home / "runner.log").read_text()
+    outage = time.monotonic() - filled_at
+
+    filler.unlink()
+    freed_at = time.monotonic()
+    after = wait_for("writing to resume in every replica's log", lambda: (
+        i := {i["meta"]["replica"]: i for i in runner_instances(sb.home)})
+        and all(r["dropped_since"] is None for r in i.values()) and i, timeout=10)
+    resumed_in = time.monotonic() - freed_at
+
+    # Nothing was lost but lines: same runner, same processes, same replicas.
+    assert sb.runner_pid() == runner
+    assert {p.pid for p in marked_processes(sb.home)} == processes
+    assert {n: r["pid"] for n, r in after.items()} == {n: r["pid"] for n, r in before.items()}
+    # Every line is either in its file or counted as dropped: the count is exact, and no record is torn.
+    logs = {n: sb.home / "logs" / "full" / "counter" / f"{n}.log" for n in after}
+    at_resume = {n: max(numbers_in(log)) for n, log in logs.items()}
+    wait_for("500 new lines in every log after the outage", lambda: all(
+        max(numbers_in(log)) >= at_resume[n] + 500 for n, log in logs.items()))
+    final = {i["meta"]["replica"]: i for i in runner_instances(sb.home)}
+    for number, log in logs.items():
+        numbers = numbers_in(log)
+        assert numbers == sorted(numbers), "lines out of order"
+        missing = (numbers[-1] + 1) - len(numbers)
+        assert missing == final[number]["dropped_lines"], (number, missing, final[number]["dropped_lines"])
+        assert len(set(numbers)) == len(numbers), "a line was written twice"
+    # The user sees the same replicas, as the daemon reports them (no command was needed to recover).
+    shown = {r["replica"]: r["pid"] for r in sb.replicas("counter")}
+    assert shown == {n: r["pid"] for n, r in before.items()}
+    assert "cannot write the log of" in (sb.home / "runner.log").read_text()
+    print(f"\n{filesystem.name} full for {outage:.1f}s: {REPLICAS} replicas, 0 lost (same PIDs, same runner); "
+          f"lines dropped and counted per replica: {[final[n]['dropped_lines'] for n in sorted(final)]} "
+          f"(= lines missing from each file); writing resumed {resumed_in:.2f}s after the space was freed")
+
+
+def test_full_logs_directory_costs_lines_not_replicas(sb_small_logs: Stackblaze, tmp_path: Path,
+                                                      small_logs: Path) -> None:
+    """`logs/` on its own filesystem, full: replicas keep running, lost lines are counted, runner.log (not
+    under logs/) says so at once, and writing resumes by itself when space is freed."""
+    survive_a_full_disk(sb_small_logs, tmp_path, small_logs, runner_log_outside=True)
+
+
+def test_full_home_costs_lines_not_replicas(sb_small_home: Stackblaze, tmp_path: Path, small_home: Path) -> None:
+    """The whole STACKBLAZE_HOME full (state.db and runner.log included): the same, and what the runner had
+    to say while its own log could not be written is written once space returns."""
+    survive_a_full_disk(sb_small_home, tmp_path, small_home, runner_log_outside=False)
