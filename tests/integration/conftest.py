@@ -40,10 +40,12 @@ class Stackblaze:
     home: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None) -> Result:
+    def run(self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None,
+            cwd: Path | None = None) -> Result:
+        """`cwd`: where the user stands (commands act on that directory's project)."""
         proc = subprocess.run(
             [sys.executable, "-m", "stackblaze.cli", *args], capture_output=True, text=True,
-            timeout=timeout, env=self.env, input=stdin,
+            timeout=timeout, env=self.env, input=stdin, cwd=cwd,
         )
         result = Result(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
@@ -102,6 +104,9 @@ def sb(tmp_path: Path) -> Iterator[Stackblaze]:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STACKBLAZE_")}
     env.update({"STACKBLAZE_HOME": str(home), "STACKBLAZE_TIME_SCALE": TIME_SCALE})
+    # Workers here write markers into the test's tmp dir, which only its (root) owner can reach: they run
+    # as the daemon's user. tests/reliability/test_privileges.py runs them as the worker user.
+    env["STACKBLAZE_WORKER_USER"] = "root"
     tool = Stackblaze(home=home, env=env)
     yield tool
     # Tear down everything this test started: daemon, runner, workers.

@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stackblaze.engine.local.slots import Desired
@@ -19,7 +20,9 @@ from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
+from stackblaze.server.home import share_tree
 from stackblaze.server.user_env import merge_user_env
+from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings
 from stackblaze.spec.fields import check_name
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
@@ -46,6 +49,8 @@ class Control:
         self.supervisor: Supervisor | None = None  # set once the runner is connected
         self._new_event = asyncio.Event()
         self.events_lost: dict[str, int] = {}  # per project, while the disk is full
+        self.workers = WorkerUsers()
+        self._shared: set[str] = set()  # trees shared with the worker group by this daemon
         # PATH -> (when probed, the probe, its fingerprint then); least recently used first
         self._toolchains: dict[str, tuple[float, SystemToolchains, tuple[object, ...]]] = {}
 
@@ -87,17 +92,24 @@ class Control:
             return None
         spec = row.spec
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        user = self.workers.resolve(spec.get("user"))
+        if user is not None:  # the daemon is root: workers are not, and not at home in root's HOME
+            env.update({"HOME": user.home, "USER": user.name, "LOGNAME": user.name})
+            self._share_release(release)
         env.update(DEFAULT_ENV)
         runtime = dict(release.details.get("runtime_env") or {})
         if "PATH" in runtime:  # e.g. the venv's bin first: "$DEPS/venv/bin:$PATH", $DEPS already resolved
             runtime["PATH"] = runtime["PATH"].replace("$PATH", env.get("PATH", os.defpath))
         env.update(runtime)
-        env.update(merge_user_env(project_env=spec["project_env"], service_env=spec["env"],
-                                  stored=self.store.env(project), service=service).values)
+        user_env = merge_user_env(project_env=spec["project_env"], service_env=spec["env"],
+                                  stored=self.store.env(project), service=service)
+        env.update(user_env.values)
         start = release.details["start"]
+        # The digest is stored (replica status): secrets enter it keyed, so it confirms no guessed value.
+        digested = {k: self.store.secrets.keyed_digest(v) if v in user_env.secrets else v for k, v in env.items()}
         config = hashlib.sha256(json.dumps(
-            [row.release, start, env, spec["stop_signal_number"], spec["shutdown_grace"],
-             row.generation], sort_keys=True).encode()).hexdigest()[:16]
+            [row.release, start, digested, spec["stop_signal_number"], spec["shutdown_grace"],
+             row.generation, *([user.spawn_fields()] if user else [])], sort_keys=True).encode()).hexdigest()[:16]
         return Desired(
             project=project, service=service, replicas=row.replicas if row.running else 0,
             release=row.release, cwd=release.path, start=start, env=env,
@@ -105,8 +117,19 @@ class Control:
             strategy=spec["strategy"], config=config, log_max_bytes=spec.get("log_max_bytes", 10 << 20),
             log_max_files=spec.get("log_max_files", 5), min_ready=spec.get("min_ready", DEFAULT_MIN_READY),
             progress_deadline=spec.get("progress_deadline", DEFAULT_PROGRESS_DEADLINE),
-            rolling=Rolling(**spec.get("rolling", {})),
+            rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
         )
+
+    def _share_release(self, release: ReleaseRow) -> None:
+        """A release's build tree and dependency layer, readable by the worker group (once per daemon: a
+        tree never changes once built)."""
+        gid = self.workers.worker_gid()
+        build_id = release.details.get("build_id")
+        tree = (self.settings.releases_dir / release.project / "builds" / build_id) if build_id else Path(release.path)
+        deps = release.details.get("deps_dir")
+        for path in (tree, *([Path(deps)] if deps else [])):
+            if gid is not None and str(path) not in self._shared and share_tree(path, top=self.settings.home, gid=gid):
+                self._shared.add(str(path))
 
     def rollout_failed(self, rollout: Rollout) -> None:
         """The engine gave up on a rollout: the release is marked, and where the engine kept (or restored)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -22,10 +21,14 @@ from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.errors import StackblazeError
+from stackblaze.server import daemon_log
 from stackblaze.server.app import create_app
 from stackblaze.server.control import Control
 from stackblaze.server.drains_api import start_drains
+from stackblaze.server.home import secure_home
+from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings, load_settings
+from stackblaze.state import daemon_lock
 from stackblaze.state.secrets import SecretBox
 from stackblaze.state.store import Store
 
@@ -68,7 +71,7 @@ def bind_private_socket(path: str) -> socket.socket:
 
 
 async def serve(settings: Settings) -> None:
-    store = Store(settings.state_db, SecretBox(settings.secret_key))
+    store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
     control = Control(settings=settings, store=store)
     runner = RunnerClient(settings.runner_socket, log_file=settings.home / "runner.log")
     await runner.connect()
@@ -106,6 +109,7 @@ async def serve(settings: Settings) -> None:
             os.unlink(settings.api_socket)
         if stop_all:
             log.info("stopping every worker and the runner")
+            control.record_stop_all()
             supervisor.halt()
             try:
                 await runner.call("shutdown", grace=30.0 * settings.time_scale)
@@ -124,21 +128,20 @@ async def _runner_gone(settings: Settings) -> None:
 
 
 def main() -> int:
+    os.umask(0o077)  # what the daemon, and the runner it starts, create is theirs alone (see server/home.py)
     settings = load_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    secure_home(settings, worker_gid=WorkerUsers().home_gid())
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=settings.daemon_log, level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    lock = open(settings.run_dir / "daemon.lock", "w")  # held for the process's life: the lock
+    daemon_log.install(settings.daemon_log)  # a full disk loses log lines (counted), never the daemon
+    lock_path = settings.run_dir / "daemon.lock"
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print("stackblaze daemon: already running", file=sys.stderr)
+        lock = daemon_lock.acquire(lock_path)  # held (open) for the process's life: one daemon per home
+    except daemon_lock.LockHeld as held:
+        who = f"pid {held.pid}" if held.pid else "another process"
+        print(f"stackblaze daemon: already running ({who} holds {lock_path}); not starting a second one",
+              file=sys.stderr)
         return 1
-    lock.write(str(os.getpid()))
-    lock.flush()
+    log.info("daemon %d holds %s (fd %d)", os.getpid(), lock_path, lock)
     try:
         asyncio.run(serve(settings))
     except Exception:

@@ -37,6 +37,7 @@ def service_spec(project: Project, service: Service) -> dict[str, Any]:
         "log_max_files": service.log_max_files, "min_ready": service.min_ready,
         "progress_deadline": service.progress_deadline, "rolling": service.rolling.to_dict(),
         "replicas": service.replicas,  # the spec's count: a scale is kept until this changes
+        "user": service.user,
     }
 
 
@@ -93,7 +94,8 @@ class Deployer:
 
         started = time.monotonic()
         project = await asyncio.to_thread(load_project, Path(path))
-        for note in project.notes:
+        users = [self._control.workers.check(s.user, where=f"service {s.name}: user") for s in project.services]
+        for note in [*project.notes, *filter(None, users)]:
             progress(f"note: {note}")
         # Known from the start, so that a failed first deploy still has events and a build log to show.
         self._store.save_project(project.name, str(project.source),

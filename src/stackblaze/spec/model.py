@@ -40,6 +40,7 @@ class Service:
     start_source: str | None = None
     log_max_bytes: int = 10 << 20  # per replica file, rotated by rename
     log_max_files: int = 5  # files kept per replica, the live one included
+    user: str | None = None  # who the replicas run as when the daemon is root (None: the worker user)
 
     @property
     def stop_signal_number(self) -> int:

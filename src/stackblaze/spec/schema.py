@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from stackblaze.spec.rollout import (
 from stackblaze.spec.runtimes import check_runtime, default_start
 from stackblaze.spec.signals import parse_signal
 
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)  # what Debian's useradd takes (NAME_REGEX)
 # Maps a service root to the Procfile commands found there ({} when there is no Procfile).
 FindCommands = Callable[[str], Mapping[str, str]]
 
@@ -42,6 +44,7 @@ SERVICE_FIELDS = {
     "min_ready": "min_ready: 10s",
     "progress_deadline": "progress_deadline: 10m",
     "logs": "logs: {max_size: 10Mi, max_files: 5}",
+    "user": "user: stackblaze-worker",
 }
 LOG_FIELDS = {"max_size": "max_size: 10Mi", "max_files": "max_files: 5"}
 ROLLING_FIELDS = {"max_surge": "max_surge: 1", "max_unavailable": "max_unavailable: 0"}
@@ -71,6 +74,9 @@ def read_project(doc: Document, *, source: Path, spec_file: Path, find_commands:
                 f"{show(service.name)} {taken} (give each service its own name)",
             )
         services[service.name] = service
+    for index, service in enumerate(services.values()):
+        where = doc.at(f"services[{index}].env" if "env" in raw_services[index] else f"services[{index}]")
+        fields.check_env_total({**env, **service.env}, where=where, reserve=fields.PLATFORM_ENV_RESERVE)
     return Project(name=name, env=env, services=tuple(services.values()), source=source, spec_file=spec_file)
 
 
@@ -122,7 +128,16 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         progress_deadline=deadline,
         log_max_bytes=log_bytes,
         log_max_files=log_files,
+        user=_read_user(doc, raw["user"], f"{path}.user") if raw.get("user") is not None else None,
     )
+
+
+def _read_user(doc: Document, raw: object, path: str) -> str:
+    """A login name as useradd accepts it; whether it exists is the deploying machine's to say."""
+    if isinstance(raw, str) and _USER.fullmatch(raw):
+        return raw
+    raise fail(doc.at(path), f"{show(raw)} is not a user name: 1-32 of a-z, 0-9, '_' and '-', not starting "
+                             f"with '-' or a digit (e.g. user: stackblaze-worker)")
 
 
 def _read_logs(doc: Document, raw: object, path: str) -> tuple[int, int]:

@@ -30,6 +30,8 @@ class Desired:
     min_ready: float = 10.0  # seconds a new replica must run without exiting to be available
     progress_deadline: float = 600.0
     rolling: Rolling = field(default_factory=Rolling)
+    # Who the replicas run as, for the runner's spawn: {"uid", "gid", "groups", "name"}; None: the runner's user.
+    user: dict[str, Any] | None = None
 
 
 class StatusStore(Protocol):

@@ -433,7 +433,7 @@ class Supervisor:
             reply = await self._runner.call(
                 "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=desired.cwd,
                 log_path=str(log_path), log_max_bytes=desired.log_max_bytes,
-                log_max_files=desired.log_max_files, meta=meta,
+                log_max_files=desired.log_max_files, meta=meta, user=desired.user,
             )
         except UnavailableError as exc:
             if not self._runner.connected:
