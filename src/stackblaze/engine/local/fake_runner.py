@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stackblaze.engine.clock import Clock
+from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.errors import UnavailableError
 
 
@@ -102,8 +103,8 @@ class FakeRunner:
     def _op_spawn(self, *, key: str, argv: list[str], env: dict[str, str], meta: dict[str, Any],
                   **_: Any) -> dict[str, Any]:
         if argv[0] in self.missing:
-            raise UnavailableError(f"runner refused spawn: FileNotFoundError: [Errno 2] No such file or "
-                                   f"directory: {argv[0]!r}")
+            raise SpawnFailed(f"runner refused spawn: [Errno 2] No such file or directory: {argv[0]!r}",
+                              errno="ENOENT", reason=f"{argv[0]!r} was not found")
         instance = FakeInstance(key, next(self._pids), list(argv), dict(env), dict(meta), self._clock.time())
         self.instances[key] = instance
         return {"instance": instance.record()}

@@ -16,8 +16,9 @@ from typing import Any, Protocol
 
 from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.clock import Clock, SystemClock
-from stackblaze.engine.exits import describe_exit, signal_name
+from stackblaze.engine.exits import describe_exit_record, signal_name
 from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
+from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
@@ -439,11 +440,19 @@ class Supervisor:
             if not self._runner.connected:
                 return  # not the worker's fault: the runner is being replaced, which reconciles again
             now = self._clock.time()
-            code = 127 if "FileNotFoundError" in str(exc) else 126
+            errno = exc.errno if isinstance(exc, SpawnFailed) else None
+            # As a shell would report it: 127 not found, 126 found but not runnable; other reasons (too many
+            # open files, an environment too big for execve) are said in words, not as a made-up code.
+            code = {"ENOENT": 127, "EACCES": 126, "ENOEXEC": 126}.get(errno or "")
+            reason = None
+            if code is None:
+                words = exc.reason if isinstance(exc, SpawnFailed) and exc.reason else str(exc)
+                reason = f"could not start: {words}" + (f" ({errno})" if errno else "")
             self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="start-failed",
-                        message=f"{slot.service}.{slot.replica} could not start: {exc}")
+                        message=f"{slot.service}.{slot.replica} could not start: {exc}",
+                        details={"errno": errno, "release": desired.release})
             record = {"exit_code": code, "exit_signal": None, "exited_at": now, "started_at": now,
-                      "release": desired.release, "key": key, "config": desired.config}
+                      "release": desired.release, "key": key, "config": desired.config, "reason": reason}
             await self._new_replica_ended(slot, record, rollout=rollout, incoming=incoming)
             return
         record = reply["instance"]
@@ -654,7 +663,7 @@ class Supervisor:
 
     @staticmethod
     def _exit_words(record: dict[str, Any]) -> str:
-        return str(record.get("reason") or describe_exit(code=record.get("exit_code"), sig=record.get("exit_signal")))
+        return str(record.get("reason") or describe_exit_record(record))
 
     def _exit_details(self, record: dict[str, Any]) -> dict[str, Any]:
         sig = record.get("exit_signal")
@@ -663,4 +672,5 @@ class Supervisor:
             "meaning": self._exit_words(record), "at": record["exited_at"],
             "ran_for": max(0.0, record["exited_at"] - record["started_at"]),
             "release": record.get("release"), "key": record.get("key"), "pid": record.get("pid"),
+            "killed_after_grace": record.get("killed_after_grace"), "oom_killed": bool(record.get("oom_killed")),
         }
