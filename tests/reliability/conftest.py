@@ -133,16 +133,14 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 def fill(filesystem: Path) -> Path:
     """Write a file until the filesystem says ENOSPC; removing it gives the space back."""
     filler = filesystem / "filler"
-    with open(filler, "wb") as handle:
-        block = b"\0" * (1 << 16)
-        with contextlib.suppress(OSError):
-            while True:
-                handle.write(block)
-                handle.flush()
-    with contextlib.suppress(OSError), open(filler, "ab") as handle:  # the last partial block
-        while True:
-            handle.write(b"\0" * 512)
-            handle.flush()
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 16, 512, 1):  # big blocks, then what is left of the last page
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -257,7 +255,11 @@ class RunnerConnection:
         self.process = process
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(30)
-        self.sock.connect(str(runner_socket(home)))
+        try:
+            self.sock.connect(str(runner_socket(home)))
+        except OSError:
+            self.sock.close()
+            raise
         self.buffer = b""
         self.events: list[dict[str, Any]] = []
         self.ids = 0
@@ -304,6 +306,7 @@ def start_runner(tmp_path: Path) -> Iterator[Any]:
     """Starts real runners (`python -m stackblaze.engine.local.runner SOCKET`), optionally under `prlimit`
     arguments; every one is shut down (or killed by pid) at the end."""
     started: list[RunnerConnection] = []
+    processes: list[subprocess.Popen[bytes]] = []
 
     def start(name: str = "home", prlimit: list[str] | None = None) -> RunnerConnection:
         home = tmp_path / name
@@ -313,20 +316,34 @@ def start_runner(tmp_path: Path) -> Iterator[Any]:
                 [*(["prlimit", *prlimit, "--"] if prlimit else []), sys.executable, "-m",
                  "stackblaze.engine.local.runner", str(runner_socket(home))],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for("the runner's socket", lambda: runner_socket(home).exists() or process.poll() is not None)
-        assert process.poll() is None, (home / "runner.log").read_text()
-        connection = RunnerConnection(home, process)
+        processes.append(process)
+        # A dead runner's socket may still be there: wait until this one answers.
+        connection = wait_for("the runner to answer", lambda: _connect(home, process))
+        assert isinstance(connection, RunnerConnection), (home / "runner.log").read_text()
         started.append(connection)
         return connection
 
     yield start
     for connection in started:
-        with contextlib.suppress(OSError, AssertionError):
-            connection.call("shutdown", grace=0.5)
+        if connection.process.poll() is None:
+            with contextlib.suppress(OSError, AssertionError):
+                connection.call("shutdown", grace=0.5)
         connection.sock.close()
+    for process in processes:
         try:
-            connection.process.wait(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            connection.process.kill()
-            connection.process.wait()
+            process.kill()
+            process.wait()
+    for connection in started:
         kill_marked(connection.home)
+
+
+def _connect(home: Path, process: subprocess.Popen[bytes]) -> RunnerConnection | bool:
+    """A connection once the runner answers; True (stop waiting) if it exited; False to wait on."""
+    if process.poll() is not None:
+        return True
+    try:
+        return RunnerConnection(home, process)
+    except OSError:
+        return False

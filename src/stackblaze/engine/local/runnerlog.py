@@ -23,6 +23,8 @@ class RunnerLog:
 
     def say(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        if self._held:
+            self.flush()  # the older ones first, before this one could push one out
         self._held.append(f"{stamp}Z runner[{os.getpid()}]: {text.rstrip()}\n".encode(errors="replace"))
         self._unwritten += 1
         self.flush()
