@@ -1,12 +1,14 @@
+#!/usr/bin/env python3
 """Build benchmarks: cold vs warm build, unchanged redeploy (platform time), release size on disk.
 
-Run by hand: `python bench/builds.py` (needs the package registries for the cold installs). Apps: a small
-Python app (pip, requirements.txt with two packages) and a small Node app (npm ci, one package).
-Goal: redeploy of an unchanged app in <= 1 s of platform time.
+Run by hand: `python bench/builds.py [--runs N] [--quick]` (needs the package registries for the cold
+installs). Apps: a small Python app (pip, requirements.txt with two packages) and a small Node app (npm ci,
+one package). Goal: redeploy of an unchanged app in <= 1 s of platform time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -15,27 +17,31 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 RUNS = 3
+# min_ready 0: a deploy waits for its rollout, and the default 10 s of availability would be most of the figure.
 PY_APP = {
-    "stackblaze.yaml": "project: benchpy\nservices:\n  - name: worker\n    start: python worker.py\n",
+    "stackblaze.yaml": "project: benchpy\nservices:\n  - name: worker\n    start: python worker.py\n"
+                       "    min_ready: 0s\n",
     "requirements.txt": "six==1.16.0\nidna==3.7\n",
     "worker.py": "import six, idna, time\nprint('up', flush=True)\ntime.sleep(1e6)\n",
 }
 NODE_APP = {
-    "stackblaze.yaml": "project: benchnode\nservices:\n  - name: worker\n    start: node worker.js\n",
+    "stackblaze.yaml": "project: benchnode\nservices:\n  - name: worker\n    start: node worker.js\n"
+                       "    min_ready: 0s\n",
     "package.json": json.dumps({"name": "benchnode", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}}),
     "worker.js": "require('is-number');\nconsole.log('up');\nsetInterval(() => {}, 1e6);\n",
 }
 
 
-def cli(env: dict[str, str], *args: str) -> dict:
+def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "stackblaze.cli", *args], env=env, check=True,
                          capture_output=True, text=True, timeout=600)
-    return json.loads(out.stdout) if "--json" in args else {}
+    return dict(json.loads(out.stdout)) if "--json" in args else {}
 
 
-def deploy_seconds(env: dict[str, str], app: Path) -> tuple[float, dict]:
+def deploy_seconds(env: dict[str, str], app: Path) -> tuple[float, dict[str, Any]]:
     """Platform time of a deploy: what the daemon spent (load, detect, build, record, roll out)."""
     result = cli(env, "deploy", str(app), "--json")
     return float(result["seconds"]), result
@@ -51,10 +57,12 @@ def du(path: Path) -> int:
     return total
 
 
-def bench_app(name: str, files: dict[str, str]) -> dict:
-    cold, warm, unchanged = [], [], []
-    sizes = {}
-    for run in range(RUNS):
+def bench_app(name: str, files: dict[str, str], runs: int) -> dict[str, Any]:
+    cold: list[float] = []
+    warm: list[float] = []
+    unchanged: list[float] = []
+    sizes: dict[str, int] = {}
+    for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             home, app = Path(tmp, "home"), Path(tmp, "app")
             app.mkdir()
@@ -90,9 +98,9 @@ def files_main(files: dict[str, str]) -> str:
     return "worker.py" if "worker.py" in files else "worker.js"
 
 
-def cli_startup() -> float:
+def cli_startup(runs: int) -> float:
     samples = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "stackblaze.cli", "--help"], check=True, capture_output=True)
         samples.append(time.perf_counter() - started)
@@ -100,9 +108,14 @@ def cli_startup() -> float:
 
 
 def main() -> None:
-    startup = cli_startup()
-    rows = [bench_app("python/pip", PY_APP), bench_app("node/npm", NODE_APP)]
-    print(f"platform time per deploy, as the daemon measured it (medians of {RUNS}); the CLI adds {startup:.2f} s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=RUNS, help="runs of each app (medians reported)")
+    parser.add_argument("--quick", action="store_true", help="one run")
+    args = parser.parse_args()
+    runs = 1 if args.quick else args.runs
+    startup = cli_startup(runs)
+    rows = [bench_app("python/pip", PY_APP, runs), bench_app("node/npm", NODE_APP, runs)]
+    print(f"platform time per deploy, as the daemon measured it (medians of {runs}); the CLI adds {startup:.2f} s")
     print(f"{'app':<12} {'cold':>8} {'warm':>8} {'unchanged':>10} {'tree':>10} {'deps':>10}")
     for row in rows:
         print(f"{row['app']:<12} {row['cold']:>7.3f}s {row['warm (code edit)']:>7.3f}s "
