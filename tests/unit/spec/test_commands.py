@@ -1,14 +1,24 @@
-"""Start commands become argvs that let the stop signal reach the worker, the same on both engines: the local
-engine spawns `start_argv(start)`, and an image's exec-form CMD must be that same argv."""
+"""Start commands become argvs that let the stop signal reach the worker, the same on both engines: what the
+local engine's supervisor asks the runner to spawn, and an image's exec-form CMD, are one argv.
+(The local side runs the real Supervisor against the FakeRunner shipped beside it: no processes.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stackblaze.build.image import render_containerfile
 from stackblaze.build.plan import BuildPlan
+from stackblaze.engine.backoff import BackoffPolicy
+from stackblaze.engine.clock import FakeClock, settle
+from stackblaze.engine.local.fake_runner import FakeRunner
+from stackblaze.engine.local.slots import Desired
+from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.spec.commands import start_argv
 
 SH = ["/bin/sh", "-c"]
@@ -39,10 +49,51 @@ PLAN = BuildPlan(
 )
 
 
+
+
+class NoStatus:
+    def replica_statuses(self, project: str) -> dict[tuple[str, int], dict[str, Any]]:
+        return {}
+
+    def save_replica_status(self, project: str, service: str, replica: int, status: dict[str, Any]) -> None:
+        pass
+
+    def delete_replica_status(self, project: str, service: str, replica: int) -> None:
+        pass
+
+
+def spawned_by_the_local_engine(starts: list[str]) -> dict[str, list[str]]:
+    """The argv the supervisor asks the runner to spawn for each start command (one service each)."""
+    desired = {f"s{i}": Desired(project="p", service=f"s{i}", replicas=1, release=1, cwd="/srv", start=start, env={},
+                                stop_signal=15, shutdown_grace=30.0, strategy="rolling", config="v1")
+               for i, start in enumerate(starts)}
+
+    async def run() -> dict[str, list[str]]:
+        clock = FakeClock()
+        runner = FakeRunner(clock)
+        supervisor = Supervisor(runner=runner, store=NoStatus(), policy=BackoffPolicy(), logs_dir=Path("/nonexistent"),
+                                desired=lambda project, service: desired.get(service),
+                                services=lambda: [("p", name) for name in desired], record_event=lambda **_: None,
+                                clock=clock)
+        await supervisor.start()
+        await settle()
+        return {desired[i.meta["service"]].start: i.argv for i in runner.instances.values()}
+
+    return asyncio.run(run())
+
+
+def image_cmd(start: str) -> list[str]:
+    text = render_containerfile(replace(PLAN, start=start), base="b")
+    cmd = next(line for line in text.splitlines() if line.startswith("CMD "))
+    return list(json.loads(cmd.removeprefix("CMD ")))
+
+
 @pytest.mark.parametrize(("start", "argv"), TABLE, ids=[start for start, _ in TABLE])
-def test_the_local_engine_and_the_image_run_the_same_argv(start: str, argv: list[str]) -> None:
-    local = start_argv(start)  # what engine/local/supervisor.py spawns
-    cmd = next(line for line in render_containerfile(PLAN.__class__(**{**PLAN.__dict__, "start": start}),
-                                                     base="b").splitlines() if line.startswith("CMD "))
-    assert local == argv
-    assert json.loads(cmd.removeprefix("CMD ")) == local
+def test_start_argv(start: str, argv: list[str]) -> None:
+    assert start_argv(start) == argv
+
+
+def test_the_local_engine_and_the_image_run_the_same_argv() -> None:
+    local = spawned_by_the_local_engine([start for start, _ in TABLE])
+    assert local == {start: argv for start, argv in TABLE}
+    assert {start: image_cmd(start) for start, _ in TABLE} == local
