@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from stackblaze.build.builder import plan_cache_key
-from stackblaze.build.detect import detect_plan
-from stackblaze.build.image import ImageToolchains, build_image, containerfile_for, image_tag
-from stackblaze.build.plan import BuildPlan
-from stackblaze.build.release import digest_tree
-from stackblaze.build.toolchains import SystemToolchains
-from stackblaze.cli import render
+from stackblaze.cli.options import project_root
 from stackblaze.errors import UserError
-from stackblaze.spec import load_project
+
+if TYPE_CHECKING:
+    from stackblaze.build.plan import BuildPlan
 
 SHOWN_LOCKFILES = 6
 
 
 def build(
-    path: Annotated[Path, typer.Argument(help="Project directory (stackblaze.yaml or Procfile).")] = Path("."),
+    path: Annotated[Path | None, typer.Argument(
+        help="Project directory (stackblaze.yaml or Procfile; default: the current directory's project).",
+        show_default=False)] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print each service's build plan; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     image: Annotated[bool, typer.Option("--image", help="Build an OCI image per service.")] = False,
@@ -40,6 +37,9 @@ def build(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --image: print the Containerfiles.")] = False,
 ) -> None:
     """Show how each service would be built (--plan), or build its image (--image)."""
+    from stackblaze.cli import render
+
+    path = path or project_root()
     if image:
         build_images(path, tag=tag, builder=builder, base=base, run_base=run_base, init=init,
                      dry_run=dry_run, as_json=as_json)
@@ -58,6 +58,12 @@ def build(
 
 def plan_project(path: Path) -> tuple[str, list[dict[str, Any]]]:
     """The project's name and, per service, its plan as a dict with its cache key (None: nothing to install)."""
+    from stackblaze.build.builder import plan_cache_key
+    from stackblaze.build.detect import detect_plan
+    from stackblaze.build.toolchains import SystemToolchains
+    from stackblaze.cli import render
+    from stackblaze.spec import load_project
+
     project = load_project(path)
     toolchains = SystemToolchains()  # one per command: each interpreter is probed once for every service
     plans: list[dict[str, Any]] = []
@@ -71,6 +77,10 @@ def plan_project(path: Path) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _print_plan(plan: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    from stackblaze.cli import render
+
     out = render.out
     version = plan["resolved_version"] or "-"
     if plan["version"]:
@@ -105,6 +115,13 @@ def _print_plan(plan: dict[str, Any]) -> None:
 def build_images(path: Path, *, tag: str | None, builder: str | None, base: str | None, run_base: str | None,
                  init: str | None, dry_run: bool, as_json: bool) -> None:
     """One image per service; the builder's output goes to stderr, the result (or Containerfile) to stdout."""
+    from stackblaze.build.detect import detect_plan
+    from stackblaze.build.image import ImageToolchains, build_image, containerfile_for, image_tag
+    from stackblaze.build.release import digest_tree
+    from stackblaze.build.toolchains import SystemToolchains
+    from stackblaze.cli import render
+    from stackblaze.spec import load_project
+
     project = load_project(path)
     if tag is not None and "{service}" not in tag and len(project.services) > 1:
         raise UserError(f"--tag: {tag!r} would name {len(project.services)} images the same; put {{service}} "

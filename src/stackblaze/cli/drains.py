@@ -5,31 +5,30 @@ The table is drawn here rather than in render.py: it is only this command's, and
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from stackblaze.cli import render
-from stackblaze.cli.client import Client
-from stackblaze.settings import load_settings
+from stackblaze.cli import options
+from stackblaze.cli.options import JsonOpt, ProjectOpt, examples
+
+if TYPE_CHECKING:
+    from stackblaze.cli.client import Client
 
 drains_app = typer.Typer(no_args_is_help=True, help=(
     "Log drains: every line to syslog+tls://host:port, syslog://host:port or https://user:token@host/path."))
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-ProjectOpt = Annotated[str | None, typer.Option(
-    "--project", "-p", envvar="STACKBLAZE_PROJECT", help="Project to act on (needed when several are deployed).")]
 IdArg = Annotated[int, typer.Argument(help="Drain ID, as `stackblaze drains list` shows it.")]
 STATE_STYLES = {"ok": "green", "failing": "red", "stopped": "dim"}
 
 
 def client(project: str | None) -> Client:
-    return Client(load_settings(), project=project)
+    return options.client(options.project_here(project))
 
 
-@drains_app.command("add")
+@drains_app.command("add", epilog=examples("stackblaze drains add syslog+tls://logs.example.com:6514",
+                                           "stackblaze drains add 'https://user:token@logs.example.com/in' -s worker",
+                                           "stackblaze drains add 'syslog+tls://10.0.0.5:6514?ca=/etc/ssl/my-ca.pem'"))
 def drains_add(
     url: Annotated[str, typer.Argument(help="syslog+tls://host:port, syslog://host:port or https://...; "
                                             "?ca=/path/ca.pem trusts a private CA.")],
@@ -38,6 +37,8 @@ def drains_add(
     project: ProjectOpt = None,
 ) -> None:
     """Start shipping new log lines (of the project, or of one service) to URL; credentials stay masked."""
+    from stackblaze.cli import render
+
     result = client(project).request("POST", "/v1/drains", body={"url": url, "service": service})
     if as_json:
         render.print_json(result)
@@ -46,9 +47,14 @@ def drains_add(
     render.out.print(f"drain {result['id']} added: {result['url']} ({scope}, lines from now on)", markup=False)
 
 
-@drains_app.command("list")
+@drains_app.command("list", epilog=examples("stackblaze drains list", "stackblaze drains list --json"))
 def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     """Each drain: state, lines sent, retried, behind (not delivered yet) and dropped (rotated away first)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from stackblaze.cli import render
+
     result = client(project).request("GET", "/v1/drains")
     if as_json:
         render.print_json(result)
@@ -70,9 +76,11 @@ def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     render.out.print(table)
 
 
-@drains_app.command("remove")
+@drains_app.command("remove", epilog=examples("stackblaze drains remove 2"))
 def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     """Stop a drain and forget its cursor (the log files it held for it are let go)."""
+    from stackblaze.cli import render
+
     result = client(project).request("DELETE", f"/v1/drains/{drain_id}")
     if as_json:
         render.print_json(result)
@@ -80,9 +88,11 @@ def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt
         render.out.print(f"drain {result['id']} removed: {result['url']} (sent {result['sent']} lines)", markup=False)
 
 
-@drains_app.command("test")
+@drains_app.command("test", epilog=examples("stackblaze drains test 2"))
 def drains_test(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     """Send one test message now and wait for the receiver to acknowledge it; exit 1 when it does not."""
+    from stackblaze.cli import render
+
     result = client(project).request("POST", f"/v1/drains/{drain_id}/test")
     if as_json:
         render.print_json(result)

@@ -144,20 +144,20 @@ def build_line(line: str) -> None:
 
 def releases_table(payload: dict[str, Any]) -> None:
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
-    for column in ("RELEASE", "CREATED", "STATUS", "RUNTIME", "DEPENDENCIES", "BUILD", "START"):
+    for column in ("RELEASE", "CREATED", "STATUS", "RUNTIME", "DEPENDENCIES", "BUILD", "PATH", "START"):
         table.add_column(column, no_wrap=column != "START")
     for release in reversed(payload["releases"]):
         marker = " *" if release["number"] == payload["current"] else ""
         created = datetime.fromtimestamp(release["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
         if release.get("status") == "build-failed":
-            table.add_row(str(release["number"]), created, Text("build failed", "red"), "-", "-", "-",
+            table.add_row(str(release["number"]), created, Text("build failed", "red"), "-", "-", "-", "-",
                           release.get("error", ""))
             continue
         status = Text("rollout failed", "red") if release.get("rollout") == "failed" else Text("ok")
         runtime = f"{release.get('runtime', '-')} {release.get('resolved_version') or ''}".strip()
         deps = "installed" if release.get("installed") else ("cached" if release.get("cache_key") else "-")
         table.add_row(f"{release['number']}{marker}", created, status, runtime, deps,
-                      f"{release.get('seconds', 0):.1f}s", release.get("start", ""))
+                      f"{release.get('seconds', 0):.1f}s", release.get("path") or "-", release.get("start", ""))
     out.print(table)
 
 

@@ -5,34 +5,48 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from itertools import islice
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, field_validator
 
 from stackblaze.build.builder import BuildFailed
-from stackblaze.errors import StackblazeError, UserError, kind_of
-from stackblaze.logs.reader import Follower, find_logs, records_since, tail_records
+from stackblaze.errors import StackblazeError, kind_of
+from stackblaze.logs.reader import Follower, find_logs, last_records
 from stackblaze.logs.record import format_time
 from stackblaze.logs.structured import LogFilter, record_dict
-from stackblaze.server import drains_api
+from stackblaze.server import boundary, drains_api, views
+from stackblaze.server.boundary import NDJSON, EventLimit, Lines, ReleaseNumber, Replica, Since
 from stackblaze.server.control import Control
+from stackblaze.server.env_checks import check_env_change
+from stackblaze.spec.fields import ENV_STRING_MAX, NAME_PATTERN
 
 FOLLOW_INTERVAL = 0.05
+BATCH = 1000  # log records encoded per step of a backlog (one worker-thread hop, one write)
+MAX_PATH = 4096  # PATH_MAX
 
 
 class DeployRequest(BaseModel):
-    path: str
-    env_path: str | None = None  # the CLI's PATH: tools are looked up there; None: the daemon's
+    path: str = Field(min_length=1, max_length=MAX_PATH, description="The project directory, absolute.")
+    # the CLI's PATH: tools are looked up there; None: the daemon's
+    env_path: str | None = Field(default=None, max_length=ENV_STRING_MAX)
     detach: bool = False  # return once the rollouts started instead of waiting for them
+
+    @field_validator("path", "env_path")
+    @classmethod
+    def _usable(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("contains a NUL character")
+        if info.field_name == "path" and value is not None and not value.startswith("/"):
+            raise ValueError(f"{value[:40]!r} is not an absolute path (the CLI sends the directory resolved)")
+        return value
 
 
 class RollbackRequest(BaseModel):
-    release: int | None = None
+    release: int | None = Field(default=None, ge=1, le=boundary.MAX_NUMBER)
 
 
 class ScaleRequest(BaseModel):
@@ -40,10 +54,11 @@ class ScaleRequest(BaseModel):
 
 
 class EnvRequest(BaseModel):
+    """Keys and values are checked by env_checks (grammar, NUL, sizes, the whole environment)."""
     set: dict[str, str] = {}
     unset: list[str] = []
     secret: bool = False
-    service: str | None = None
+    service: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=40)
 
 
 class ShutdownRequest(BaseModel):
@@ -79,27 +94,28 @@ def progress_stream(run: Callable[[Callable[[str], None]], Awaitable[dict[str, A
     return ndjson(stream())
 
 
+def encoded(items: Iterator[dict[str, Any]], count: int) -> bytes:
+    return b"".join(json.dumps(item).encode() + b"\n" for item in islice(items, count))
+
+
+async def in_thread(items: Iterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """NDJSON of `items`, read and encoded in a worker thread BATCH at a time: a big backlog never blocks
+    the loop (which must keep answering /v1/status) and never sits in memory whole."""
+    while chunk := await asyncio.to_thread(encoded, items, BATCH):
+        yield chunk
+
+
 def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> FastAPI:
-    app = FastAPI(title="stackblaze", docs_url=None, redoc_url=None)
-
-    @app.exception_handler(StackblazeError)
-    async def on_error(request: Request, exc: StackblazeError) -> JSONResponse:
-        return JSONResponse({"error": str(exc), "kind": type(exc).__name__}, status_code=kind_of(exc).http_status)
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        value = first.get("input")
-        message = f"{where}: {value!r} {first.get('msg', 'is invalid').lower()}"
-        return JSONResponse({"error": message, "kind": "UserError"}, status_code=kind_of(UserError()).http_status)
+    app = FastAPI(title="stackblaze", docs_url=None, redoc_url=None, responses=boundary.RESPONSES,
+                  dependencies=[Depends(boundary.check_names)])
+    boundary.install(app)
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
         return {"pid": os.getpid(), "home": str(control.settings.home),
                 "time_scale": control.settings.time_scale, "projects": control.store.project_names()}
 
-    @app.post("/v1/deploy")
+    @app.post("/v1/deploy", responses=NDJSON)
     async def deploy(body: DeployRequest) -> StreamingResponse:
         """NDJSON: {"progress": line} while building and rolling out, then {"result": ...} or {"error": ...,
         "cause": [...], "tail": [...]}."""
@@ -116,7 +132,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
                 return {"error": str(exc), "kind": type(exc).__name__, "status": kind_of(exc).http_status}
         return progress_stream(run)
 
-    @app.get("/v1/rollout")
+    @app.get("/v1/rollout", responses=NDJSON)
     async def rollout(project: str | None = None, service: str | None = None) -> StreamingResponse:
         """NDJSON, as a deploy reports it: {"progress": line} while rollouts go on, then {"result": ...}."""
         name = control.resolve(project)
@@ -142,26 +158,13 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         return await control.rollback(control.resolve(project), service, body.release)
 
     @app.get("/v1/services/{service}/build-log")
-    async def build_log(service: str, project: str | None = None, release: int | None = None) -> dict[str, Any]:
+    async def build_log(service: str, project: str | None = None, release: ReleaseNumber = None) -> dict[str, Any]:
         number, text = control.build_log(control.resolve(project), service, release)
         return {"service": service, "release": number, "log": text}
 
     @app.get("/v1/ps")
-    async def ps(project: str | None = None, service: str | None = None) -> dict[str, Any]:
-        name = control.resolve(project)
-        if service is not None:
-            control.row(name, service)
-        services = []
-        for row in control.store.services(name):
-            if service is not None and row.name != service:
-                continue
-            replicas = control.engine.status(name, row.name)
-            services.append({
-                "service": row.name, "desired": row.replicas if row.running else 0, "running_flag": row.running,
-                "release": row.release, "start": control.start_command(row), "strategy": row.spec["strategy"],
-                "running": sum(1 for r in replicas if r["state"] == "running"), "replicas": replicas,
-            })
-        return {"project": name, "services": services}
+    async def ps(project: str | None = None, service: str | None = None, all: bool = False) -> dict[str, Any]:
+        return views.ps(control, views.scope(control, project, all), service)
 
     @app.post("/v1/services/{service}/scale")
     async def scale(service: str, body: ScaleRequest, project: str | None = None) -> dict[str, Any]:
@@ -185,18 +188,23 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
 
     @app.get("/v1/env")
     async def env_list(project: str | None = None) -> dict[str, Any]:
-        name = control.resolve(project)
+        name = control.resolve(project, deployed=False)
         return {"project": name, "env": control.env_list(name)}
 
     @app.post("/v1/env")
     async def env_change(body: EnvRequest, project: str | None = None) -> dict[str, Any]:
-        return await control.env_change(control.resolve(project), service=body.service,
+        name = control.resolve(project, deployed=False)
+        check_env_change(control, name, service=body.service, set_values=body.set, unset=body.unset)
+        return await control.env_change(name, service=body.service,
                                         set_values=body.set, unset=body.unset, secret=body.secret)
 
-    @app.get("/v1/events", response_model=None)
-    async def events(project: str | None = None, service: str | None = None, limit: int = 50,
-                     follow: bool = False) -> dict[str, Any] | StreamingResponse:
-        name = control.resolve(project)
+    @app.get("/v1/events", response_model=None, responses=NDJSON)
+    async def events(project: str | None = None, service: str | None = None, limit: EventLimit = 50,
+                     follow: bool = False, all: bool = False) -> dict[str, Any] | StreamingResponse:
+        names = views.scope(control, project, all)
+        if service is not None:
+            views.check_service(control, names, service, history=True)
+        name = None if all else names[0]  # None: every project's events
         first = control.store.events(project=name, service=service, limit=limit)
         if not follow:
             return {"project": name, "events": [e.to_dict() for e in first]}
@@ -212,9 +220,9 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
                     yield item.to_dict()
         return ndjson(stream())
 
-    @app.get("/v1/logs", response_model=None)
-    async def logs(project: str | None = None, service: str | None = None, replica: int | None = None,
-                   n: int = 100, since: float | None = None, follow: bool = False, level: str | None = None,
+    @app.get("/v1/logs", response_model=None, responses=NDJSON)
+    async def logs(project: str | None = None, service: str | None = None, replica: Replica = None,
+                   n: Lines = None, since: Since = None, follow: bool = False, level: str | None = None,
                    grep: str | None = None, field: Annotated[list[str] | None, Query()] = None,
                    ) -> StreamingResponse:
         name = control.resolve(project)
@@ -222,31 +230,31 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
             control.row(name, service)
         wanted = LogFilter.build(level=level, grep=grep, fields=field or [])
         project_dir = control.settings.logs_dir / name
+        if replica is not None:  # before the follower opens files: a 404 leaves nothing open
+            views.check_replica(control, name, service, replica,
+                                has_logs=bool(find_logs(project_dir, service, replica)))
         follower = Follower(project_dir, service, replica) if follow else None
         limits = follower.limits if follower else None
         found = find_logs(project_dir, service, replica)
-        if since is not None or wanted.active:
-            since_text = "" if since is None else format_time(since)
-            matching = (p for p in map(record_dict, records_since(found, since_text, limits=limits))
-                        if wanted.matches(p))
-            backlog = list(deque(matching, maxlen=n)) if since is None else list(matching)
-        else:
-            backlog = [record_dict(r) for r in tail_records(found, n, limits=limits)]
+        n = n if n is not None else (None if since is not None else 100)  # --since alone: every line since
+        keep = (lambda record: wanted.matches(record_dict(record))) if wanted.active else None
+        # Streamed as read (logs.reader.last_records), in a worker thread: `-n 1000000` holds one batch.
+        backlog = map(record_dict, last_records(found, n, since="" if since is None else format_time(since),
+                                                keep=keep, limits=limits))
 
-        async def stream() -> AsyncIterator[dict[str, Any]]:
+        async def stream() -> AsyncIterator[bytes]:
             try:
-                for payload in backlog:
-                    yield payload
+                async for chunk in in_thread(backlog):
+                    yield chunk
                 while follower is not None:
-                    for record in follower.poll():
-                        payload = record_dict(record)
-                        if wanted.matches(payload):
-                            yield payload
+                    fresh = [p for p in map(record_dict, follower.poll()) if wanted.matches(p)]
+                    if fresh:
+                        yield encoded(iter(fresh), len(fresh))
                     await asyncio.sleep(FOLLOW_INTERVAL)
             finally:
                 if follower is not None:
                     follower.close()
-        return ndjson(stream())
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
 
     @app.post("/v1/shutdown")
     async def shutdown(body: ShutdownRequest) -> dict[str, Any]:

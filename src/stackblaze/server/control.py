@@ -51,6 +51,7 @@ class Control:
         self.events_lost: dict[str, int] = {}  # per project, while the disk is full
         self.workers = WorkerUsers()
         self._shared: set[str] = set()  # trees shared with the worker group by this daemon
+        self._destroying: set[str] = set()  # projects whose replicas must stop, whatever their rows say
         # PATH -> (when probed, the probe, its fingerprint then); least recently used first
         self._toolchains: dict[str, tuple[float, SystemToolchains, tuple[object, ...]]] = {}
 
@@ -84,7 +85,7 @@ class Control:
         return [(row.project, row.name) for row in self.store.services()]
 
     def desired(self, project: str, service: str) -> Desired | None:
-        row = self.store.service(project, service)
+        row = self.store.service(project, service) if project not in self._destroying else None
         if row is None:
             return None
         release = self.store.release(project, service, row.release)
@@ -324,33 +325,29 @@ class Control:
 
     async def destroy(self, project: str) -> dict[str, Any]:
         """Stop everything, then delete the project's state, events, releases and logs. Works on a full
-        disk: deleting rows needs a few journal pages, so when there is no room for them the project's
-        logs and releases (its replicas are being stopped anyway) are emptied first. What stays is one
-        `destroy` event without details, so that a follower of the project's events hears of it."""
+        disk: the replicas are stopped before anything is written (the project wants none from here on),
+        and when the deletes find no room for their few journal pages, the project's logs and releases
+        are emptied first. What stays is one `destroy` event without details, so that a follower of the
+        project's events hears of it (and a later deploy of the same name shows when it happened)."""
         rows = self.store.services(project)
+        self._destroying.add(project)
         try:
-            self._delete_services(project, rows)
-        except DiskFullError:
-            await asyncio.to_thread(self._free_space, project)
-            self._delete_services(project, rows)
-        for row in rows:
-            await self.engine.reconcile(project, row.name)
-        await self.engine.wait_stopped(project)
-        self.engine.forget(project)
-        try:
-            self.store.delete_project(project)
-        except DiskFullError:
-            await asyncio.to_thread(self._free_space, project)
-            self.store.delete_project(project)
+            for row in rows:
+                await self.engine.reconcile(project, row.name)
+            await self.engine.wait_stopped(project)
+            self.engine.forget(project)
+            try:
+                self.store.delete_project(project)
+            except DiskFullError:
+                await asyncio.to_thread(self._free_space, project)
+                self.store.delete_project(project)
+        finally:
+            self._destroying.discard(project)
         self.events_lost.pop(project, None)
         self.event(project=project, kind="destroy", message=f"project {project} destroyed")
         for folder in (self.settings.releases_dir / project, self.settings.logs_dir / project):
             await asyncio.to_thread(shutil.rmtree, folder, True)
         return {"project": project, "services": [r.name for r in rows]}
-
-    def _delete_services(self, project: str, rows: list[ServiceRow]) -> None:
-        for row in rows:
-            self.store.delete_service(project, row.name)
 
     def _free_space(self, project: str) -> None:
         """Room for destroy's deletes: the project's log files are emptied (the runner may still hold them

@@ -9,14 +9,12 @@ from stackblaze.spec.document import read_document
 from stackblaze.spec.fields import slugify
 from stackblaze.spec.messages import fail, show
 from stackblaze.spec.model import Project, Service
-from stackblaze.spec.procfile import read_procfile
+from stackblaze.spec.naming import PROCFILE, SPEC_NAMES, procfile_project_name
+from stackblaze.spec.procfile import ProcessType, read_procfile
 from stackblaze.spec.schema import read_project
 
-SPEC_NAMES = ("stackblaze.yaml", "stackblaze.yml")
-PROCFILE = "Procfile"
 # Heroku process types that are not long-running workers, and why they are left out.
 _SKIPPED = {
-    "web": "web services are not supported yet (run it as a worker by renaming it)",
     "release": "release commands are not supported yet (run it as part of a worker's start command)",
 }
 
@@ -49,6 +47,9 @@ def _load_procfile_project(source: Path) -> Project:
     services: dict[str, Service] = {}
     for process in read_procfile(source / PROCFILE, label=PROCFILE):
         where = f"{PROCFILE}:{process.line}"
+        if process.name == "web":
+            notes.append(f"{where}: process type 'web' skipped: {_web_advice(process, source)}")
+            continue
         if process.name in _SKIPPED:
             notes.append(f"{where}: process type {process.name!r} skipped: {_SKIPPED[process.name]}")
             continue
@@ -66,12 +67,19 @@ def _load_procfile_project(source: Path) -> Project:
     if not services:
         raise fail(f"{PROCFILE}:1", "has no process type to run as a worker (add one, e.g. worker: python worker.py)")
     return Project(
-        name=slugify(source.name) or "app",
+        name=procfile_project_name(source),
         services=tuple(services.values()),
         source=source,
         spec_file=None,
         notes=tuple(notes),
     )
+
+
+def _web_advice(process: ProcessType, source: Path) -> str:
+    """Renaming `web` to a worker would run it with no port and restart it forever: say what works."""
+    port = "PORT=5000 " if "PORT" in process.command else ""  # Heroku-style commands read $PORT
+    return (f"web processes are not run yet (stackblaze runs workers and assigns no port); "
+            f"run it yourself: cd {source} && {port}{process.command}")
 
 
 class _ProcfileCommands:

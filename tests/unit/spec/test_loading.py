@@ -139,8 +139,8 @@ def test_procfile_only_directory_runs_each_process_type_as_one_worker(spec_dir: 
         ("high-priority", "celery -A app worker -Q high", 1, "."),
     ]
     assert project.notes == (
-        "Procfile:2: process type 'web' skipped: web services are not supported yet"
-        " (run it as a worker by renaming it)",
+        "Procfile:2: process type 'web' skipped: web processes are not run yet (stackblaze runs workers and"
+        f" assigns no port); run it yourself: cd {project.source} && gunicorn app:app",
         "Procfile:5: process type 'high_priority' runs as service 'high-priority'",
     )
 
