@@ -27,6 +27,7 @@ from stackblaze.settings import Settings
 from stackblaze.spec.fields import check_name
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
 from stackblaze.state.secrets import MASK
+from stackblaze.state.sqlite import no_space
 from stackblaze.state.store import ReleaseRow, ServiceRow, Store
 
 if TYPE_CHECKING:
@@ -239,8 +240,8 @@ class Control:
 
         try:
             return await Deployer(self).deploy(path, progress, path_env=path_env, detach=detach)
-        except OSError as exc:  # a build writing into a full STACKBLAZE_HOME
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        except OSError as exc:  # a build writing into a full STACKBLAZE_HOME (copytree's error has no errno)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or no_space(self.settings.home):
                 raise DiskFullError.at(exc.filename or self.settings.home) from None
             raise
 
@@ -309,8 +310,12 @@ class Control:
         daemon does not start what the user just stopped (`stackblaze start` starts them again)."""
         for row in self.store.services():
             if row.running:
-                self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, row.release,
-                                                   False, row.generation))
+                try:
+                    self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas,
+                                                       row.release, False, row.generation))
+                except DiskFullError as exc:  # stopping never waits for room; the next daemon restarts these
+                    log.warning("%s: %s/%s not recorded as stopped", exc, row.project, row.name)
+                    continue
                 self.event(project=row.project, service=row.name, kind="stop",
                            message=f"{row.name}: stopped by `daemon stop --all` (start it again: stackblaze start)")
 

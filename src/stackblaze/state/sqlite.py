@@ -38,16 +38,16 @@ class Connection(sqlite3.Connection):
 
 def _translated(exc: sqlite3.OperationalError, path: str) -> Exception:
     name = getattr(exc, "sqlite_errorname", "")
-    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _no_space(path)):
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and no_space(os.path.dirname(path))):
         return DiskFullError.at(path)
     return exc
 
 
-def _no_space(path: str) -> bool:
-    """An I/O error on a filesystem with (almost) no free blocks left is a full disk (growing -shm says
-    "disk I/O error", not "disk is full")."""
+def no_space(directory: object) -> bool:
+    """Whether the filesystem of `directory` has (almost) no free blocks left: what turns an I/O error
+    into a full disk (growing -shm says "disk I/O error"; shutil.copytree's error carries no errno)."""
     try:
-        found = os.statvfs(os.path.dirname(path) or ".")
+        found = os.statvfs(str(directory) or ".")
     except OSError:
         return False
     return found.f_bavail * found.f_frsize < (64 << 10)
