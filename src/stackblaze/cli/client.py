@@ -1,4 +1,9 @@
-"""The CLI's only way to the daemon: HTTP over its unix socket, starting the daemon when it is not there."""
+"""The CLI's only way to the daemon: HTTP over its unix socket, starting the daemon when it is not there.
+
+Every request has a connect timeout; questions and changes also have a read timeout, so a daemon that is
+stopped (SIGSTOP) or hung gets a one-line error naming its PID instead of a CLI that waits forever. Streams
+(followed logs and events, deploy, rollout status) have no read timeout: silence is what they wait for.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from stackblaze.errors import StackblazeError, UnavailableError, error_from_answer
 from stackblaze.settings import Settings
+from stackblaze.spec.fields import check_name
+from stackblaze.state.daemon_lock import held_by
 
 START_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+STATUS_TIMEOUT = 10.0  # /v1/status does no work: a daemon that takes longer is stopped or hung
+READ_TIMEOUT = 60.0  # a question (GET)
+# A change (POST, DELETE) may wait for replicas to stop: up to their shutdown grace (600 s at most).
+CHANGE_TIMEOUT = 700.0
+WRITE_TIMEOUT = 30.0
 
 
 def error_from(payload: dict[str, Any], status: int | None = None) -> StackblazeError:
@@ -24,44 +39,84 @@ def error_from(payload: dict[str, Any], status: int | None = None) -> Stackblaze
     return error_from_answer(payload.get("kind"), payload.get("error", "failed"), status or payload.get("status"))
 
 
+def service_path(service: str, action: str) -> str:
+    """`/v1/services/<service>/<action>`, the name checked against the name grammar and quoted: a name is
+    never a path (`stackblaze stop '../destroy?'` must not reach /v1/destroy)."""
+    check_name(service, where="service", key="service")
+    return f"/v1/services/{quote(service, safe='')}/{action}"
+
+
+def _timeout(read: float | None) -> httpx.Timeout:
+    return httpx.Timeout(connect=CONNECT_TIMEOUT, read=read, write=WRITE_TIMEOUT, pool=CONNECT_TIMEOUT)
+
+
 class Client:
     def __init__(self, settings: Settings, *, project: str | None = None) -> None:
         self.settings = settings
         self.project = project
+        self._pid: int | None = None  # the daemon's, once it answered
         self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(settings.api_socket)), base_url="http://stackblaze",
-            timeout=httpx.Timeout(30.0, read=None),
+            # verify=False: a unix socket has no TLS, and the default loads the CA bundle (50 ms a command).
+            transport=httpx.HTTPTransport(uds=str(settings.api_socket), verify=False), base_url="http://stackblaze",
+            timeout=_timeout(READ_TIMEOUT),
         )
 
     # -- the daemon's life -------------------------------------------------------------------------
 
+    @property
+    def _lock(self) -> Path:
+        return self.settings.run_dir / "daemon.lock"
+
+    def _not_answering(self, pid: int | None) -> UnavailableError:
+        who = f"the daemon (pid {pid})" if pid else "the daemon"
+        return UnavailableError(f"{who} is not answering on {self.settings.api_socket}; "
+                                f"see {self.settings.daemon_log}")
+
     def daemon_status(self) -> dict[str, Any] | None:
+        """The daemon's status, or None when no daemon listens. A daemon that listens but does not answer
+        within STATUS_TIMEOUT (stopped, hung) raises UnavailableError naming the PID holding the lock."""
         try:
-            response = self._http.get("/v1/status", timeout=5.0)
+            response = self._http.get("/v1/status", timeout=_timeout(STATUS_TIMEOUT))
+        except httpx.TimeoutException:
+            raise self._not_answering(held_by(self._lock)) from None
         except (httpx.TransportError, OSError):
             return None
-        return dict(response.json()) if response.status_code == 200 else None
+        try:
+            status = response.json() if response.status_code == 200 else None
+        except ValueError:
+            status = None
+        if not isinstance(status, dict):
+            raise UnavailableError(f"the daemon answered HTTP {response.status_code} to /v1/status on "
+                                   f"{self.settings.api_socket}; see {self.settings.daemon_log}")
+        self._pid = status.get("pid")
+        return status
 
     def ensure_daemon(self) -> dict[str, Any]:
         status = self.daemon_status()
         if status is not None:
             return status
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.home / "daemon.out", "ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "stackblaze.server.daemon"], stdin=subprocess.DEVNULL, stdout=out,
-                stderr=out, start_new_session=True, close_fds=True,
-                env={**os.environ, "STACKBLAZE_HOME": str(self.settings.home),
-                     "STACKBLAZE_TIME_SCALE": repr(self.settings.time_scale)},
-            )
+        process = None
+        # While a process holds the lock a daemon runs (or is starting): wait for it, never start a second.
+        if held_by(self._lock) is None:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+            with open(self.settings.home / "daemon.out", "ab") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "stackblaze.server.daemon"], stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=out, start_new_session=True, close_fds=True,
+                    env={**os.environ, "STACKBLAZE_HOME": str(self.settings.home),
+                         "STACKBLAZE_TIME_SCALE": repr(self.settings.time_scale)},
+                )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             status = self.daemon_status()
             if status is not None:
                 return status
-            if process.poll() is not None and process.returncode != 1:
+            if process is not None and process.poll() is not None and process.returncode != 1:
                 break  # 1 means another daemon holds the lock: keep waiting for it
             time.sleep(0.05)
+        holder = held_by(self._lock)
+        if holder is not None:
+            raise self._not_answering(holder)
         raise UnavailableError(
             f"the daemon did not start (see {self.settings.daemon_log} and {self.settings.home / 'daemon.out'})"
         )
@@ -77,31 +132,46 @@ class Client:
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 body: dict[str, Any] | None = None) -> dict[str, Any]:
         self.ensure_daemon()
+        read = READ_TIMEOUT if method == "GET" else CHANGE_TIMEOUT
         try:
-            response = self._http.request(method, path, params=self._params(params), json=body)
+            response = self._http.request(method, path, params=self._params(params), json=body,
+                                          timeout=_timeout(read))
+        except httpx.TimeoutException:
+            raise self._not_answering(self._pid) from None
         except httpx.TransportError as exc:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
-        try:
-            payload = response.json()
-        except ValueError:  # not ours: a crash inside the daemon answers plain text
-            raise StackblazeError(f"the daemon failed on {method} {path} (HTTP {response.status_code}; "
-                                  f"see {self.settings.daemon_log})") from None
         if response.status_code >= 400:
-            raise error_from(payload, response.status_code)
-        return dict(payload)
+            raise self._failure(method, path, response.status_code, response.content)
+        try:
+            return dict(response.json())
+        except ValueError:
+            raise self._failure(method, path, response.status_code, response.content) from None
+
+    def _failure(self, method: str, path: str, status: int, content: bytes) -> StackblazeError:
+        """The error a failed answer stands for: the daemon's own {"error", "kind"}, or, for anything else
+        (a crash inside the daemon answers plain text), where to look."""
+        try:
+            payload = json.loads(content)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+            return error_from(payload, status)
+        return StackblazeError(f"the daemon failed on {method} {path} (HTTP {status}; see {self.settings.daemon_log})")
 
     def stream(self, path: str, *, params: dict[str, Any] | None = None, method: str = "GET",
                body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """A request whose answer is NDJSON: followed logs and events, deploy progress."""
         self.ensure_daemon()
         try:
-            with self._http.stream(method, path, params=self._params(params), json=body) as response:
+            with self._http.stream(method, path, params=self._params(params), json=body,
+                                   timeout=_timeout(None)) as response:
                 if response.status_code >= 400:
-                    payload = json.loads(response.read())
-                    raise error_from(payload, response.status_code)
+                    raise self._failure(method, path, response.status_code, response.read())
                 for line in response.iter_lines():
                     if line:
                         yield json.loads(line)
+        except httpx.TimeoutException:
+            raise self._not_answering(self._pid) from None
         except httpx.TransportError as exc:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +17,7 @@ from stackblaze.logs.record import LogRecord, parse_cri
 
 FILE_RE = re.compile(r"^(\d+)\.log(?:\.(\d+))?$")
 BLOCK = 64 * 1024
+MAX_LINE = 1 << 20  # a longer line (not one the runner writes) is read in pieces
 
 
 @dataclass(frozen=True)
@@ -61,70 +62,123 @@ def _records(log: ReplicaLog, data: bytes) -> Iterator[LogRecord]:
                 yield record
 
 
-def _read_upto(path: Path, limit: int | None) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read() if limit is None else handle.read(limit)
-    except FileNotFoundError:
-        return b""
-
-
-def _last_lines(path: Path, count: int, limit: int | None) -> tuple[bytes, int]:
-    """The last `count` whole lines of the file (read backwards in blocks), and how many were found."""
+def _forward(path: Path, start: int, end: int | None) -> Iterator[bytes]:
+    """The lines of `path` from byte `start` up to `end` (default: its end now), oldest first. A line longer
+    than MAX_LINE (the runner splits at 16 KiB: never one of ours) comes in pieces, so memory stays bounded."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
-        return b"", 0
+        return
     with handle:
-        end = os.fstat(handle.fileno()).st_size if limit is None else limit
-        data = b""
-        position = end
-        while position > 0 and data.count(b"\n") <= count:
+        left = (os.fstat(handle.fileno()).st_size if end is None else end) - start
+        handle.seek(start)
+        while left > 0:
+            raw = handle.readline(min(left, MAX_LINE))
+            if not raw:
+                return
+            left -= len(raw)
+            yield raw.rstrip(b"\n")
+
+
+def _backward(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) for the lines of `path` before byte `end`, newest first, read in blocks from the end."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        position = os.fstat(handle.fileno()).st_size if end is None else end
+        carry = b""  # the start of the region read so far: the end of a line that begins further back
+        while position > 0:
             step = min(BLOCK, position)
             position -= step
             handle.seek(position)
-            data = handle.read(step) + data
-        data = data[: end - position]
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        if position > 0:
-            lines = lines[1:]  # the first piece may be the tail of a line before the block
-        picked = lines[-count:] if count else []
-        return b"\n".join(picked), len(picked)
+            pieces = (handle.read(step) + carry).split(b"\n")
+            carry = pieces[0][:MAX_LINE]  # its beginning (the time) is what matters; keep memory bounded
+            offset = position + len(pieces[0]) + 1
+            found = []
+            for piece in pieces[1:]:
+                found.append((offset, piece))
+                offset += len(piece) + 1
+            for item in reversed(found):
+                if item[1]:
+                    yield item
+        if carry:
+            yield 0, carry
+
+
+def _at(raw: bytes) -> str | None:
+    """A CRI line's time, without decoding the rest; None for a line that is not ours (as parse_cri)."""
+    parts = raw.split(b" ", 3)
+    if len(parts) < 3 or parts[2] not in (b"F", b"P"):
+        return None
+    return parts[0].decode("ascii", "replace")
+
+
+def _backward_log(index: int, log: ReplicaLog, limits: dict[Path, int]) -> Iterator[tuple[str, int, int, int, bytes]]:
+    """(time, log index, file index, offset, line) for every line of a replica, newest first."""
+    for file_index in range(len(log.files) - 1, -1, -1):
+        path = log.files[file_index]
+        for offset, raw in _backward(path, limits.get(path)):
+            at = _at(raw)
+            if at is not None:
+                yield at, index, file_index, offset, raw
+
+
+def _forward_log(log: ReplicaLog, file_index: int, offset: int, limits: dict[Path, int]) -> Iterator[LogRecord]:
+    for number, path in enumerate(log.files[file_index:], start=file_index):
+        for raw in _forward(path, offset if number == file_index else 0, limits.get(path)):
+            record = parse_cri(raw, service=log.service, replica=log.replica)
+            if record is not None:
+                yield record
+
+
+def last_records(logs: Iterable[ReplicaLog], count: int | None, *, since: str = "",
+                 keep: Callable[[LogRecord], bool] | None = None, limits: dict[Path, int] | None = None,
+                 ) -> Iterator[LogRecord]:
+    """The last `count` records (every one when None) at or after `since` (RFC 3339 text) that `keep`
+    accepts, over all the replicas, merged in time order and streamed: memory does not grow with `count`.
+
+    Two passes: the first reads the files backwards, newest line first over all replicas, until `count`
+    records are taken or one is older than `since`, noting only where each replica's share begins; the
+    second reads forward from there and yields them."""
+    if count is not None and count <= 0:
+        return
+    logs = list(logs)
+    limits = limits or {}
+    starts: dict[int, tuple[int, int]] = {}
+    taken = 0
+    newest_first = heapq.merge(*(_backward_log(i, log, limits) for i, log in enumerate(logs)),
+                               key=lambda item: item[0], reverse=True)
+    for at, index, file_index, offset, raw in newest_first:
+        if at < since:
+            break  # every line after it in this order is older still
+        if keep is not None:
+            record = parse_cri(raw, service=logs[index].service, replica=logs[index].replica)
+            if record is None or not keep(record):
+                continue
+        starts[index] = (file_index, offset)
+        taken += 1
+        if taken == count:
+            break
+    streams = []
+    for index, (file_index, offset) in sorted(starts.items()):
+        records = _forward_log(logs[index], file_index, offset, limits)
+        streams.append(r for r in records if r.at >= since and (keep is None or keep(r)))
+    yield from heapq.merge(*streams, key=lambda r: r.at)
 
 
 def tail_records(
     logs: Iterable[ReplicaLog], count: int, *, limits: dict[Path, int] | None = None
 ) -> list[LogRecord]:
     """The last `count` records over all the replicas, merged in time order."""
-    merged: list[LogRecord] = []
-    for log in logs:
-        wanted = count
-        chunks: list[bytes] = []
-        for path in reversed(log.files):
-            if wanted <= 0:
-                break
-            data, found = _last_lines(path, wanted, (limits or {}).get(path))
-            chunks.insert(0, data)
-            wanted -= found
-        merged.extend(_records(log, b"\n".join(chunks)))
-    merged.sort(key=lambda r: r.at)
-    return merged[-count:] if count else []
+    return list(last_records(logs, count, limits=limits))
 
 
 def records_since(logs: Iterable[ReplicaLog], since: str, *, limits: dict[Path, int] | None = None
                   ) -> Iterator[LogRecord]:
     """Every record at or after `since` (RFC 3339 text), merged in time order."""
-    streams = []
-    for log in logs:
-        def stream(log: ReplicaLog = log) -> Iterator[LogRecord]:
-            for path in log.files:
-                for record in _records(log, _read_upto(path, (limits or {}).get(path))):
-                    if record.at >= since:
-                        yield record
-        streams.append(stream())
-    return heapq.merge(*streams, key=lambda r: r.at)
+    return last_records(logs, None, since=since, limits=limits)
 
 
 class Follower:

@@ -6,23 +6,28 @@ Drain URLs carry credentials: every response masks them; only the manager sees t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, FastAPI, Path, Request
+from pydantic import BaseModel, Field
 
 from stackblaze.errors import NotFoundError
 from stackblaze.logs.drains.manager import DrainConfig, DrainManager, RetryPolicy
 from stackblaze.logs.drains.sink import DeliveryError
 from stackblaze.logs.drains.url import mask_url, parse_url
+from stackblaze.server.boundary import MAX_NUMBER
 from stackblaze.server.control import Control
+from stackblaze.spec.fields import NAME_PATTERN
 from stackblaze.state.drains import DrainRow, DrainStore
 
 
 class DrainRequest(BaseModel):
-    url: str
-    service: str | None = None
+    url: str = Field(min_length=1, max_length=4096)
+    service: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=40)
+
+
+DrainId = Annotated[int, Path(ge=1, le=MAX_NUMBER, description="The drain's ID (stackblaze drains list).")]
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def router(control: Control) -> APIRouter:
         return await describe(drains, row)
 
     @api.delete("/v1/drains/{drain_id}")
-    async def drains_remove(request: Request, drain_id: int, project: str | None = None) -> dict[str, Any]:
+    async def drains_remove(request: Request, drain_id: DrainId, project: str | None = None) -> dict[str, Any]:
         drains = drains_of(request)
         row = row_of(drains, drain_id, project)
         await drains.manager.stop(row.id, forget=True)
@@ -111,7 +116,7 @@ def router(control: Control) -> APIRouter:
         return {"id": row.id, "removed": True, "url": mask_url(row.url), **row.counters()}
 
     @api.post("/v1/drains/{drain_id}/test")
-    async def drains_test(request: Request, drain_id: int, project: str | None = None) -> dict[str, Any]:
+    async def drains_test(request: Request, drain_id: DrainId, project: str | None = None) -> dict[str, Any]:
         drains = drains_of(request)
         row = row_of(drains, drain_id, project)
         config = config_of(row)

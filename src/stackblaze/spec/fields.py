@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from stackblaze.spec.duration import parse_duration
@@ -16,6 +17,17 @@ MAX_GRACE_SECONDS = 600.0
 # Stricter than ^[a-z][a-z0-9-]{0,39}$ at the end: a trailing "-" is not a valid Kubernetes name.
 _NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The same grammar anchored, for the API's parameters and the OpenAPI document.
+NAME_PATTERN = f"^{_NAME.pattern}$"
+
+# What execve(2) lets a process receive: one "KEY=value" string (its NUL included) may be at most
+# MAX_ARG_STRLEN, 32 pages = 128 KiB; all of argv and envp (strings and their 8-byte pointers) at most
+# ARG_MAX, a quarter of the stack limit (2 MiB with the usual 8 MiB). A replica's environment is held to
+# half of that, so that its command line and a smaller stack limit still fit.
+ENV_STRING_MAX = 128 * 1024
+ENV_TOTAL_MAX = 1024 * 1024
+# Room kept in the spec's env for the platform's own variables (PATH, HOME, the runtime's, STACKBLAZE_*).
+PLATFORM_ENV_RESERVE = 64 * 1024
 _NOT_YET = {"cron", "web"}
 _STRATEGIES: tuple[Strategy, ...] = ("rolling", "recreate")
 
@@ -134,7 +146,35 @@ def check_env_value(value: object, *, where: str, key: str) -> str:
     if isinstance(value, str):
         if "\0" in value:
             raise fail(where, f"{show(value)} contains a NUL character (remove it)")
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in JSON) has no bytes a process could get
+            raise fail(where, f"{show(value)} is not valid text (a lone surrogate; write the character itself)") \
+                from None
+        size = env_string_size(key, value)
+        if size > ENV_STRING_MAX:
+            raise fail(where, f"{show(value)} is too long: {key}=value takes {size:,} bytes and a process can "
+                              f"receive at most {ENV_STRING_MAX:,} (128 KiB) per variable (put it in a file)")
         return value
     if value is None:
         raise fail(where, f'{show(value)} is not a value (for an empty value write {key}: "")')
     raise fail(where, f'{show(value)} is not text, a number or true/false (quote it, e.g. {key}: "text")')
+
+
+def env_string_size(key: str, value: str) -> int:
+    """The bytes execve copies for one variable: `KEY=value` and its NUL."""
+    return len(key.encode()) + len(value.encode(errors="replace")) + 2
+
+
+def env_size(env: Mapping[str, str]) -> int:
+    """The bytes of ARG_MAX an environment takes: each variable's string and its pointer."""
+    return sum(env_string_size(key, value) + 8 for key, value in env.items())
+
+
+def check_env_total(env: Mapping[str, str], *, where: str, reserve: int = 0) -> None:
+    """Raise when `env` (plus `reserve` bytes for variables added later) is more than a process can receive."""
+    size = env_size(env) + reserve
+    if size > ENV_TOTAL_MAX:
+        room = f" ({reserve // 1024} KiB of it kept for the platform's own variables)" if reserve else ""
+        raise fail(where, f"{len(env):,} variables take {size - reserve:,} bytes: a replica's whole environment "
+                          f"may take at most {ENV_TOTAL_MAX:,} (1 MiB){room}; put large values in files")
