@@ -57,7 +57,9 @@ def root(
 
 app.add_typer(lifecycle.app)
 app.add_typer(status.app)
-app.command(epilog=examples("stackblaze build --plan", "stackblaze build services/email --plan --json",
+tools = typer.Typer()  # a group without a name: its commands list after the ones above
+app.add_typer(tools)
+tools.command(epilog=examples("stackblaze build --plan", "stackblaze build services/email --plan --json",
                             "stackblaze build --image --tag 'registry.local/{project}-{service}:v1'",
                             "stackblaze build --image --dry-run"))(build)
 app.add_typer(env_app, name="env")

@@ -36,7 +36,10 @@ def build(
         "--init", help="An init the base has (e.g. tini) to run the worker under.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --image: print the Containerfiles.")] = False,
 ) -> None:
-    """Show how each service would be built (--plan), or build its image (--image)."""
+    """Show build plans (--plan) or build images (--image).
+
+    --plan prints how each service would be built, running nothing; --image builds an OCI image per
+    service."""
     from stackblaze.cli import render
 
     path = path or project_root()

@@ -41,7 +41,9 @@ def daemon_stop(
 
 @app.command("status", epilog=examples("stackblaze daemon status", "stackblaze daemon status --json"))
 def daemon_status(as_json: JsonOpt = False) -> None:
-    """Whether the daemon runs, where its state lives (exit 1 when it is not, unless --json says so)."""
+    """Whether the daemon runs, and where its state lives.
+
+    Exit 1 when it does not run (with --json, the answer says so and the exit is 0)."""
     from stackblaze.cli import render
 
     c = client()

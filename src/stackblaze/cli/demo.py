@@ -28,7 +28,9 @@ def demo(
     seconds: Annotated[float, typer.Option(help="How long to show live logs.")] = 4.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Deploy a bundled example (2 replicas, no broker), show ps, logs, a crash and its restart."""
+    """Deploy a bundled example and crash it on purpose.
+
+    Two replicas of a worker that needs no broker: shows ps, live logs, a crash and its restart."""
     run_demo(client("demo"), seconds=seconds, as_json=as_json)
 
 
@@ -66,7 +68,10 @@ def run_demo(client: Client, *, seconds: float, as_json: bool = False) -> None:
     if say is not None:
         for item in result["services"]:
             say.print(f"{item['service']}: release {item['release']}, {item['replicas']} replicas")
-    status = _wait(client, "2 running replicas", lambda rs: sum(r["state"] == "running" for r in rs) == 2)
+    # As many as the deploy kept: a demo scaled before (`scale worker --replicas 4`) keeps its count.
+    count = next((item["replicas"] for item in result["services"] if item["service"] == "worker"), 2)
+    status = _wait(client, f"{count} running replicas",
+                   lambda rs: sum(r["state"] == "running" for r in rs) >= count)
     if say is not None:
         say.rule("2. stackblaze ps")
         render.ps_table(status)

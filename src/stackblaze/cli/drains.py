@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from stackblaze.cli.client import Client
 
 drains_app = typer.Typer(no_args_is_help=True, help=(
-    "Log drains: every line to syslog+tls://host:port, syslog://host:port or https://user:token@host/path."))
+    "Log drains: ship every log line to syslog or HTTPS.\n\n"
+    "Receivers: syslog+tls://host:port, syslog://host:port or https://user:token@host/path."))
 
 IdArg = Annotated[int, typer.Argument(help="Drain ID, as `stackblaze drains list` shows it.")]
 STATE_STYLES = {"ok": "green", "failing": "red", "stopped": "dim"}
@@ -36,7 +37,9 @@ def drains_add(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Start shipping new log lines (of the project, or of one service) to URL; credentials stay masked."""
+    """Ship new log lines to a syslog or HTTPS receiver.
+
+    Lines of the project, or of one service, from now on; credentials stay masked."""
     from stackblaze.cli import render
 
     result = client(project).request("POST", "/v1/drains", body={"url": url, "service": service})
@@ -49,7 +52,9 @@ def drains_add(
 
 @drains_app.command("list", epilog=examples("stackblaze drains list", "stackblaze drains list --json"))
 def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Each drain: state, lines sent, retried, behind (not delivered yet) and dropped (rotated away first)."""
+    """Each drain: state, sent, behind, dropped.
+
+    Lines sent, retried, behind (not delivered yet) and dropped (rotated away first)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -78,7 +83,9 @@ def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
 
 @drains_app.command("remove", epilog=examples("stackblaze drains remove 2"))
 def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Stop a drain and forget its cursor (the log files it held for it are let go)."""
+    """Stop a drain.
+
+    Its cursor is forgotten: the log files it held are let go."""
     from stackblaze.cli import render
 
     result = client(project).request("DELETE", f"/v1/drains/{drain_id}")
@@ -90,7 +97,9 @@ def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt
 
 @drains_app.command("test", epilog=examples("stackblaze drains test 2"))
 def drains_test(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Send one test message now and wait for the receiver to acknowledge it; exit 1 when it does not."""
+    """Send a test message through a drain.
+
+    Waits for the receiver to acknowledge it; exit 1 when it does not."""
     from stackblaze.cli import render
 
     result = client(project).request("POST", f"/v1/drains/{drain_id}/test")

@@ -30,17 +30,19 @@ def env_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
 
 
 def read_pairs(items: list[str]) -> dict[str, str]:
+    from stackblaze.spec import fields
+
     values = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise UserError(f"env set: {key!r} is not a variable name (e.g. WORKER_CONCURRENCY=5)")
+        fields.check_env_key(key, where="env set", assign="=")
         if not sep:  # KEY alone: the value comes from a prompt or stdin, never from argv (ps, history)
             value = typer.prompt(key, hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
             if not value:  # an empty pipe is a mistake far more often than a wish for ""
                 raise UserError(f"env set {key}: no value on stdin (pipe one, e.g. printf %s \"$TOKEN\" | "
                                 f"stackblaze env set {key} --secret; an empty value is {key}=)")
-        values[key] = value
+        values[key] = fields.check_env_value(value, where=f"env set {key}", key=key)
+    fields.check_env_total(values, where="env set")  # the daemon checks the whole environment it makes
     return values
 
 
@@ -56,8 +58,9 @@ def env_set(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Set variables and restart the affected replicas (rolling); before the first deploy, the values wait
-    for it."""
+    """Set variables (restarts what uses them).
+
+    The affected replicas restart (rolling); before the first deploy, the values wait for it."""
     from stackblaze.cli import render
 
     body = {"set": read_pairs(pairs), "secret": secret, "service": service}
@@ -76,7 +79,9 @@ def env_unset(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Remove variables and restart the affected replicas (rolling)."""
+    """Remove variables (restarts what used them).
+
+    The affected replicas restart (rolling)."""
     from stackblaze.cli import render
 
     result = client(project_here(project)).request("POST", "/v1/env", body={"unset": keys, "service": service})

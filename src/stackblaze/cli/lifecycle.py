@@ -35,7 +35,9 @@ def deploy(
                                          "status`.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build every service (dependencies cached by lockfile), roll out the new releases and wait until every
+    """Build and roll out the project; wait for the rollouts.
+
+    Builds every service (dependencies cached by lockfile), rolls out the new releases and waits until every
     service runs its new release at its count. Exit 1 when a build or a rollout failed."""
     from stackblaze.cli import render
 
@@ -76,7 +78,9 @@ def rollout_status(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Wait for the rollouts in progress and report them as `deploy` does (exit 1 when one failed)."""
+    """Wait for the rollouts in progress.
+
+    Reports them as `deploy` does (exit 1 when one failed)."""
     from stackblaze.cli import render
 
     result = client(project_here(project)).rollout_status(
@@ -91,7 +95,9 @@ def rollout_status(
 
 @app.command(epilog=examples("stackblaze releases worker", "stackblaze releases worker --json | jq '.releases[].path'"))
 def releases(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """A service's kept releases: number, when, runtime, dependencies, where its tree is."""
+    """A service's kept releases, with their paths.
+
+    Number, when, runtime, dependencies, build time, the release's tree and its start command."""
     from stackblaze.cli import render
     result = client(project_here(project)).request("GET", f"/v1/services/{service}/releases")
     render.print_json(result) if as_json else render.releases_table(result)
@@ -121,7 +127,9 @@ def scale(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Run N replicas of a service; scaling down stops the highest-numbered first."""
+    """Run N replicas of a service.
+
+    Scaling down stops the highest-numbered first; the count is kept across deploys."""
     from stackblaze.cli import render
     count = whole_number(replicas, option="--replicas", low=0, high=1000)
     result = client(project_here(project)).request("POST", f"/v1/services/{service}/scale", body={"replicas": count})
@@ -139,13 +147,17 @@ def _lifecycle(service: str, action: str, as_json: bool, done: str, project: str
 
 @app.command(epilog=examples("stackblaze restart worker", "stackblaze restart worker --project shop"))
 def restart(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Replace every replica of a service (by its strategy: rolling or recreate)."""
+    """Replace every replica of a service.
+
+    By its strategy: rolling or recreate."""
     _lifecycle(service, "restart", as_json, "restarting", project)
 
 
 @app.command(epilog=examples("stackblaze stop worker", "stackblaze start worker"))
 def stop(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Stop a service's replicas (stop signal, then SIGKILL after its grace); waits until they are gone."""
+    """Stop a service's replicas.
+
+    The stop signal, then SIGKILL after its grace; waits until they are gone."""
     _lifecycle(service, "stop", as_json, "stopped", project)
 
 
@@ -156,7 +168,9 @@ def start(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Start a stopped service again, or every stopped one (after `stop`, or `daemon stop --all`)."""
+    """Start a stopped service (or every stopped one).
+
+    After `stop`, or after `daemon stop --all`, which leaves every service stopped."""
     if service is not None:
         _lifecycle(service, "start", as_json, "started", project)
         return
@@ -181,7 +195,10 @@ def destroy(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Stop every service of the project and delete its releases, logs, env and events."""
+    """Stop a project and delete all it has.
+
+    Stops every service of the project and deletes its releases, logs, env and events. Asks first on a
+    terminal; elsewhere --yes is needed."""
     from stackblaze.cli import render
 
     name = project_here(project)

@@ -35,8 +35,10 @@ def ps(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Services and their replicas: state, pid, uptime, restarts, last exit (every project when none is
-    given or found in the current directory)."""
+    """Services and replicas: state, restarts, last exit.
+
+    State, pid, uptime, restarts and last exit of each replica; every project, grouped, when none is given
+    or found in the current directory (or with --all)."""
     name = _scope(project, all_projects)
     result = client(name).request("GET", "/v1/ps", params={"service": service, "all": name is None or None})
     from stackblaze.cli import render
@@ -77,7 +79,9 @@ def logs(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Logs of every replica, prefixed `worker.1 |`; --tail follows live; JSON lines shown readably."""
+    """Replicas' logs; --tail follows them.
+
+    Every replica's lines, prefixed `worker.1 |`; JSON lines shown readably."""
     import sys
 
     from stackblaze.cli import render
@@ -98,6 +102,8 @@ def logs(
                               "level": level, "grep": grep, "field": field or None}
     if since is not None:
         params["since"] = time.time() - parse_duration(since, where="--since")
+        if params["since"] < 0:  # the daemon would refuse it; say it in the user's words
+            raise UserError(f"--since: {since[:40]!r} goes back before 1970 (e.g. --since 2h)")
     printer = render.LogPrinter(as_json=as_json, timestamps=timestamps, raw=raw)
     try:
         for record in client(project_here(project)).stream("/v1/logs", params=params):
@@ -117,8 +123,10 @@ def events(
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """What happened: deploys, starts, exits (with their meaning), scheduled restarts, scaling (every project
-    when none is given or found in the current directory)."""
+    """What happened: deploys, starts, exits, restarts.
+
+    Deploys, builds, starts, exits (with their meaning), scheduled restarts, scaling and env changes; every
+    project, grouped, when none is given or found in the current directory."""
     from stackblaze.cli import render
 
     name = _scope(project)
