@@ -22,7 +22,7 @@ class EventLimits:
 
     max_count: int = 10_000
     max_age: float = 7 * 86400.0
-    max_bytes: int = 32 << 20  # message and details of one project's events together
+    max_bytes: int = 24 << 20  # message and details of one project's events together
     lines: int = 20  # an exit event's last_lines
     line_bytes: int = 1024
     details_bytes: int = 16 << 10
@@ -91,7 +91,7 @@ def load_settings(*, home: str | None = None, time_scale: str | None = None) -> 
 
 def load_event_limits() -> EventLimits:
     """STACKBLAZE_EVENTS_MAX (a count), STACKBLAZE_EVENTS_MAX_AGE (e.g. 7d, 12h) and STACKBLAZE_EVENTS_MAX_BYTES
-    (e.g. 32MiB) over the defaults."""
+    (e.g. 24MiB) over the defaults."""
     defaults = EventLimits()
     count = os.environ.get("STACKBLAZE_EVENTS_MAX")
     age = os.environ.get("STACKBLAZE_EVENTS_MAX_AGE")
@@ -119,5 +119,5 @@ def _duration(name: str, raw: str) -> float:
 def _size(name: str, raw: str) -> int:
     found = _SIZE.fullmatch(raw)
     if found is None or int(found[1]) < 1:
-        raise UserError(f"{name}: {raw!r} is not a size above 0 (e.g. {name}=32MiB)")
+        raise UserError(f"{name}: {raw!r} is not a size above 0 (e.g. {name}=24MiB)")
     return int(found[1]) * _SIZE_UNITS[(found[2] or "")[:1].upper()]
