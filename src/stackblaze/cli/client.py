@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -39,11 +40,19 @@ def error_from(payload: dict[str, Any], status: int | None = None) -> Stackblaze
     return error_from_answer(payload.get("kind"), payload.get("error", "failed"), status or payload.get("status"))
 
 
-def service_path(service: str, action: str) -> str:
-    """`/v1/services/<service>/<action>`, the name checked against the name grammar and quoted: a name is
-    never a path (`stackblaze stop '../destroy?'` must not reach /v1/destroy)."""
-    check_name(service, where="service", key="service")
-    return f"/v1/services/{quote(service, safe='')}/{action}"
+# The routes that carry a service name in their path; the action is the last segment and never has a "/".
+_SERVICE_PATH = re.compile(r"/v1/services/(?P<name>.*)/(?P<action>[a-z-]+)", re.DOTALL)
+
+
+def checked_path(path: str) -> str:
+    """The request path with its service name checked against the name grammar and quoted: a name is never
+    a path (`stackblaze stop '../destroy?'` must not reach /v1/destroy). Every request passes here, so no
+    command can forget; everything after the fixed prefix up to the action is the name, whatever it holds."""
+    match = _SERVICE_PATH.fullmatch(path)
+    if match is None:
+        return path
+    check_name(match["name"], where="service", key="service")
+    return f"/v1/services/{quote(match['name'], safe='')}/{match['action']}"
 
 
 def _timeout(read: float | None) -> httpx.Timeout:
@@ -131,6 +140,7 @@ class Client:
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 body: dict[str, Any] | None = None) -> dict[str, Any]:
+        path = checked_path(path)
         self.ensure_daemon()
         read = READ_TIMEOUT if method == "GET" else CHANGE_TIMEOUT
         try:
@@ -161,6 +171,7 @@ class Client:
     def stream(self, path: str, *, params: dict[str, Any] | None = None, method: str = "GET",
                body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """A request whose answer is NDJSON: followed logs and events, deploy progress."""
+        path = checked_path(path)
         self.ensure_daemon()
         try:
             with self._http.stream(method, path, params=self._params(params), json=body,

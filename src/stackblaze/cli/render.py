@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from datetime import datetime
@@ -19,6 +20,19 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 PREFIX_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 STATE_STYLES = {"running": "green", "waiting": "yellow", "stopping": "yellow", "stopped": "dim"}
+# What a terminal acts on: C0 controls but tab (ESC starts colours, cursor moves, title changes...), DEL, C1.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Worker output made safe for a terminal: each control character but tab shown as `\\x1b`, so that a
+    line can neither recolour the screen, move the cursor, retitle the window nor hide itself."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def _for(console: Console, line: str) -> str:
+    """A worker's line as `console` should print it: escaped on a terminal, as written into a pipe."""
+    return escape_controls(line) if console.is_terminal else line
 
 
 def print_json(payload: Any) -> None:
@@ -122,8 +136,13 @@ class LogPrinter:
             sys.stdout.write(f"{stamp}{name} | {text}\n")
             return
         colour = self._colours.setdefault(name, PREFIX_COLOURS[len(self._colours) % len(PREFIX_COLOURS)])
+        prefix = Text.assemble((stamp, "dim"), (f"{name} |", colour), " ")
+        if self._raw:  # as the worker wrote it, control characters included (rich would drop some)
+            out.print(prefix, end="")
+            sys.stdout.write(text + "\n")
+            return
         style = LEVEL_STYLES.get(record.get("level") or "", "red" if record["stream"] == "stderr" else "")
-        out.print(Text.assemble((stamp, "dim"), (f"{name} |", colour), " ", Text(text, style=style)))
+        out.print(Text.assemble(prefix, Text(escape_controls(text), style=style)))
 
     def flush(self) -> None:
         sys.stdout.flush()
@@ -172,7 +191,7 @@ def event_line(event: dict[str, Any], *, as_json: bool) -> None:
              "build-failed": "bold red", "rollout-failed": "bold red", "rollout-complete": "green"}.get(kind, "")
     out.print(Text.assemble((when, "dim"), " ", (f"{kind:<18}", style), " ", event["message"]))
     for line in event["details"].get("last_lines") or []:
-        out.print(Text.assemble(" " * 24, ("| ", "dim"), line))
+        out.print(Text.assemble(" " * 24, ("| ", "dim"), _for(out, line)))
 
 
 def rollout_outcome(item: dict[str, Any]) -> None:
@@ -186,7 +205,7 @@ def rollout_outcome(item: dict[str, Any]) -> None:
         err.print(Text.assemble((f"{service}: ", "bold"), ("rollout failed: ", "bold red"),
                                 rollout.get("reason") or "", f" ({kept})"))
         for line in (rollout.get("exit") or {}).get("last_lines") or []:
-            err.print(Text.assemble(("    | ", "dim"), line))
+            err.print(Text.assemble(("    | ", "dim"), _for(err, line)))
     elif state == "complete":
         seconds = (rollout.get("finished_at") or 0) - (rollout.get("started_at") or 0)
         out.print(f"{service}: release {rollout['release']} rolled out, "

@@ -73,7 +73,8 @@ def logs(
     level: Annotated[str | None, typer.Option("--level", help="JSON lines at this level and above.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="Only lines containing TEXT.")] = None,
     field: Annotated[list[str] | None, typer.Option("--field", help="JSON lines with key=value.")] = None,
-    raw: Annotated[bool, typer.Option("--raw", help="Print JSON lines as they were written.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Print lines as they were written: JSON lines not reformatted, "
+                                      "terminal control characters not escaped.")] = False,
     build: Annotated[bool, typer.Option("--build", help="The service's last build log instead.")] = False,
     release: Annotated[int | None, typer.Option("--release", help="With --build: that release's log.")] = None,
     as_json: JsonOpt = False,

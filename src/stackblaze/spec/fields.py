@@ -124,14 +124,15 @@ def check_root(value: object, *, where: str, source: Path) -> str:
     return str(path)
 
 
-def check_env_key(key: object, *, where: str) -> str:
-    """Return key if it is a valid environment variable name."""
+def check_env_key(key: object, *, where: str, assign: str = ": ") -> str:
+    """Return key if it is a valid environment variable name (so no "=", no NUL, not empty); `assign` is
+    how the example in the error sets it (": " in YAML, "=" on the command line)."""
     if isinstance(key, str) and _ENV_KEY.fullmatch(key):
         return key
-    fixed = re.sub(r"[^A-Za-z0-9_]", "_", key) if isinstance(key, str) and key else "MY_VAR"
+    fixed = re.sub(r"[^A-Za-z0-9_]", "_", key[:40]) if isinstance(key, str) and key else "MY_VAR"
     fixed = "_" + fixed if fixed[0].isdigit() else fixed
     rule = "use letters, digits and _, not starting with a digit"
-    raise fail(where, f"{show(key)} is not a variable name: {rule} (e.g. {fixed[:40]}: value)")
+    raise fail(where, f"{show(key)} is not a variable name: {rule} (e.g. {fixed[:40]}{assign}value)")
 
 
 def check_env_value(value: object, *, where: str, key: str) -> str:
