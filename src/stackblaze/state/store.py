@@ -324,10 +324,12 @@ class Store:
         return len(self._unsaved)
 
     def _flush_statuses_quietly(self) -> None:
+        waiting = len(self._unsaved) > 1
         try:
             self._flush_statuses()
         except DiskFullError as exc:
-            log.warning("%s: %d replica statuses kept in memory until it can be saved", exc, len(self._unsaved))
+            if not waiting:  # said once per full-disk episode, not once per status
+                log.warning("%s: replica statuses are kept in memory until they can be saved", exc)
 
     def _flush_statuses(self) -> None:
         if not self._unsaved:
