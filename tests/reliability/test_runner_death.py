@@ -93,10 +93,10 @@ def kill_the_runner_five_times(sb: Stackblaze, project: Path, *, cgroups: bool) 
 
         os.kill(runner, signal.SIGKILL)
         killed_at = time.monotonic()
-        wait_for("every replica back", lambda old=old: back(sb, old), interval=0.01)  # type: ignore[misc]
+        wait_for("every replica back", lambda old=old: back(sb, old), interval=0.01)
         times.append(time.monotonic() - killed_at)
 
-        state = wait_for("every replica and its helper under the new runner", lambda runner=runner: settled(sb, runner))  # type: ignore[misc]
+        state = wait_for("every replica and its helper under the new runner", lambda runner=runner: settled(sb, runner))
         left: list[Marked] = [p for p in marked_processes(sb.home) if p.pid in old]
         orphans += len(left) + sum(alive(p) for p in doomed)
         duplicates += sum(n - 1 for n in Counter(p.replica for p in state["processes"]

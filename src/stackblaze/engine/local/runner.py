@@ -50,7 +50,7 @@ PR_SET_CHILD_SUBREAPER = 36
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 READ_SIZE = 1 << 20
-REPLICA_NOFILE = 1024  # a replica's soft limit on open files, as systemd gives its services
+REPLICA_NOFILE = 1024  # a replica's soft limit on open files at least, as systemd gives its services
 LOCK_WAIT = 5.0  # a predecessor killed a moment ago may still hold the lock while the kernel tears it down
 
 
@@ -90,7 +90,8 @@ class Runner:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < hard:  # a pipe pair per replica, a log file per replica: the hard limit is ours to use
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        self.replica_nofile = (min(REPLICA_NOFILE, hard), hard)
+        # Replicas get the usual 1024 (select() breaks above it), or the higher soft limit we were given.
+        self.replica_nofile = (min(max(REPLICA_NOFILE, soft), hard), hard)
         if not self._lock():
             self.log.say(f"another runner holds {self.socket_path}.lock; exiting")
             return False
