@@ -105,16 +105,21 @@ class Client:
         if status is not None:
             return status
         process = None
-        # While a process holds the lock a daemon runs (or is starting): wait for it, never start a second.
-        if held_by(self._lock) is None:
-            self.settings.home.mkdir(parents=True, exist_ok=True)
-            with open(self.settings.home / "daemon.out", "ab") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "stackblaze.server.daemon"], stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=out, start_new_session=True, close_fds=True,
-                    env={**os.environ, "STACKBLAZE_HOME": str(self.settings.home),
-                         "STACKBLAZE_TIME_SCALE": repr(self.settings.time_scale)},
-                )
+        try:
+            # While a process holds the lock a daemon runs (or is starting): wait for it, never start a second.
+            if held_by(self._lock) is None:
+                self.settings.home.mkdir(parents=True, exist_ok=True)
+                with open(self.settings.home / "daemon.out", "ab") as out:
+                    process = subprocess.Popen(
+                        [sys.executable, "-m", "stackblaze.server.daemon"], stdin=subprocess.DEVNULL, stdout=out,
+                        stderr=out, start_new_session=True, close_fds=True,
+                        env={**os.environ, "STACKBLAZE_HOME": str(self.settings.home),
+                             "STACKBLAZE_TIME_SCALE": repr(self.settings.time_scale)},
+                    )
+        except OSError as exc:  # the home cannot be made or written: no daemon can start there
+            where = exc.filename or self.settings.home
+            raise UnavailableError(f"cannot start the daemon: {where}: {exc.strerror or exc} (STACKBLAZE_HOME is "
+                                   f"{self.settings.home}; set it to a directory you can write)") from None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             status = self.daemon_status()

@@ -58,6 +58,23 @@ def _show_logs(client: Client, seconds: float) -> None:
             break
 
 
+def _running_again(client: Client, say: Any) -> int:
+    """The demo's worker running again if it was stopped or scaled to 0 since an earlier demo (a deploy keeps
+    both); its replica count, kept as scaled otherwise."""
+    service = client.request("GET", "/v1/ps", params={"service": "worker"})["services"][0]
+    if not service.get("running_flag", True):
+        if say is not None:
+            say.print("worker was stopped (stackblaze stop): starting it")
+        client.request("POST", "/v1/services/worker/start")
+        service = client.request("GET", "/v1/ps", params={"service": "worker"})["services"][0]
+    if not service["desired"]:
+        if say is not None:
+            say.print("worker was scaled to 0: scaling it to 2")
+        client.request("POST", "/v1/services/worker/scale", body={"replicas": 2})
+        return 2
+    return int(service["desired"])
+
+
 def run_demo(client: Client, *, seconds: float, as_json: bool = False) -> None:
     from stackblaze.cli import render
 
@@ -68,8 +85,7 @@ def run_demo(client: Client, *, seconds: float, as_json: bool = False) -> None:
     if say is not None:
         for item in result["services"]:
             say.print(f"{item['service']}: release {item['release']}, {item['replicas']} replicas")
-    # As many as the deploy kept: a demo scaled before (`scale worker --replicas 4`) keeps its count.
-    count = next((item["replicas"] for item in result["services"] if item["service"] == "worker"), 2)
+    count = _running_again(client, say)
     status = _wait(client, f"{count} running replicas",
                    lambda rs: sum(r["state"] == "running" for r in rs) >= count)
     if say is not None:
