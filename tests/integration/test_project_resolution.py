@@ -61,6 +61,9 @@ def test_the_readme_flow_works_with_the_demo_deployed(sb: Stackblaze, tmp_path: 
     # deeper in the tree, the nearest stackblaze.yaml walking up decides
     deeper = json.loads(sb.run("ps", "--json", cwd=app / "src" / "jobs").out)
     assert deeper["project"] == "my-app"
+    # `deploy` from inside the tree deploys the project it belongs to, not the directory it is run in
+    again = sb.run("deploy", "--json", cwd=app / "src" / "jobs").json()
+    assert again["project"] == "my-app" and again["services"][0]["new_release"] is False
     scaled = sb.run("scale", "worker", "--replicas", "2", "--json", cwd=app / "src").json()
     assert scaled["replicas"] == 2
     assert [s["desired"] for s in sb.run("ps", "--json", "--project", "demo").json()["services"]] == [2]
