@@ -32,15 +32,16 @@ def in_ci() -> bool:
 
 
 def missing(what: str, fix: str) -> NoReturn:
-    """Skip naming `fix`; under CI=true fail, since the CI machine is made to have `what`."""
+    """Skip saying what is missing and `fix`, how to get it; under CI=true fail, since the CI machine is made
+    to have everything the tests need."""
     if in_ci():
-        pytest.fail(f"{what} is required under CI=true ({fix}; .ci/run installs it)")
-    pytest.skip(f"{what} is not installed here ({fix})")
+        pytest.fail(f"{what} ({fix}): required under CI=true, where .ci/run provides it")
+    pytest.skip(f"{what} ({fix})")
 
 
 def need(tool: str, install: str | None = None) -> str:
     """The path of `tool`; a skip with its install command when it is missing (a failure under CI=true)."""
     path = shutil.which(tool) or shutil.which(tool, path=os.pathsep.join(SBIN))
     if path is None:
-        missing(tool, install or INSTALL.get(tool, f"install {tool}"))
+        missing(f"{tool} is not installed here", install or INSTALL.get(tool, f"install {tool}"))
     return path

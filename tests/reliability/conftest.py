@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Result, Stackblaze, instance_pids, sb, wait_for
+from tests.tools import missing
 
 __all__ = ["Result", "Stackblaze", "sb", "wait_for"]
 
@@ -30,9 +31,7 @@ TEST_USER = "sb-reliability"
 
 def need(what: str, why: str) -> None:
     """Skip (or fail under CI=true, where the machine is made for these tests) when `what` is missing."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required in CI: {why}")
-    pytest.skip(f"{what}: {why}")
+    missing(what, why)
 
 
 # -- the runner, seen from outside -----------------------------------------------------------------
