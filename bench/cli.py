@@ -67,7 +67,8 @@ def start(peer: Peer, work: Path) -> None:
     peer.start(work, PROGRAM)
     request = peer.request()
     if request.wait(timeout=120) != 0:
-        raise RuntimeError(f"{peer.name}: starting the program failed (see {work}/request.out)")
+        said = (work / "request.out").read_text(errors="replace").strip()[-800:]
+        raise RuntimeError(f"{peer.name}: starting the program failed:\n{said}")
     wait_for(f"{peer.name}'s 2 children", lambda: len(live_children(peer.parent_pid())) == PROGRAM.count, 60)
 
 
@@ -150,6 +151,7 @@ def main() -> int:
     commands = [Command("python -c pass", [sys.executable, "-c", "pass"], dict(os.environ), lambda out: True)]
     started: list[Peer] = []
     with tempfile.TemporaryDirectory(prefix="sb-bench-cli-") as tmp:
+        os.chmod(tmp, 0o711)  # a root daemon's workers run as an unprivileged user: they must reach the home
         try:
             for peer in peers:
                 reason = peer.unavailable()
