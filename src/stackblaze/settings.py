@@ -75,8 +75,19 @@ class Settings:
         return seconds * self.time_scale
 
 
+ROOT_HOME = Path("/var/lib/stackblaze")
+
+
+def default_home() -> Path:
+    """~/.stackblaze; for root /var/lib/stackblaze (as Docker's), because its workers run as another user
+    and must reach the releases in it, which a 0700 /root forbids. A root that already has ~/.stackblaze
+    keeps it (a deploy then says what to change)."""
+    own = Path.home() / ".stackblaze"
+    return ROOT_HOME if os.geteuid() == 0 and not own.exists() else own
+
+
 def load_settings(*, home: str | None = None, time_scale: str | None = None) -> Settings:
-    raw_home = home or os.environ.get("STACKBLAZE_HOME") or str(Path.home() / ".stackblaze")
+    raw_home = home or os.environ.get("STACKBLAZE_HOME") or str(default_home())
     raw_scale = time_scale or os.environ.get("STACKBLAZE_TIME_SCALE") or "1"
     try:
         scale = float(raw_scale)

@@ -20,7 +20,7 @@ from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
-from stackblaze.server.home import share_tree
+from stackblaze.server.home import share_tree, unreachable_by
 from stackblaze.server.user_env import merge_user_env
 from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings
@@ -33,6 +33,7 @@ from stackblaze.state.store import ReleaseRow, ServiceRow, Store
 if TYPE_CHECKING:
     from stackblaze.build.toolchains import SystemToolchains
     from stackblaze.engine.local.rollout import Rollout
+    from stackblaze.spec import Project
 
 log = logging.getLogger("stackblaze.control")
 # What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
@@ -121,6 +122,25 @@ class Control:
             progress_deadline=spec.get("progress_deadline", DEFAULT_PROGRESS_DEADLINE),
             rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
         )
+
+    def check_workers(self, project: Project) -> list[str]:
+        """At deploy, before anything is built: each service's `user:` exists, and whoever its workers run
+        as can reach the home's releases. Returns notes (a `user:` a non-root daemon ignores)."""
+        notes = []
+        for service in project.services:
+            note = self.workers.check(service.user, where=f"service {service.name}: user")
+            if note:
+                notes.append(note)
+            user = self.workers.resolve(service.user)
+            if user is None:
+                continue
+            blocked = unreachable_by(self.settings.home, uid=user.uid, groups={user.gid, *user.groups})
+            if blocked is not None:
+                raise UserError(
+                    f"service {service.name}: its workers run as {user.name!r}, who cannot reach "
+                    f"{self.settings.home} ({blocked} is {blocked.stat().st_mode & 0o777:04o}): use a home they "
+                    f"can reach (e.g. STACKBLAZE_HOME=/var/lib/stackblaze) or STACKBLAZE_WORKER_USER=root")
+        return notes
 
     def _share_release(self, release: ReleaseRow) -> None:
         """A release's build tree and dependency layer, readable by the worker group (once per daemon: a

@@ -94,8 +94,7 @@ class Deployer:
 
         started = time.monotonic()
         project = await asyncio.to_thread(load_project, Path(path))
-        users = [self._control.workers.check(s.user, where=f"service {s.name}: user") for s in project.services]
-        for note in [*project.notes, *filter(None, users)]:
+        for note in [*project.notes, *self._control.check_workers(project)]:
             progress(f"note: {note}")
         # Known from the start, so that a failed first deploy still has events and a build log to show.
         self._store.save_project(project.name, str(project.source),

@@ -64,6 +64,22 @@ def share_tree(tree: Path, *, top: Path, gid: int) -> bool:
     return True
 
 
+def unreachable_by(path: Path, *, uid: int, groups: set[int]) -> Path | None:
+    """The first directory above `path` that a process of `uid` and `groups` may not traverse (None: it
+    reaches `path`). A root daemon's home under a 0700 /root is the usual one."""
+    for parent in reversed(path.parents):
+        info = parent.stat()
+        if info.st_uid == uid:
+            allowed = info.st_mode & 0o100
+        elif info.st_gid in groups:
+            allowed = info.st_mode & 0o010
+        else:
+            allowed = info.st_mode & 0o001
+        if not allowed:
+            return parent
+    return None
+
+
 def _share(path: Path, gid: int) -> None:
     with contextlib.suppress(FileNotFoundError):
         info = path.lstat()
