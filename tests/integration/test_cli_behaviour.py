@@ -66,7 +66,8 @@ def test_destroy_asks_on_a_terminal_and_refuses_without_one(sb: Stackblaze, shop
     ("events", "nosuch"), ("logs", "nosuch"), ("logs", "worker", "--replica", "9"), ("ps", "nosuch"),
     ("scale", "nosuch", "-r", "1"), ("restart", "nosuch"), ("stop", "nosuch"), ("start", "nosuch"),
     ("releases", "nosuch"), ("rollback", "nosuch"), ("logs", "nosuch", "--build"),
-    ("env", "set", "A=1", "--service", "nosuch"),
+    ("env", "set", "A=1", "--service", "nosuch"), ("rollout", "status", "nosuch"),
+    ("drains", "add", "syslog://127.0.0.1:6514", "--service", "nosuch"),
 ])
 def test_an_unknown_service_or_replica_exits_3(sb: Stackblaze, shop: Path, args: tuple[str, ...]) -> None:
     result = sb.run(*args, check=False, cwd=shop)
