@@ -45,6 +45,13 @@ def secure_home(settings: Settings, *, worker_gid: int | None = None) -> None:
     for path in (settings.cache_dir / "deps",):
         if path.is_dir():
             _set(path, 0o710 if worker_gid is not None else 0o700, worker_gid)
+    for entry in settings.cache_dir.glob("*"):
+        if entry.is_file() and not entry.is_symlink():
+            _set(entry, 0o600)  # the build cache's digest key and locks
+    for folder in settings.releases_dir.glob("*/*"):  # a service's build logs; builds/ is shared per tree
+        if folder.name != "builds" and folder.is_dir() and not folder.is_symlink():
+            _set(folder, 0o700)
+            _tighten_tree(folder)
 
 
 def share_tree(tree: Path, *, top: Path, gid: int) -> bool:
