@@ -1,17 +1,23 @@
 """Log drains in the SQLite store: their URLs (encrypted: they carry credentials), cursors and counters.
 
 Shares the Store's connection. Cursors are saved after each acknowledged batch, with the counters, in one
-transaction; the drain manager reaches these methods through its CursorStore protocol.
+transaction; the drain manager reaches these methods through its CursorStore protocol. On a full disk
+they never raise: progress waits in memory and is saved with the next batch that can be (a daemon that
+restarts before then sends those lines again: at least once, as always).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stackblaze.errors import DiskFullError
 from stackblaze.state.store import Store
+
+log = logging.getLogger("stackblaze.state")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS drains (
@@ -50,6 +56,8 @@ class DrainStore:
         self._store = store
         self._db = store.connection
         self._db.executescript(SCHEMA)
+        # drain id -> (positions, sent, retried, dropped) not saved yet for want of room
+        self._unsaved: dict[int, tuple[dict[tuple[str, int], tuple[int, int]], int, int, int]] = {}
 
     def add(self, *, project: str, service: str | None, url: str) -> DrainRow:
         cursor = self._db.execute(
@@ -76,6 +84,7 @@ class DrainStore:
         return {row[0] for row in self._db.execute("SELECT DISTINCT project FROM drains")}
 
     def delete(self, drain_id: int) -> bool:
+        self._unsaved.pop(drain_id, None)
         with self._store.transaction():
             self._db.execute("DELETE FROM drain_cursors WHERE drain_id = ?", (drain_id,))
             return self._db.execute("DELETE FROM drains WHERE id = ?", (drain_id,)).rowcount > 0
@@ -94,6 +103,18 @@ class DrainStore:
 
     def save_progress(self, drain_id: int, *, positions: Mapping[tuple[str, int], tuple[int, int]], sent: int,
                       retried: int, dropped: int) -> None:
+        waiting, before_sent, before_retried, before_dropped = self._unsaved.pop(drain_id, ({}, 0, 0, 0))
+        positions = {**waiting, **positions}
+        sent, retried, dropped = sent + before_sent, retried + before_retried, dropped + before_dropped
+        try:
+            self._write_progress(drain_id, positions, sent, retried, dropped)
+        except DiskFullError as exc:
+            if not waiting and not before_sent:
+                log.warning("%s: drain %d's progress is kept in memory until it can be saved", exc, drain_id)
+            self._unsaved[drain_id] = (positions, sent, retried, dropped)
+
+    def _write_progress(self, drain_id: int, positions: Mapping[tuple[str, int], tuple[int, int]], sent: int,
+                        retried: int, dropped: int) -> None:
         with self._store.transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO drain_cursors (drain_id, service, replica, inode, offset) "
@@ -108,6 +129,12 @@ class DrainStore:
             )
 
     def save_health(self, drain_id: int, *, error: str | None) -> None:
+        try:
+            self._write_health(drain_id, error)
+        except DiskFullError:
+            pass  # the manager keeps its drains' health in memory; the next change saves it
+
+    def _write_health(self, drain_id: int, error: str | None) -> None:
         if error is None:
             self._db.execute("UPDATE drains SET last_error = NULL, failing_since = NULL WHERE id = ?", (drain_id,))
         else:

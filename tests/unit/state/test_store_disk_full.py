@@ -72,3 +72,21 @@ def test_replica_statuses_wait_in_memory_until_there_is_room(store: Store) -> No
     fresh = Store(Path(store.path), SecretBox(Path(store.path).with_name("secret.key")))
     saved = fresh.replica_statuses("p")
     assert len(saved) == 38 and saved[("w", 1)]["restart_count"] == 100 and ("w", 39) not in saved
+
+
+def test_drain_progress_waits_in_memory_and_is_saved_with_the_next_batch(store: Store) -> None:
+    from stackblaze.state.drains import DrainStore
+
+    drains = DrainStore(store)
+    row = drains.add(project="p", service=None, url="https://h/in")
+    drains.save_progress(row.id, positions={("w", 1): (7, 10)}, sent=1, retried=0, dropped=0)
+    full(store)
+    many = {("w", n): (7, 1000 + n) for n in range(1, 400)}  # more rows than the pages it may find
+    drains.save_progress(row.id, positions=many, sent=5, retried=1, dropped=0)  # does not raise
+    drains.save_health(row.id, error="HTTP 503")
+    assert drains.load_positions(row.id) == {("w", 1): (7, 10)}
+    room(store)
+    drains.save_progress(row.id, positions={("w", 1): (7, 2000)}, sent=2, retried=0, dropped=0)
+    saved = drains.get(row.id)
+    assert saved is not None and saved.counters() == {"sent": 8, "retried": 1, "dropped": 0}
+    assert drains.load_positions(row.id) == {**many, ("w", 1): (7, 2000)}
