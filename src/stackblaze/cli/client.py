@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from stackblaze.errors import StackblazeError, UnavailableError, error_from_answer
+from stackblaze.errors import StackblazeError, UnavailableError, UserError, error_from_answer
 from stackblaze.settings import Settings
 from stackblaze.spec.fields import check_name
 from stackblaze.state.daemon_lock import held_by
@@ -138,9 +138,14 @@ class Client:
     # -- requests ----------------------------------------------------------------------------------
 
     def _params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The query parameters; a service or project name among them is checked here as the daemon would
+        (a name too long for a URL must not become an httpx error)."""
         params = {k: v for k, v in (extra or {}).items() if v is not None}
         if self.project:
             params["project"] = self.project
+        for key in ("service", "project"):
+            if isinstance(params.get(key), str):
+                check_name(params[key], where=key if key == "service" else "--project", key=key)
         return params
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
@@ -153,6 +158,8 @@ class Client:
                                           timeout=_timeout(read))
         except httpx.TimeoutException:
             raise self._not_answering(self._pid) from None
+        except httpx.InvalidURL as exc:  # e.g. a --grep of 100,000 characters
+            raise UserError(f"the request is too long to send ({exc}): shorten the arguments") from None
         except httpx.TransportError as exc:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
         if response.status_code >= 400:
@@ -188,6 +195,8 @@ class Client:
                         yield json.loads(line)
         except httpx.TimeoutException:
             raise self._not_answering(self._pid) from None
+        except httpx.InvalidURL as exc:  # e.g. a --grep of 100,000 characters
+            raise UserError(f"the request is too long to send ({exc}): shorten the arguments") from None
         except httpx.TransportError as exc:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
 
