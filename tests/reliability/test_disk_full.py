@@ -7,18 +7,23 @@ then the whole STACKBLAZE_HOME. Each test prints its figures.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from stackblaze.engine.local.runner_client import RunnerClient
 from tests.integration.conftest import write_project
 from tests.reliability.conftest import (
     Stackblaze,
     fill,
     marked_processes,
     runner_instances,
+    runner_socket,
     tmpfs,
     wait_for,
 )
@@ -144,3 +149,57 @@ def test_full_home_costs_lines_not_replicas(sb_small_home: Stackblaze, tmp_path:
     """The whole STACKBLAZE_HOME full (state.db and runner.log included): the same, and what the runner had
     to say while its own log could not be written is written once space returns."""
     survive_a_full_disk(sb_small_home, tmp_path, small_home, runner_log_outside=False)
+
+
+def test_the_daemon_hears_when_lines_start_and_stop_being_lost(start_runner: Any, tmp_path: Path) -> None:
+    """RunnerClient.on_log_drops gets `log-dropping` when a replica's lines start being lost and
+    `log-resumed` (with how many, since and until when) once they are written again: what the daemon
+    needs to report it once space returns, as an event and in `ps`."""
+    with tmpfs(tmp_path / "logs", "1m") as logs:
+        runner = start_runner()
+        heard: list[dict[str, Any]] = []
+
+        async def listen() -> None:
+            client = RunnerClient(runner_socket(runner.home), log_file=runner.home / "runner.log")
+
+            async def on_log_drops(message: dict[str, Any]) -> None:
+                heard.append(message)
+
+            client.on_log_drops = on_log_drops
+            await client.connect(start=False)
+            try:
+                await client.call("spawn", key="counter", argv=[sys.executable, "-c", COUNTER],
+                                  env={"STACKBLAZE_REPLICA": "1"}, cwd=str(tmp_path), log_path=str(logs / "1.log"),
+                                  meta={})
+                await wait_async(lambda: (logs / "1.log").exists() and len(numbers_in(logs / "1.log")) > 100)
+                filler = fill(logs)
+                await wait_async(lambda: [m["event"] for m in heard] == ["log-dropping"])
+                await wait_async(lambda: client_dropped(runner) > 200)
+                filler.unlink()
+                await wait_async(lambda: [m["event"] for m in heard] == ["log-dropping", "log-resumed"])
+            finally:
+                await client.close()
+
+        asyncio.run(listen())
+        dropping, resumed = heard
+        assert "No space left on device" in dropping["instance"]["dropped_error"]
+        assert resumed["lost"] == resumed["instance"]["dropped_lines"] > 200
+        assert resumed["since"] == dropping["instance"]["dropped_since"] < resumed["until"]
+        assert resumed["instance"]["dropped_since"] is None
+        runner.call("stop", key="counter", signal=9, grace=1)
+        runner.exit_of("counter")
+        runner.call("ack", keys=["counter"])  # the runner closes the log file: the tmpfs can go
+    print(f"\nheard: log-dropping, then log-resumed: {resumed['lost']} lines lost over "
+          f"{resumed['until'] - resumed['since']:.2f}s")
+
+
+def client_dropped(runner: Any) -> int:
+    return int(runner.call("list")["instances"][0]["dropped_lines"])
+
+
+async def wait_async(check: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)

@@ -78,14 +78,19 @@ class _Tree:
             _rmdir(self.base)
             return False
 
-    def stale(self) -> list[str]:
-        """Base groups of this home's runners other than us: with the runner lock held, dead ones'."""
-        try:
-            names = os.listdir(self.parent)
-        except OSError:
-            return []
-        return [os.path.join(self.parent, name) for name in names
-                if name.startswith(self.prefix) and os.path.join(self.parent, name) != self.base]
+    def stale(self) -> tuple[list[str], list[str]]:
+        """Base groups of this home's runners other than us (with the runner lock held: dead ones'), and
+        those of other homes' runners that are dead (ephemeral homes never start a runner again)."""
+        ours, others = [], []
+        for name in _listdir(self.parent):
+            path = os.path.join(self.parent, name)
+            if not name.startswith("stackblaze-") or path == self.base:
+                continue
+            if name.startswith(self.prefix):
+                ours.append(path)
+            elif not _alive(name.rpartition("-")[2]):
+                others.append(path)
+        return ours, others
 
     def group(self, key: str) -> str:
         return os.path.join(self.base, key.replace("/", "_"))
@@ -135,17 +140,23 @@ class Cgroups:
 
     def reap_stale(self) -> int:
         """Groups left by a dead runner of this home: kill what is still in them (a replica's orphans)
-        and remove them. Returns how many groups held processes."""
+        and remove them. Returns how many groups held processes. A dead runner of another home only
+        loses its empty groups: what it left running is for that home's next runner to judge."""
         held = 0
         for tree in (self.v2, self.v1_memory):
             if tree is None:
                 continue
-            for stale in tree.stale():
+            ours, others = tree.stale()
+            for stale in ours:
                 for name in _listdir(stale):
                     path = os.path.join(stale, name)
                     if os.path.isdir(path):
                         held += _kill_group(path, v2=tree is self.v2) or 0
                         _rmdir(path)  # fails while the killed are not yet reaped; the next runner tries again
+                _rmdir(stale)
+            for stale in others:
+                for name in _listdir(stale):
+                    _rmdir(os.path.join(stale, name))  # only an empty group can be removed
                 _rmdir(stale)
         return held
 
@@ -189,6 +200,17 @@ class Cgroups:
         for tree in (self.v2, self.v1_memory):
             if tree is not None:
                 tree.close()
+
+
+def _alive(pid: str) -> bool:
+    """Whether process `pid` exists (True when unsure: then its groups are left alone)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        pass
+    return True
 
 
 def _listdir(path: str) -> list[str]:
