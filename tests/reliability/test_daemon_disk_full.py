@@ -134,3 +134,22 @@ def test_destroy_on_a_full_disk(sb_full: Stackblaze, small_home: Path, tmp_path:
     left = sb.run("ps", check=False)
     assert (left.code != 0 and "not deployed" in left.err + left.out) or "nothing is deployed" in left.err + left.out
     assert not (sb.home / "releases" / "full").exists() and not (sb.home / "logs" / "full").exists()
+
+
+def test_the_daemon_starts_on_a_full_disk(sb_full: Stackblaze, small_home: Path, tmp_path: Path) -> None:
+    """A daemon that stopped cleanly left no -wal or -shm (SQLite removes them): opening the database needs
+    room for them, which the daemon's reserve (run/disk-reserve) gives back."""
+    sb = sb_full
+    project = write_project(tmp_path / "app", SPEC, {"ticker.py": TICKER, "crasher.py": CRASHER})
+    sb.run("deploy", str(project), check=False, timeout=120)
+    wait_for("2 tickers running", lambda: sum(r["state"] == "running" for r in sb.replicas("ticker")) == 2)
+    assert (sb.home / "run" / "disk-reserve").stat().st_size >= 4 << 20
+    daemon = sb.daemon_pid()
+    sb.run("daemon", "stop")
+    wait_for("the old daemon to exit", lambda: not Path(f"/proc/{daemon}").exists())
+    fill(small_home)
+    result, took = timed(sb, "ps", "--json")
+    print(f"\ndaemon start + ps on a full disk: exit {result.code} in {took:.2f} s")
+    assert result.code == 0, result.err
+    assert sum(r["state"] == "running" for r in sb.replicas("ticker")) == 2
+    assert not (sb.home / "run" / "disk-reserve").exists()

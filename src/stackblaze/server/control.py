@@ -20,7 +20,7 @@ from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
-from stackblaze.server.home import share_tree, unreachable_by
+from stackblaze.server.home import keep_reserve, release_reserve, share_tree, unreachable_by
 from stackblaze.server.user_env import merge_user_env
 from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings
@@ -368,6 +368,7 @@ class Control:
                 self.store.delete_project(project)
         finally:
             self._destroying.discard(project)
+        await asyncio.to_thread(keep_reserve, self.settings)  # held again when the freed space allows
         self.events_lost.pop(project, None)
         self.event(project=project, kind="destroy", message=f"project {project} destroyed")
         for folder in (self.settings.releases_dir / project, self.settings.logs_dir / project):
@@ -375,9 +376,10 @@ class Control:
         return {"project": project, "services": [r.name for r in rows]}
 
     def _free_space(self, project: str) -> None:
-        """Room for destroy's deletes: the project's log files are emptied (the runner may still hold them
-        open, so unlinking alone would free nothing) and its releases removed."""
+        """Room for destroy's deletes: the daemon's reserve, the project's log files emptied (the runner may
+        still hold them open, so unlinking alone would free nothing) and its releases removed."""
         log.warning("disk full while destroying %s: emptying its logs and releases first", project)
+        release_reserve(self.settings)
         for path in sorted((self.settings.logs_dir / project).rglob("*")):
             with contextlib.suppress(OSError):
                 if path.is_file() and not path.is_symlink():

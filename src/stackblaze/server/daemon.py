@@ -20,12 +20,12 @@ import uvicorn
 from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.local.runner_client import RunnerClient
 from stackblaze.engine.local.supervisor import Supervisor
-from stackblaze.errors import StackblazeError
+from stackblaze.errors import DiskFullError, StackblazeError
 from stackblaze.server import daemon_log
 from stackblaze.server.app import create_app
 from stackblaze.server.control import Control
 from stackblaze.server.drains_api import start_drains
-from stackblaze.server.home import secure_home
+from stackblaze.server.home import keep_reserve, release_reserve, secure_home
 from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings, load_settings
 from stackblaze.state import daemon_lock
@@ -71,7 +71,13 @@ def bind_private_socket(path: str) -> socket.socket:
 
 
 async def serve(settings: Settings) -> None:
-    store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
+    try:
+        store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
+    except DiskFullError:  # its -wal and -shm need room: the reserve is for this
+        if not release_reserve(settings):
+            raise
+        store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
+    keep_reserve(settings)
     control = Control(settings=settings, store=store)
     runner = RunnerClient(settings.runner_socket, log_file=settings.home / "runner.log")
     await runner.connect()

@@ -8,6 +8,7 @@ group (read and traverse, never write).
       releases/ cache/ cache/deps/ releases/P/ releases/P/builds/   0700, or 0710 group worker
       releases/P/builds/ID/  cache/deps/KEY/   (shared trees)  group worker, g=r-x of the owner's bits, o=---
       releases/P/SERVICE/ (build logs), cache/*.key             0700 / 0600
+      run/disk-reserve   0600: space held back for a full disk (see keep_reserve)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stackblaze.settings import Settings
 
 log = logging.getLogger("stackblaze.home")
 SHARED_TOP = ("releases", "cache")  # where workers may traverse (only with the worker group)
+RESERVE = 4 << 20  # ample for the journal pages of deleting a project with 24 MiB of events
 
 
 def secure_home(settings: Settings, *, worker_gid: int | None = None) -> None:
@@ -68,6 +70,35 @@ def share_tree(tree: Path, *, top: Path, gid: int) -> bool:
         _share(Path(root), gid)
         for name in dirs + files:
             _share(Path(root) / name, gid)
+    return True
+
+
+def keep_reserve(settings: Settings) -> bool:
+    """Hold RESERVE bytes of the home's filesystem in run/disk-reserve while there is room, for the day
+    it is full: giving them back lets the daemon start, and `destroy` delete, on a full disk."""
+    path = settings.run_dir / "disk-reserve"
+    try:
+        if path.exists() and path.stat().st_size >= RESERVE:
+            return True
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:  # no room (or no fallocate): nothing held, nothing to give back later
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+
+
+def release_reserve(settings: Settings) -> bool:
+    """Give the reserve back to the filesystem; False when none was held."""
+    try:
+        (settings.run_dir / "disk-reserve").unlink()
+    except FileNotFoundError:
+        return False
+    log.warning("the disk under %s is full: gave back the %d MiB reserve", settings.home, RESERVE >> 20)
     return True
 
 
