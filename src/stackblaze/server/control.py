@@ -156,14 +156,18 @@ class Control:
     def rollout_failed(self, rollout: Rollout) -> None:
         """The engine gave up on a rollout: the release is marked, and where the engine kept (or restored)
         the old release the service is recorded as running it again, so ps, a restart and the next daemon
-        all agree on what runs."""
-        self.store.update_release(rollout.project, rollout.service, rollout.release,
-                                  {"rollout": "failed", "rollout_error": rollout.reason})
-        row = self.store.service(rollout.project, rollout.service)
-        if (row is not None and rollout.restored and rollout.from_release is not None
-                and row.release == rollout.release != rollout.from_release):
-            self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas, rollout.from_release,
-                                               row.running, row.generation))
+        all agree on what runs. Called by the engine: a full disk is logged, never raised into it."""
+        try:
+            self.store.update_release(rollout.project, rollout.service, rollout.release,
+                                      {"rollout": "failed", "rollout_error": rollout.reason})
+            row = self.store.service(rollout.project, rollout.service)
+            if (row is not None and rollout.restored and rollout.from_release is not None
+                    and row.release == rollout.release != rollout.from_release):
+                self.store.save_service(ServiceRow(row.project, row.name, row.spec, row.replicas,
+                                                   rollout.from_release, row.running, row.generation))
+        except DiskFullError as exc:
+            log.warning("%s: the failed rollout of %s/%s release %d is not recorded", exc, rollout.project,
+                        rollout.service, rollout.release)
 
     async def wait_rollouts(self, project: str, started: dict[str, Rollout | None],
                             progress: Callable[[str], None]) -> list[dict[str, Any]]:
