@@ -205,14 +205,15 @@ class Control:
         exit must not stop it; lost events are logged, counted, and reported once the disk has room."""
         try:
             self.store.add_event(**fields)
-            if self.events_lost:
-                self._report_lost_events()
         except DiskFullError as exc:
             project = str(fields.get("project"))
             self.events_lost[project] = self.events_lost.get(project, 0) + 1
             if sum(self.events_lost.values()) == 1:
                 log.warning("%s: events are not recorded until there is room (counted)", exc)
             return
+        if self.events_lost:
+            with contextlib.suppress(DiskFullError):  # room for one event is not room for all: next time
+                self._report_lost_events()
         # Wake every follower waiting on the old flag; later waiters get a fresh one.
         self._new_event.set()
         self._new_event = asyncio.Event()

@@ -74,7 +74,10 @@ class WorkerUsers:
         if name is None:
             return None
         if not self.as_root:
-            me = pwd.getpwuid(os.geteuid()).pw_name
+            try:
+                me = pwd.getpwuid(os.geteuid()).pw_name
+            except KeyError:  # a uid with no passwd entry (some containers)
+                me = str(os.geteuid())
             return None if name == me else f"{where}: {name!r} ignored: the daemon runs as {me!r}, not root, " \
                                            f"so workers run as {me!r}"
         if self._lookup(name) is None:
