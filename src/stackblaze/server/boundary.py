@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stackblaze.errors import SpecError, StackblazeError, UserError, kind_of
-from stackblaze.spec.fields import check_name
+from stackblaze.spec.fields import NAME_PATTERN, check_name
 from stackblaze.spec.messages import one_line, show
 
 MAX_BODY = 1 << 20  # the largest request body: a spec path, an env change (env is ~1 MiB at most), a URL
@@ -54,6 +54,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _answer("The request contradicts the current state (e.g. nothing deployed yet)"),
     413: _answer(f"The request body is larger than {MAX_BODY} bytes"),
     503: _answer("The runner cannot be reached"),
+    507: _answer("The disk under STACKBLAZE_HOME is full: free space and retry"),
 }
 NDJSON: dict[int | str, dict[str, Any]] = {
     200: {"description": "NDJSON, one object per line", "content": {"application/x-ndjson": {}}}}
@@ -168,11 +169,20 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             for operation in _operations(schema):
                 operation.get("responses", {}).pop("422", None)
+                for parameter in operation.get("parameters", []):
+                    if parameter.get("name") in NAME_PARAMS:  # what check_names holds them to
+                        _as_name(parameter.get("schema", {}))
             for name in ("HTTPValidationError", "ValidationError"):
                 schema.get("components", {}).get("schemas", {}).pop(name, None)
             app.openapi_schema = json.loads(json.dumps(schema))
         return app.openapi_schema
     return build
+
+
+def _as_name(schema: dict[str, Any]) -> None:
+    for each in schema.get("anyOf", [schema]):
+        if each.get("type") == "string":
+            each.update(pattern=NAME_PATTERN, maxLength=40)
 
 
 def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
