@@ -150,11 +150,11 @@ class Client:
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 body: dict[str, Any] | None = None) -> dict[str, Any]:
-        path = checked_path(path)
+        path, query = checked_path(path), self._params(params)  # refused before any daemon starts
         self.ensure_daemon()
         read = READ_TIMEOUT if method == "GET" else CHANGE_TIMEOUT
         try:
-            response = self._http.request(method, path, params=self._params(params), json=body,
+            response = self._http.request(method, path, params=query, json=body,
                                           timeout=_timeout(read))
         except httpx.TimeoutException:
             raise self._not_answering(self._pid) from None
@@ -183,10 +183,10 @@ class Client:
     def stream(self, path: str, *, params: dict[str, Any] | None = None, method: str = "GET",
                body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """A request whose answer is NDJSON: followed logs and events, deploy progress."""
-        path = checked_path(path)
+        path, query = checked_path(path), self._params(params)  # refused before any daemon starts
         self.ensure_daemon()
         try:
-            with self._http.stream(method, path, params=self._params(params), json=body,
+            with self._http.stream(method, path, params=query, json=body,
                                    timeout=_timeout(None)) as response:
                 if response.status_code >= 400:
                     raise self._failure(method, path, response.status_code, response.read())

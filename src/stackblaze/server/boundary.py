@@ -119,6 +119,8 @@ def describe(error: dict[str, Any]) -> str:
         return f"request body: not valid JSON ({ctx.get('error', 'decode error')})"
     if kind == "missing":
         return f"{where}: missing"
+    if kind in ("model_attributes_type", "dict_type", "model_type"):
+        return f"{where}: {show(value)} is not a JSON object (send one, with Content-Type: application/json)"
     if kind == "value_error":
         return one_line(f"{where}: {ctx.get('error', error.get('msg', 'is invalid'))}")
     if kind in ("int_parsing", "int_from_float"):
@@ -127,6 +129,8 @@ def describe(error: dict[str, Any]) -> str:
         return f"{where}: {show(value)} is not a finite number"
     if kind in ("less_than_equal", "greater_than_equal"):
         bound = ctx.get("le", ctx.get("ge"))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # "at most 253402300799", not "...799.0"
         return f"{where}: {show(value)} must be at {'most' if 'le' in ctx else 'least'} {bound}"
     message = str(error.get("msg", "is invalid"))
     return one_line(f"{where}: {show(value)} {message[:1].lower()}{message[1:]}")
