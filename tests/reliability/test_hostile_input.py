@@ -185,7 +185,8 @@ def test_api_bodies_are_capped_at_one_mib(shop: Stackblaze, api: httpx.Client) -
     assert shop.run("env", "list", "--json").json()["env"] == []
 
 
-def test_the_whole_environment_is_checked_as_execve_would(shop: Stackblaze, api: httpx.Client) -> None:
+def test_the_whole_environment_is_checked_as_execve_would(shop: Stackblaze, api: httpx.Client,
+                                                          tmp_path: Path) -> None:
     first = {f"BIG{i}": "x" * 120_000 for i in range(5)}
     assert api.post("/v1/env", json={"set": first}).status_code == 200
     second = {f"MORE{i}": "y" * 120_000 for i in range(5)}
@@ -197,3 +198,13 @@ def test_the_whole_environment_is_checked_as_execve_would(shop: Stackblaze, api:
     wait_for("replicas running with 600 KB of env", lambda: all(
         r["state"] == "running" and r["restart_count"] == 0 for r in shop.replicas("worker")), timeout=30)
     assert math.isclose(len(first) * 120_000, 600_000)
+    # A spec whose env fits alone, but not with the 600 KB stored: the deploy says so before building.
+    aliases = "".join(f"      S{i}: *big\n" for i in range(1, 4))
+    spec = SPEC + f"    env:\n      S0: &big {'z' * 120_000}\n" + aliases
+    result = shop.run("deploy", str(write_project(tmp_path / "bigger", spec)), check=False)
+    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]  # after build progress
+    assert result.code == 2 and len(errors) == 1 and "Traceback" not in result.err
+    deploy = errors[0]
+    assert deploy.startswith("error: other: env (the spec's and env set's): 9 variables take"), deploy
+    print(f"a deploy adding 480 KB of spec env to it: {deploy}")
+    assert [r["release"] for r in shop.replicas("other")] == [1]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from stackblaze.build.builder import COMPLETE, Builder, BuildFailed, BuildResult, runtime_env
 from stackblaze.build.plan import BuildPlan
 from stackblaze.server.user_env import merge_user_env
+from stackblaze.spec import fields
 from stackblaze.state.store import EnvVar, ReleaseRow, ServiceRow
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ class Deployer:
         if path_env is not None:
             base_env["PATH"] = path_env
         user = merge_user_env(project_env=project.env, service_env=service.env, stored=stored, service=service.name)
+        # The spec checked its own env; with the `env set` values too, it must still reach a process.
+        fields.check_env_total(user.values, where=f"{service.name}: env (the spec's and env set's)",
+                               reserve=fields.PLATFORM_ENV_RESERVE)
         return Builder(cache_dir=self._settings.cache_dir,
                        builds_dir=self._settings.releases_dir / project.name / "builds", base_env=base_env,
                        user_env=user.values, redact=user.secrets)
