@@ -99,6 +99,12 @@ def ps_table(payload: dict[str, Any]) -> None:
                 str(replica["restart_count"]), last_exit(replica["last_exit"], now),
             )
         out.print(table)
+        for replica in service["replicas"]:  # the disk was full: say what the log is missing
+            name = f"{service['service']}.{replica['replica']}"
+            if replica.get("log_dropping"):
+                out.print(Text(f"{name}: its log cannot be written now (disk full?); lines are counted", "red"))
+            elif replica.get("log_lines_dropped"):
+                out.print(Text(f"{name}: {replica['log_lines_dropped']} log lines were lost (see events)", "yellow"))
         out.print()
 
 

@@ -260,3 +260,20 @@ def test_a_start_command_that_cannot_start_fails_the_rollout(missing: bool) -> N
         assert "the start command was not found" in world.kinds("rollout-failed")[0]["message"]
         assert sorted(i.meta["release"] for i in world.running()) == [1, 1]
     run(body)
+
+
+def test_log_lines_the_runner_could_not_write_are_reported_once_each_way() -> None:
+    async def body(clock: FakeClock) -> None:
+        world = await started(World(clock))
+        (replica,) = world.running()
+        assert world.runner.on_log_drops is not None
+        await world.runner.on_log_drops({"event": "log-dropping", "instance": {
+            **replica.record(), "dropped_error": "ENOSPC: no space left on device"}})
+        (row,) = world.supervisor.status("p", "w")
+        assert row["log_dropping"] and "ENOSPC" in world.kinds("log-dropping")[0]["message"]
+        await world.runner.on_log_drops({"event": "log-resumed", "instance": replica.record(), "lost": 550,
+                                         "since": clock.time() - 3, "until": clock.time()})
+        (row,) = world.supervisor.status("p", "w")
+        assert (row["log_dropping"], row["log_lines_dropped"]) == (False, 550)
+        assert "550 lines were lost over 3.0s" in world.kinds("log-resumed")[0]["message"]
+    run(body)

@@ -49,6 +49,7 @@ class FakeRunner:
         self.instances: dict[str, FakeInstance] = {}
         self.on_exit: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.on_lost: Callable[[], Awaitable[None]] | None = None
+        self.on_log_drops: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.connected = True
         self.ignores_stop: set[str] = set()  # start commands whose processes ignore the stop signal
         self.missing: set[str] = set()  # executables that do not exist: spawn fails as execve would

@@ -63,6 +63,8 @@ class Slot:
     old: dict[str, Live] = field(default_factory=dict)  # asked to stop
     restart_count: int = 0  # restarts that happened
     restart_pending: bool = False  # an exit's restart is planned and not done yet
+    dropped_lines: int = 0  # log lines the runner could not write (disk full), since the daemon started
+    dropping: bool = False  # it cannot write this replica's log right now
     streak: int = 0
     last_exit: dict[str, Any] | None = None
     next_restart_at: float | None = None

@@ -38,6 +38,7 @@ class Runner(Protocol):
 
     on_exit: Callable[[dict[str, Any]], Awaitable[None]] | None
     on_lost: Callable[[], Awaitable[None]] | None
+    on_log_drops: Callable[[dict[str, Any]], Awaitable[None]] | None
 
     @property
     def connected(self) -> bool: ...
@@ -75,6 +76,7 @@ class Supervisor:
         self._stable: dict[tuple[str, str], Desired] = {}
         runner.on_exit = self.handle_exit
         runner.on_lost = self.handle_runner_lost
+        runner.on_log_drops = self.handle_log_drops
 
     # -- start-up: adopt what the runner already runs -------------------------------------------
 
@@ -158,6 +160,7 @@ class Supervisor:
                 "incoming": {"pid": slot.incoming.pid, "release": slot.incoming.release}
                 if slot.incoming and slot.current else None,
                 "stopping": [{"pid": o.pid, "release": o.release} for o in slot.old.values()],
+                "log_lines_dropped": slot.dropped_lines, "log_dropping": slot.dropping,
             })
         return rows
 
@@ -595,6 +598,30 @@ class Supervisor:
                 self._changed.wait_for(lambda: not self.pids(project, service)), timeout=timeout
             )
 
+    async def handle_log_drops(self, message: dict[str, Any]) -> None:
+        """The runner could not write a replica's log (disk full) or writes it again: say so once each way,
+        with the count of lines lost, in events and in `ps`."""
+        instance = message.get("instance") or {}
+        meta = instance.get("meta") or {}
+        key = (str(meta.get("project")), str(meta.get("service")), int(meta.get("replica", 0)))
+        slot = self._slots.get(key)
+        if slot is None:
+            return
+        name = f"{slot.service}.{slot.replica}"
+        if message.get("event") == "log-dropping":
+            slot.dropping = True
+            self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="log-dropping",
+                        message=f"{name}: its log cannot be written ({instance.get('dropped_error') or 'write error'});"
+                                " lines are counted until it can", details={"error": instance.get("dropped_error")})
+        else:
+            slot.dropping = False
+            lost = int(message.get("lost") or 0)
+            slot.dropped_lines += lost
+            spell = max(0.0, float(message.get("until") or 0) - float(message.get("since") or 0))
+            self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="log-resumed",
+                        message=f"{name}: its log is written again; {lost} lines were lost over {spell:.1f}s",
+                        details={"lost": lost, "since": message.get("since"), "until": message.get("until")})
+
     async def handle_runner_lost(self) -> None:
         """The runner died (a bug, or kill -9). Its replicas died with it (PR_SET_PDEATHSIG; the next runner
         sweeps what is left of them): start a new runner and restart every replica at once. It is recorded
@@ -628,6 +655,7 @@ class Supervisor:
         """Stop acting: no restart, no spawn; exits are no longer handled (the runner is shutting down)."""
         self._runner.on_exit = None
         self._runner.on_lost = None
+        self._runner.on_log_drops = None
         for slot in self._slots.values():
             self._disarm(slot)
         for rollout in self._rollouts.values():
