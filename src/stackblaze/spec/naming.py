@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackblaze.spec.fields import check_name, slugify
 from stackblaze.errors import SpecError
+from stackblaze.spec.fields import check_name, slugify
 from stackblaze.spec.messages import fail
 
 SPEC_NAMES = ("stackblaze.yaml", "stackblaze.yml")
