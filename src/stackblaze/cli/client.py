@@ -233,6 +233,8 @@ class Client:
                 on_progress(message["progress"])
             else:
                 final = message
+        if "result" not in final:  # the stream ended with an error (or was cut short)
+            raise error_from({"error": "the rollout stream ended without a result", **final})
         return dict(final["result"])
 
     def shutdown(self, *, all_too: bool) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from itertools import islice
@@ -83,6 +84,10 @@ def progress_stream(run: Callable[[Callable[[str], None]], Awaitable[dict[str, A
     async def finish() -> dict[str, Any]:
         try:
             return await run(progress)
+        except Exception as exc:  # a bug, not the request: the stream still ends with one line, not cut off
+            logging.getLogger("stackblaze.api").exception("a streamed request failed")
+            return {"error": f"the daemon failed: {type(exc).__name__}: {exc} (the traceback is in daemon.log)",
+                    "kind": "StackblazeError", "status": 500}
         finally:
             loop.call_soon_threadsafe(lines.put_nowait, None)
 
