@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import write_project
-from tests.reliability.conftest import Stackblaze, kill_marked, wait_for
+from tests.reliability.conftest import Stackblaze, kill_marked, need, wait_for
 
 PYTHON = "/usr/bin/python3"  # one the worker user can run (a venv under a 0700 /root is not)
 
@@ -94,9 +94,9 @@ def probe_result(sb: Stackblaze, name: str) -> dict[str, Any]:
 
 def need_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("a daemon that runs as root switches users; this one is not root")
+        need("root", "only a daemon that runs as root switches its workers to another user")
     if not Path(PYTHON).exists():
-        pytest.skip(f"{PYTHON} (apt-get install python3): the worker user cannot run this venv's Python")
+        need(f"{PYTHON} (apt-get install python3)", "the worker user cannot run this venv's Python")
 
 
 @pytest.fixture
