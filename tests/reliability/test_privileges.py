@@ -234,3 +234,28 @@ def test_a_home_the_workers_cannot_reach_is_refused_at_deploy(sb: Stackblaze, tm
     result = sb.run("deploy", str(project(tmp_path, "mine", sb.home)), check=False, timeout=120)
     print(f"\nhome under a 0700 directory -> exit {result.code}: {result.err.strip().splitlines()[-1]}")
     assert result.code == 2 and "cannot reach" in result.err and "STACKBLAZE_HOME=/var/lib/stackblaze" in result.err
+
+
+def test_a_worker_imports_from_its_dependency_layer(root_sb: Stackblaze, tmp_path: Path) -> None:
+    """A real pip install (six from PyPI, as the build tests do) into a venv made by the system's python3
+    (the deploying CLI's PATH decides which: a venv of a Python under /root is out of the worker's reach)."""
+    sb = root_sb
+    sb.env["PATH"] = "/usr/bin:/bin"
+    app = tmp_path / "deps"  # a Procfile project named after its directory
+    app.mkdir()
+    (app / "requirements.txt").write_text("six==1.16.0\n")
+    (app / "Procfile").write_text("worker: python worker.py\n")
+    (app / "worker.py").write_text("import os, six, time\nprint('SIX', six.__file__, os.getuid(), flush=True)\n"
+                                   "time.sleep(3600)\n")
+    sb.run("deploy", str(app), timeout=300)
+
+    def imported() -> list[str] | None:
+        out = sb.run("logs", "worker", "-n", "20", "--project", "deps", check=False).out
+        found = [line.split("SIX ", 1)[1].split() for line in out.splitlines() if "SIX " in line]
+        return found[-1] if found else None
+    path, uid = wait_for("the worker to import six", imported, timeout=60)
+    layer = Path(path).parents[4]
+    print(f"\nworker uid {uid} imported six from {path}; layer {mode(layer)}")
+    assert int(uid) == pwd.getpwnam("stackblaze-worker").pw_uid
+    assert str(layer).startswith(str(sb.home / "cache" / "deps"))
+    assert not stat.S_IMODE(layer.stat().st_mode) & 0o022
