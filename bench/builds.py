@@ -36,8 +36,10 @@ NODE_APP = {
 
 
 def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "stackblaze.cli", *args], env=env, check=True,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-m", "stackblaze.cli", *args], env=env, capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode != 0:  # the CLI's own words, not a CalledProcessError traceback
+        raise SystemExit(f"stackblaze {' '.join(args)} exited {out.returncode}: {(out.stderr or out.stdout).strip()}")
     return dict(json.loads(out.stdout)) if "--json" in args else {}
 
 

@@ -57,6 +57,14 @@ def follow(proc: subprocess.Popen[bytes], deadline: float) -> Iterator[tuple[flo
             yield arrived, line.decode("utf-8", "replace")
 
 
+def stackblaze(env: dict[str, str], *args: str) -> None:
+    """Run the CLI as a user would; a failure ends the benchmark with what the CLI said."""
+    done = subprocess.run([sys.executable, "-m", "stackblaze.cli", *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip()
+        raise SystemExit(f"stackblaze {' '.join(args)} exited {done.returncode}: {said}")
+
+
 def measure(lines: int) -> tuple[list[float], list[int]]:
     """Latencies (ms) and the numbers in the order they arrived."""
     with tempfile.TemporaryDirectory(prefix="sb-bench-tail-") as tmp:
@@ -66,15 +74,14 @@ def measure(lines: int) -> tuple[list[float], list[int]]:
         (app / "stackblaze.yaml").write_text(
             f"project: tail\nservices:\n  - name: worker\n    start: python3 worker.py {lines} {go}\n")
         env = {**os.environ, "STACKBLAZE_HOME": str(home)}
-        cli = [sys.executable, "-m", "stackblaze.cli"]
-        subprocess.run([*cli, "daemon", "start"], env=env, check=True, capture_output=True)
+        stackblaze(env, "daemon", "start")
         follower = None
         latencies: list[float] = []
         arrived: list[int] = []
         try:
-            subprocess.run([*cli, "deploy", str(app)], env=env, check=True, capture_output=True)
-            follower = subprocess.Popen([*cli, "logs", "worker", "--tail", "-n", "0", "--raw"], env=env,
-                                        stdout=subprocess.PIPE)
+            stackblaze(env, "deploy", str(app))
+            follower = subprocess.Popen([sys.executable, "-m", "stackblaze.cli", "logs", "worker", "--tail", "-n", "0",
+                                         "--raw"], env=env, stdout=subprocess.PIPE)
             for when, text in follow(follower, time.monotonic() + ATTACH_DEADLINE + LINES_DEADLINE):
                 fields = text.split(" | ", 1)[-1].split()
                 if fields == ["ready"]:
@@ -88,7 +95,8 @@ def measure(lines: int) -> tuple[list[float], list[int]]:
             if follower is not None:
                 follower.terminate()
                 follower.wait()
-            subprocess.run([*cli, "daemon", "stop", "--all"], env=env, capture_output=True)
+            subprocess.run([sys.executable, "-m", "stackblaze.cli", "daemon", "stop", "--all"], env=env,
+                           capture_output=True)
     return latencies, arrived
 
 
