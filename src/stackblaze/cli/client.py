@@ -246,9 +246,10 @@ class Client:
             pass
         deadline = time.monotonic() + 700
         while time.monotonic() < deadline:
+            # Gone means its lock is free too: a command right after must not find it still held.
             if not self.settings.api_socket.exists() and (
                 not all_too or not self.settings.runner_socket.exists()
-            ):
+            ) and held_by(self._lock) is None:
                 return True
             time.sleep(0.05)
         raise UnavailableError("the daemon did not stop in time")
