@@ -73,7 +73,9 @@ def bench_app(name: str, files: dict[str, str], runs: int) -> dict[str, Any]:
             if "package.json" in files:
                 subprocess.run(["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"], cwd=app,
                                check=True, capture_output=True)
-            env = {**os.environ, "STACKBLAZE_HOME": str(home)}
+            # workers as the daemon's user: the temp dir is 0700 (README: when the daemon runs as root)
+            env = {**os.environ, "STACKBLAZE_HOME": str(home),
+                   "STACKBLAZE_WORKER_USER": os.environ.get("STACKBLAZE_WORKER_USER", "root")}
             cli(env, "daemon", "start")
             try:
                 seconds, first = deploy_seconds(env, app)

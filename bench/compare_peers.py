@@ -22,6 +22,7 @@ from compare_procs import TRACKER, run, spawn, wait_for
 BIN = Path(sys.executable).parent
 NODE_DIR = Path(os.environ.get("SB_BENCH_NODE_DIR", "/tmp/sb-bench-node"))
 PM2_VERSION = os.environ.get("SB_BENCH_PM2_VERSION", "7.0.4")
+WORKER_USER = os.environ.get("STACKBLAZE_WORKER_USER", "root")
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ class Stackblaze(Peer):
         self.pids: list[int] = []
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "STACKBLAZE_HOME": str(self.home)}
+        # Workers as the daemon's user, as every peer runs its children: the same job, and the temp dirs
+        # (0700) and a pyenv python under /root stay reachable (README: when the daemon runs as root).
+        return {**os.environ, "STACKBLAZE_HOME": str(self.home), "STACKBLAZE_WORKER_USER": WORKER_USER}
 
     def start(self, work: Path, program: Program) -> None:
         self.work = work

@@ -73,7 +73,9 @@ def measure(lines: int) -> tuple[list[float], list[int]]:
         (app / "worker.py").write_text(WORKER)
         (app / "stackblaze.yaml").write_text(
             f"project: tail\nservices:\n  - name: worker\n    start: python3 worker.py {lines} {go}\n")
-        env = {**os.environ, "STACKBLAZE_HOME": str(home)}
+        # workers as the daemon's user: the temp dir is 0700 (README: when the daemon runs as root)
+        env = {**os.environ, "STACKBLAZE_HOME": str(home),
+               "STACKBLAZE_WORKER_USER": os.environ.get("STACKBLAZE_WORKER_USER", "root")}
         stackblaze(env, "daemon", "start")
         follower = None
         latencies: list[float] = []
