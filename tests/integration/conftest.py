@@ -112,8 +112,14 @@ def sb(tmp_path: Path) -> Iterator[Stackblaze]:
     # Tear down everything this test started: daemon, runner, workers.
     subprocess.run([sys.executable, "-m", "stackblaze.cli", "daemon", "stop", "--all"], env=env,
                    capture_output=True, timeout=120)
+    # Only if `daemon stop --all` failed: the daemon first (it would start a new runner), then the runner.
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        cmd = proc.info["cmdline"] or []
+        if "stackblaze.server.daemon" in cmd and (proc.info["environ"] or {}).get("STACKBLAZE_HOME") == str(home):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
     runner = tool.runner_pid()
-    if runner is not None:  # only if `daemon stop --all` failed: the test then fails on its own output
+    if runner is not None:
         os.kill(runner, signal.SIGKILL)
     for pid in instance_pids(home):
         with contextlib.suppress(ProcessLookupError):
