@@ -132,6 +132,13 @@ def survive_a_full_disk(sb: Stackblaze, tmp_path: Path, filesystem: Path, runner
     # The user sees the same replicas, as the daemon reports them (no command was needed to recover).
     shown = {r["replica"]: r["pid"] for r in sb.replicas("counter")}
     assert shown == {n: r["pid"] for n, r in before.items()}
+    # ... and is told what the logs are missing: in ps, and as an event per replica once writing resumed.
+    wait_for("ps to count the lost lines", lambda: {
+        r["replica"]: r["log_lines_dropped"] for r in sb.replicas("counter")} == {
+        n: r["dropped_lines"] for n, r in final.items()})
+    resumed = [e for e in sb.events("counter") if e["kind"] == "log-resumed"]
+    assert {e["replica"] for e in resumed} == set(final)
+    assert "lines were lost" in sb.run("ps", "counter").out
     assert "cannot write the log of" in (sb.home / "runner.log").read_text()
     print(f"\n{filesystem.name} full for {outage:.1f}s: {REPLICAS} replicas, 0 lost (same PIDs, same runner); "
           f"lines dropped and counted per replica: {[final[n]['dropped_lines'] for n in sorted(final)]} "
