@@ -6,11 +6,10 @@ that cannot build on this Python does; pip fetches setuptools from PyPI for the 
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 from tests.integration.conftest import Stackblaze, write_project
+from tests.sdists import make_sdist
 
 SETUP = """\
 from setuptools import setup
@@ -27,16 +26,7 @@ setup(name="broken", version="1.0", py_modules=["broken"], cmdclass={"build_py":
 
 
 def broken_sdist(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    sdist = directory / "broken-1.0.tar.gz"
-    files = {"setup.py": SETUP, "broken.py": "", "PKG-INFO": "Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n"}
-    with tarfile.open(sdist, "w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"broken-1.0/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return sdist
+    return make_sdist(directory, {"setup.py": SETUP, "broken.py": ""})
 
 
 def test_a_pinned_package_that_cannot_build_is_named_in_the_summary(sb: Stackblaze, tmp_path: Path) -> None:

@@ -10,16 +10,15 @@ that includes a missing header, an npm tarball whose postinstall exits 1, a gem 
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from stackblaze.build.builder import TAIL_LINES, BuildFailed
 from stackblaze.build.explain import LIMIT, clean, explain
+from tests.sdists import make_sdist
 from tests.unit.build.test_builder import make_builder, plan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "build_failures"
@@ -248,16 +247,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 
 
 def broken_sdist(directory: Path) -> Path:
-    sdist = directory / "broken-1.0.tar.gz"
-    files = {"pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
-             "backend.py": BACKEND, "PKG-INFO": "Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n"}
-    with tarfile.open(sdist, "w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"broken-1.0/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return sdist
+    return make_sdist(directory, {
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+        "backend.py": BACKEND})
 
 
 def test_pip_failing_to_build_a_pinned_sdist_is_explained(tmp_path: Path) -> None:
