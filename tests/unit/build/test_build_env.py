@@ -9,6 +9,7 @@ import pytest
 
 from stackblaze.build.builder import MASK, Builder, BuildFailed, install_env
 from stackblaze.build.plan import BuildPlan
+from tests.unit.build.test_builder import plan as builder_plan
 
 SECRET = "tok-3f9a1c77e2"
 # Honest fakes: the installer records the index it was given, the build the variables it saw.
@@ -17,14 +18,9 @@ BUILD = 'echo "$GREETING" > greeting.txt && test -n "$TOKEN" && echo "token is $
 
 
 def plan(**changes: object) -> BuildPlan:
-    fields: dict[str, object] = dict(
-        service="worker", root=".", runtime="python", version=None, version_source=None,
-        resolved_version="3.11.7", package_manager="pip", tool_version="24.0", install=INSTALL, build=BUILD,
-        start="python app.py", lockfiles=("requirements.txt",), env={"PATH": "$DEPS/venv/bin:$PATH"},
-        platform="linux-x86_64",
-    )
-    fields.update(changes)
-    return BuildPlan(**fields)  # type: ignore[arg-type]
+    """test_builder's plan, with steps that show what env they saw."""
+    return builder_plan(**{"version": None, "version_source": None, "install": INSTALL, "build": BUILD,
+                           "start": "python app.py", **changes})
 
 
 @pytest.fixture
