@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from stackblaze.cli import daemon, demo, lifecycle, status
+from stackblaze.cli import daemon, demo, lifecycle, render_k8s, status
 from stackblaze.cli.build import build
 from stackblaze.cli.drains import drains_app
 from stackblaze.cli.env import app as env_app
@@ -66,6 +66,7 @@ app.add_typer(env_app, name="env")
 app.add_typer(daemon.app, name="daemon")
 app.add_typer(drains_app, name="drains")
 app.add_typer(lifecycle.rollout_app, name="rollout")
+app.add_typer(render_k8s.app, name="render")
 app.add_typer(demo.app)
 
 
