@@ -14,7 +14,7 @@ import yaml
 
 SPEC = """\
 project: shop
-env: {STRIPE_KEY: sk_live_only-in-the-secret}
+env: {STRIPE_KEY: sk_live_only-in-the-secret, ENABLED: "yes", ZIP: "007", EMPTY: ""}
 services:
   - {name: email, start: python -m worker, replicas: 2, stop_signal: SIGINT}
   - {name: reports, start: ./reports, strategy: recreate}
@@ -70,7 +70,10 @@ def test_out_writes_one_file_per_object_in_apply_order(tmp_path: Path) -> None:
     assert stat.S_IMODE((out / "01-secret-shop-email-env.yaml").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "02-deployment-shop-email.yaml").stat().st_mode) == 0o644
     [secret] = yaml.safe_load_all((out / "01-secret-shop-email-env.yaml").read_text())
-    assert secret["stringData"] == {"STRIPE_KEY": "sk_live_only-in-the-secret"}
+    # Strings that YAML would read as a bool, a number or null stay strings: kubectl rejects anything else.
+    assert secret["stringData"] == {"EMPTY": "", "ENABLED": "yes", "STRIPE_KEY": "sk_live_only-in-the-secret",
+                                    "ZIP": "007"}
+    kubernetes_validate.validate(secret, "1.35.0", strict=True)
 
 
 def test_json_and_errors(tmp_path: Path) -> None:
