@@ -13,18 +13,24 @@ after a 10-minute run), with restartCount, state, lastState.terminated and one p
 `kubectl rollout restart`'s annotation, delete and prune by label, and events (aggregated by count, as the
 API does) from the kubelet, the scheduler and both controllers.
 
-Not modelled: scheduling and nodes (every pod lands on "fake-node" at once), resources and limits, probes
-(Ready = running), image pulls (instant; failing only when told, then ErrImagePull and ImagePullBackOff
-with no retry), OOM kills (only when told, as a `reason`), termination grace (a deleted pod's container
-stops at once), init and sidecar containers (one container per pod), restartPolicy other than Always,
-paused rollouts, revisionHistoryLimit (old ReplicaSets stay), rollback, proportional scaling during a
-rollout, Secrets/ConfigMaps/envFrom (env is kept verbatim, never resolved), field ownership and conflicts,
-resourceVersion, watches, and pod phases Succeeded/Failed/Unknown.
+Not modelled: scheduling and nodes (every pod lands on "fake-node" at once); resources, limits and OOM kills
+(an OOMKilled exit only when told, as a `reason`); probes (Ready = running); image pulls (instant; failing
+only when told, then ErrImagePull and ImagePullBackOff with no retry); shutdown beyond SIGTERM (a deleted
+pod's container stops at once, or, told to ignore SIGTERM, is killed after terminationGracePeriodSeconds;
+no preStop hooks; a deleted Deployment's pods vanish at once); more than one container per pod, init and
+sidecar containers; restartPolicy other than Always; pod phases Succeeded/Failed/Unknown; log lines over
+time (a run prints all its lines when it starts); paused rollouts, rollback's revision bump (an old template
+re-applied reuses its ReplicaSet), revisionHistoryLimit (old ReplicaSets stay), proportional scaling during
+a rollout; readyReplicas counted as progress (the real controller counts it; here only updated, old and
+available counts move the deadline); field ownership and conflicts (a later apply drops the restartedAt
+annotation), resourceVersion, watches; Secrets, ConfigMaps and envFrom (env is kept verbatim, never resolved);
+namespaces as objects (any name works).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -66,6 +72,7 @@ class FakeReplicaSet:
     revision: int
     replicas: int = 0
     pods: list[FakePod] = field(default_factory=list)
+    terminating: list[FakePod] = field(default_factory=list)  # deleted, their containers not yet stopped
 
 
 @dataclass
@@ -105,9 +112,11 @@ class FakeCluster:
     # -- what a test does ------------------------------------------------------------------------------
 
     def behave(self, image_or_command: str, *, exits_after: float | None = None, exit_code: int = 1,
-               lines: Sequence[str] = (), reason: str | None = None, pull_error: bool = False) -> None:
+               lines: Sequence[str] = (), reason: str | None = None, pull_error: bool = False,
+               ignores_stop: bool = False) -> None:
         """How containers of this image (or this command, joined by spaces) behave from their next start."""
-        self._behaviours[image_or_command] = Behaviour(exits_after, exit_code, tuple(lines), reason, pull_error)
+        self._behaviours[image_or_command] = Behaviour(exits_after, exit_code, tuple(lines), reason, pull_error,
+                                                       ignores_stop)
 
     def _behaviour_of(self, pod: FakePod) -> Behaviour:
         command = " ".join(pod.command)
@@ -180,7 +189,7 @@ class FakeCluster:
         deployment = self._deployment(name, namespace)
         for rs in deployment.replica_sets:
             for pod in rs.pods:
-                self.kubelet.kill(pod)
+                self.kubelet.kill(pod, lambda: None)
         if deployment.deadline is not None:
             deployment.deadline.cancel()
         del self._deployments[(namespace, name)]
@@ -251,7 +260,8 @@ class FakeCluster:
             self._syncing = False
 
     def _fingerprint(self) -> list[tuple[str, int, int]]:
-        return [(rs.name, rs.replicas, len(rs.pods)) for d in self._deployments.values() for rs in d.replica_sets]
+        return [(rs.name, rs.replicas, len(rs.pods) + len(rs.terminating)) for d in self._deployments.values()
+                for rs in d.replica_sets]
 
     def _sync_deployment(self, deployment: FakeDeployment) -> None:
         spec, new = deployment.spec, deployment.new_set()
@@ -267,7 +277,7 @@ class FakeCluster:
         if spec["strategy"].get("type") == "Recreate":
             for rs in old:
                 self._scale(deployment, rs, 0)
-            if not any(rs.pods for rs in old):  # the new pods start only once every old one is gone
+            if not any(rs.pods or rs.terminating for rs in old):  # new pods only once every old one has stopped
                 self._scale(deployment, new, replicas)
             return
         if not any(rs.replicas for rs in old) or new.replicas > replicas:
@@ -278,6 +288,7 @@ class FakeCluster:
         total = sum(rs.replicas for rs in deployment.replica_sets)
         if new.replicas < replicas and total < replicas + surge:
             self._scale(deployment, new, min(replicas, new.replicas + replicas + surge - total))
+            return  # as the real controller: scale down in the next pass, once the new pods exist
         min_available = replicas - unavailable
         # An old pod that is not available counts for nothing: it goes first, within what the budget allows.
         new_unavailable = new.replicas - self._available(deployment, new)
@@ -331,9 +342,15 @@ class FakeCluster:
             # As the ReplicaSet controller ranks them: not-ready pods go first, then the youngest.
             victim = min(rs.pods, key=lambda p: (p.ready_since is not None, -p.created_at))
             rs.pods.remove(victim)
-            self.kubelet.kill(victim)
+            rs.terminating.append(victim)
+            self.kubelet.kill(victim, functools.partial(self._gone, rs, victim))
             self._emit(involved, "Normal", "SuccessfulDelete", f"Deleted pod: {victim.name}",
                        "replicaset-controller")
+
+    def _gone(self, rs: FakeReplicaSet, pod: FakePod) -> None:
+        if pod in rs.terminating:
+            rs.terminating.remove(pod)
+            self._sync_all()
 
     def _available(self, deployment: FakeDeployment, rs: FakeReplicaSet) -> int:
         now, min_ready = self._clock.time(), deployment.spec["minReadySeconds"]
@@ -430,7 +447,7 @@ class FakeCluster:
 
     def _all_pods(self, namespace: str) -> list[FakePod]:
         return [pod for (ns, _), d in self._deployments.items() if ns == namespace
-                for rs in d.replica_sets for pod in rs.pods]
+                for rs in d.replica_sets for pod in [*rs.pods, *rs.terminating]]
 
     @staticmethod
     def _name_of(manifest: dict[str, Any]) -> tuple[str, str]:

@@ -25,6 +25,7 @@ class Behaviour:
     lines: tuple[str, ...] = ()
     reason: str | None = None  # the terminated reason the kubelet reports, e.g. "OOMKilled" (when told)
     pull_error: bool = False  # the image cannot be pulled: the container never starts
+    ignores_stop: bool = False  # SIGTERM does nothing: the kubelet kills it after the termination grace period
 
 
 def stamp(when: float) -> str:
@@ -62,7 +63,7 @@ class FakePod:
     previous_log: list[tuple[float, str]] | None = None
     timers: list[Handle] = field(default_factory=list)
     watched: float | None = None  # the ready_since the controllers already wait on for availability
-    deleted: bool = False
+    deleted_at: float | None = None  # deletionTimestamp: Terminating until the container has stopped
 
     def available(self, now: float, min_ready: float) -> bool:
         return self.ready_since is not None and now - self.ready_since >= min_ready
@@ -76,12 +77,14 @@ class FakePod:
         conditions = [{"type": "PodScheduled", "status": "True"},
                       {"type": "Ready", "status": "True" if ready else "False"},
                       {"type": "ContainersReady", "status": "True" if ready else "False"}]
+        metadata = {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels),
+                    "creationTimestamp": stamp(self.created_at),
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": self.owner,
+                                         "controller": True}]}
+        if self.deleted_at is not None:
+            metadata["deletionTimestamp"] = stamp(self.deleted_at)
         return {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels),
-                         "creationTimestamp": stamp(self.created_at),
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": self.owner,
-                                              "controller": True}]},
+            "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
             "spec": copy.deepcopy(self.template.get("spec", {})) | {"restartPolicy": "Always"},
             "status": {"phase": "Running" if self.state.get("running") or self.restart_count else "Pending",
                        "conditions": conditions, "containerStatuses": [status]},
@@ -105,7 +108,7 @@ class Kubelet:
 
     def _later(self, pod: FakePod, delay: float, action: Callable[[], None]) -> None:
         def fire() -> None:
-            if not pod.deleted:
+            if pod.deleted_at is None:
                 action()
                 self._on_change()
 
@@ -167,11 +170,27 @@ class Kubelet:
         self._event(pod, "Normal", "Pulled", f'Container image "{pod.image}" already present on machine')
         self._start(pod)
 
-    def kill(self, pod: FakePod) -> None:
-        """The pod is deleted: its container stops at once (no grace period is modelled) and its timers go."""
-        pod.deleted = True
+    def kill(self, pod: FakePod, on_gone: Callable[[], None]) -> None:
+        """The pod is deleted: SIGTERM, and its container stops at once, or (told to ignore it) is killed
+        after the pod's terminationGracePeriodSeconds; `on_gone` when it has stopped."""
+        now = self._clock.time()
+        pod.deleted_at = now
         for handle in pod.timers:
             handle.cancel()
-        if pod.started_at is not None:
-            self._event(pod, "Normal", "Killing", f"Stopping container {pod.container}")
-        pod.started_at = pod.ready_since = None
+        if pod.started_at is None:  # nothing running (waiting or backing off): gone at once
+            on_gone()
+            return
+        self._event(pod, "Normal", "Killing", f"Stopping container {pod.container}")
+        pod.ready_since = None  # a terminating pod is never Ready
+        grace = float(pod.template["spec"].get("terminationGracePeriodSeconds", 30))
+
+        def stopped(code: int) -> None:
+            pod.state = {"terminated": {"exitCode": code, "reason": "Error", "startedAt": stamp(pod.started_at or now),
+                                        "finishedAt": stamp(self._clock.time())}}
+            pod.started_at = None
+            on_gone()
+
+        if self._behaviour_of(pod).ignores_stop:
+            self._clock.call_at(now + grace, lambda: stopped(137))
+        else:
+            stopped(143)

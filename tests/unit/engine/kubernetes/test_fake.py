@@ -180,6 +180,12 @@ def test_a_rolling_update_never_has_fewer_than_replicas_minus_max_unavailable_av
         assert [rs["spec"]["replicas"] for rs in sets] == [0, 4]
         assert all(p["metadata"]["name"].startswith(sets[1]["metadata"]["name"] + "-") for p in cluster.pods("shop"))
         assert len(cluster.pods("shop")[0]["metadata"]["name"]) == len(sets[1]["metadata"]["name"]) + 6
+        # Pods alive over the whole rollout, from the ReplicaSets' create/delete events in order.
+        alive, peak = 0, 0
+        for event in cluster.events("shop", kind="ReplicaSet"):
+            alive += {"SuccessfulCreate": 1, "SuccessfulDelete": -1}[event["reason"]] * event["count"]
+            peak = max(peak, alive)
+        assert peak == 5, "replicas + maxSurge pods at most, and the surge was used"
         messages = [e["message"] for e in cluster.events("shop", kind="Deployment")]
         assert any(m.startswith("Scaled down replica set " + sets[0]["metadata"]["name"]) for m in messages)
 
@@ -197,18 +203,37 @@ def test_reapplying_the_same_template_rolls_nothing() -> None:
     run(body)
 
 
-def test_recreate_stops_every_old_pod_before_any_new_one_starts() -> None:
+def test_recreate_starts_no_new_pod_until_every_old_one_has_stopped() -> None:
     async def body(clock: FakeClock, cluster: FakeCluster) -> None:
+        cluster.behave("app:1", ignores_stop=True)  # killed only after the 30 s termination grace
         cluster.apply(deployment(replicas=3, strategy={"type": "Recreate"}))
         old = {p["metadata"]["name"] for p in cluster.pods("shop")}
         cluster.apply(deployment(image="app:2", replicas=3, strategy={"type": "Recreate"}))
+        await clock.advance(29)
+        pods = cluster.pods("shop")
+        assert {p["metadata"]["name"] for p in pods} == old
+        assert all("deletionTimestamp" in p["metadata"] for p in pods)
+        assert cluster.get("worker", "shop")["status"]["replicas"] == 0, "terminating pods are not replicas"
+        await clock.advance(1)
         pods = cluster.pods("shop")
         assert len(pods) == 3 and not old & {p["metadata"]["name"] for p in pods}
-        kinds = [(e["involvedObject"]["kind"], e["reason"], e["involvedObject"]["name"])
-                 for e in cluster.events("shop")]
-        last_kill = max(i for i, k in enumerate(kinds) if k[1] == "Killing")
-        first_new = min(i for i, k in enumerate(kinds) if k[1] == "Scheduled" and k[2] not in old)
-        assert last_kill < first_new
+        assert {p["spec"]["containers"][0]["image"] for p in pods} == {"app:2"}
+        kills = [e for e in cluster.events("shop") if e["reason"] == "Killing"]
+        assert len(kills) == 3 and {e["involvedObject"]["name"] for e in kills} == old
+
+    run(body)
+
+
+def test_a_deleted_pod_that_ignores_sigterm_is_killed_after_its_grace_and_says_so() -> None:
+    async def body(clock: FakeClock, cluster: FakeCluster) -> None:
+        cluster.behave("app:1", ignores_stop=True)
+        manifest = deployment(replicas=2)
+        manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 5
+        cluster.apply(manifest)
+        cluster.set_scale("worker", 1, "shop")
+        assert len(cluster.pods("shop")) == 2
+        await clock.advance(5)
+        assert len(cluster.pods("shop")) == 1
 
     run(body)
 
@@ -312,11 +337,17 @@ def test_repeated_events_are_aggregated_with_a_count() -> None:
     run(body)
 
 
-def test_a_selector_that_misses_the_template_is_refused() -> None:
+def test_a_manifest_the_fake_cannot_honour_is_refused_with_the_field_named() -> None:
     async def body(clock: FakeClock, cluster: FakeCluster) -> None:
         manifest = deployment()
         manifest["spec"]["selector"]["matchLabels"] = {"app": "other"}
         with pytest.raises(UserError, match=r"does not match spec\.template\.metadata\.labels"):
             cluster.apply(manifest)
+        manifest = deployment()
+        manifest["spec"]["template"]["spec"]["containers"] *= 2
+        with pytest.raises(UserError, match="exactly one container"):
+            cluster.apply(manifest)
+        with pytest.raises(UserError, match="apply an apps/v1 Deployment"):
+            cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}})
 
     run(body)
