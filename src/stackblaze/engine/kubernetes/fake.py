@@ -360,8 +360,16 @@ class FakeCluster:
                 count += 1
             elif pod.ready_since is not None and pod.watched != pod.ready_since:
                 pod.watched = pod.ready_since  # look again, once, when it has been Ready long enough
-                pod.timers.append(self._clock.call_at(pod.ready_since + min_ready, self._sync_all))
+                self._watch(pod, pod.ready_since + min_ready)
         return count
+
+    def _watch(self, pod: FakePod, when: float) -> None:
+        def fire() -> None:
+            pod.timers.remove(handle)
+            self._sync_all()
+
+        handle = self._clock.call_at(when, fire)
+        pod.timers.append(handle)
 
     def _status(self, deployment: FakeDeployment) -> dict[str, Any]:
         new = deployment.new_set()

@@ -108,11 +108,13 @@ class Kubelet:
 
     def _later(self, pod: FakePod, delay: float, action: Callable[[], None]) -> None:
         def fire() -> None:
+            pod.timers.remove(handle)  # so a pod in a crash loop for days holds only its pending timers
             if pod.deleted_at is None:
                 action()
                 self._on_change()
 
-        pod.timers.append(self._clock.call_at(self._clock.time() + delay, fire))
+        handle = self._clock.call_at(self._clock.time() + delay, fire)
+        pod.timers.append(handle)
 
     def admit(self, pod: FakePod) -> None:
         """A new pod: scheduled (nowhere in particular), its image pulled, its container started at once."""

@@ -351,3 +351,21 @@ def test_a_manifest_the_fake_cannot_honour_is_refused_with_the_field_named() -> 
             cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}})
 
     run(body)
+
+
+def test_an_image_that_cannot_be_pulled_never_starts_and_the_deployment_is_not_available() -> None:
+    async def body(clock: FakeClock, cluster: FakeCluster) -> None:
+        cluster.behave("registry.example/app:gone", pull_error=True)
+        manifest = deployment(image="registry.example/app:gone")
+        del manifest["spec"]["strategy"]  # the API's default: RollingUpdate 25% / 25%, so 1 of 1 must be up
+        cluster.apply(manifest)
+        assert container(cluster)["state"]["waiting"]["reason"] == "ErrImagePull"
+        await clock.advance(10)
+        status = container(cluster)
+        assert status["state"]["waiting"]["reason"] == "ImagePullBackOff" and status["restartCount"] == 0
+        assert cluster.pods("shop")[0]["status"]["phase"] == "Pending"
+        assert condition(cluster, "Available")["status"] == "False"
+        failed = [e for e in cluster.events("shop", kind="Pod") if e["reason"] == "Failed"]
+        assert failed and failed[0]["type"] == "Warning" and "registry.example/app:gone" in failed[0]["message"]
+
+    run(body)
