@@ -15,8 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stackblaze.engine.local.slots import Desired
-from stackblaze.engine.local.supervisor import Supervisor
+from stackblaze.engine.protocol import Desired, Engine, RolloutView
 from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
@@ -32,7 +31,6 @@ from stackblaze.state.store import ReleaseRow, ServiceRow, Store
 
 if TYPE_CHECKING:
     from stackblaze.build.toolchains import SystemToolchains
-    from stackblaze.engine.local.rollout import Rollout
     from stackblaze.spec import Project
 
 log = logging.getLogger("stackblaze.control")
@@ -48,7 +46,7 @@ class Control:
     def __init__(self, *, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.supervisor: Supervisor | None = None  # set once the runner is connected
+        self.supervisor: Engine | None = None  # set once the runner is connected
         self._new_event = asyncio.Event()
         self.events_lost: dict[str, int] = {}  # per project, while the disk is full
         self.workers = WorkerUsers()
@@ -77,7 +75,7 @@ class Control:
         return cached[1]
 
     @property
-    def engine(self) -> Supervisor:
+    def engine(self) -> Engine:
         assert self.supervisor is not None
         return self.supervisor
 
@@ -153,7 +151,7 @@ class Control:
             if gid is not None and str(path) not in self._shared and share_tree(path, top=self.settings.home, gid=gid):
                 self._shared.add(str(path))
 
-    def rollout_failed(self, rollout: Rollout) -> None:
+    def rollout_failed(self, rollout: RolloutView) -> None:
         """The engine gave up on a rollout: the release is marked, and where the engine kept (or restored)
         the old release the service is recorded as running it again, so ps, a restart and the next daemon
         all agree on what runs. Called by the engine: a full disk is logged, never raised into it."""
@@ -169,7 +167,7 @@ class Control:
             log.warning("%s: the failed rollout of %s/%s release %d is not recorded", exc, rollout.project,
                         rollout.service, rollout.release)
 
-    async def wait_rollouts(self, project: str, started: dict[str, Rollout | None],
+    async def wait_rollouts(self, project: str, started: dict[str, RolloutView | None],
                             progress: Callable[[str], None]) -> list[dict[str, Any]]:
         """Wait for the rollouts that `started` names (None: the service had nothing to roll out) and
         return how each ended, saying each change of its counts on the way."""

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from stackblaze.engine.backoff import BackoffPolicy
-from stackblaze.engine.local.runner_client import RunnerClient
-from stackblaze.engine.local.supervisor import Supervisor
-from stackblaze.errors import DiskFullError, StackblazeError
+from stackblaze.engine.factory import open_engine
+from stackblaze.engine.protocol import EngineHooks
+from stackblaze.errors import DiskFullError
 from stackblaze.server import daemon_log
 from stackblaze.server.app import create_app
 from stackblaze.server.control import Control
@@ -79,15 +78,11 @@ async def serve(settings: Settings) -> None:
         store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
     keep_reserve(settings)
     control = Control(settings=settings, store=store)
-    runner = RunnerClient(settings.runner_socket, log_file=settings.home / "runner.log")
-    await runner.connect()
-    supervisor = Supervisor(
-        runner=runner, store=store, policy=BackoffPolicy(scale=settings.time_scale),
-        logs_dir=settings.logs_dir, desired=control.desired, services=control.services,
-        record_event=control.event, last_lines=control.read_last_lines, rollout_failed=control.rollout_failed,
-    )
-    control.supervisor = supervisor
-    await supervisor.start()
+    running = await open_engine(settings, store=store, hooks=EngineHooks(
+        desired=control.desired, services=control.services, record_event=control.event,
+        last_lines=control.read_last_lines, rollout_failed=control.rollout_failed,
+    ))
+    control.supervisor = running.engine
     log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)
 
     stop_all = False
@@ -116,21 +111,11 @@ async def serve(settings: Settings) -> None:
         if stop_all:
             log.info("stopping every worker and the runner")
             control.record_stop_all()
-            supervisor.halt()
-            try:
-                await runner.call("shutdown", grace=30.0 * settings.time_scale)
-                await asyncio.wait_for(_runner_gone(settings), timeout=660)
-            except (TimeoutError, StackblazeError, OSError) as exc:
-                log.error("could not stop the runner: %s", exc)
+            await running.stop_all()
         await drains.close()
-        await runner.close()
+        await running.close()
         store.close()
         log.info("daemon %d stopped", os.getpid())
-
-
-async def _runner_gone(settings: Settings) -> None:
-    while settings.runner_socket.exists():
-        await asyncio.sleep(0.05)
 
 
 def main() -> int:

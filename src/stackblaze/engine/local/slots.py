@@ -7,31 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stackblaze.engine.clock import Handle
-from stackblaze.spec.rollout import Rolling
+from stackblaze.engine.protocol import Desired
 
-
-@dataclass(frozen=True)
-class Desired:
-    """What one service should look like, resolved by the control plane (env already decrypted)."""
-
-    project: str
-    service: str
-    replicas: int
-    release: int
-    cwd: str
-    start: str
-    env: dict[str, str]
-    stop_signal: int
-    shutdown_grace: float
-    strategy: str
-    config: str  # digest of everything that, when changed, needs new processes
-    log_max_bytes: int = 10 << 20
-    log_max_files: int = 5
-    min_ready: float = 10.0  # seconds a new replica must run without exiting to be available
-    progress_deadline: float = 600.0
-    rolling: Rolling = field(default_factory=Rolling)
-    # Who the replicas run as, for the runner's spawn: {"uid", "gid", "groups", "name"}; None: the runner's user.
-    user: dict[str, Any] | None = None
+__all__ = ["Desired", "EventSink", "Live", "Slot", "StatusStore", "lives"]
 
 
 class StatusStore(Protocol):

@@ -20,6 +20,7 @@ from stackblaze.engine.exits import describe_exit_record, signal_name
 from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
 from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
+from stackblaze.engine.protocol import RolloutView
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
 
@@ -178,9 +179,10 @@ class Supervisor:
     def rollout_record(self, rollout: Rollout) -> dict[str, Any]:
         return rollout.record(self._counts(rollout))
 
-    async def wait_rollout(self, rollout: Rollout, *, on_change: Callable[[dict[str, Any]], None],
+    async def wait_rollout(self, rollout: RolloutView, *, on_change: Callable[[dict[str, Any]], None],
                            timeout: float | None = None) -> dict[str, Any]:
         """Until the rollout is complete or failed; `on_change` hears each new count on the way."""
+        assert isinstance(rollout, Rollout), "a rollout of another engine"
         last: dict[str, Any] | None = None
 
         def settled() -> bool:

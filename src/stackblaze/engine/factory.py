@@ -1,0 +1,13 @@
+"""Which engine runs a home's services: the one place the server reaches an engine's own modules through."""
+
+from __future__ import annotations
+
+from stackblaze.engine.local.engine import open_local
+from stackblaze.engine.local.slots import StatusStore
+from stackblaze.engine.protocol import EngineHooks, RunningEngine
+from stackblaze.settings import Settings
+
+
+async def open_engine(settings: Settings, *, store: StatusStore, hooks: EngineHooks) -> RunningEngine:
+    """The embedded local engine (the only kind so far; a Kubernetes target will be chosen here)."""
+    return await open_local(settings, store=store, hooks=hooks)
