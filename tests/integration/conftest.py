@@ -65,6 +65,24 @@ class Stackblaze:
     def daemon_pid(self) -> int:
         return int(self.run("daemon", "status", "--json").json()["pid"])
 
+    def tear_down(self) -> None:
+        """Stop everything this home started: daemon, runner, workers — by force if `daemon stop --all`
+        failed (the daemon first: it would start a new runner), so no test leaves a process behind."""
+        self.run("daemon", "stop", "--all", check=False, timeout=120)
+        for proc in psutil.process_iter(["cmdline", "environ"]):
+            cmd = proc.info["cmdline"] or []
+            if "stackblaze.server.daemon" in cmd and (proc.info["environ"] or {}).get("STACKBLAZE_HOME") == str(
+                    self.home):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+        runner = self.runner_pid()
+        if runner is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(runner, signal.SIGKILL)
+        for pid in instance_pids(self.home):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def runner_pid(self) -> int | None:
         for proc in psutil.process_iter(["cmdline"]):
             cmd = proc.info["cmdline"] or []
@@ -109,21 +127,7 @@ def sb(tmp_path: Path) -> Iterator[Stackblaze]:
     env["STACKBLAZE_WORKER_USER"] = "root"
     tool = Stackblaze(home=home, env=env)
     yield tool
-    # Tear down everything this test started: daemon, runner, workers.
-    subprocess.run([sys.executable, "-m", "stackblaze.cli", "daemon", "stop", "--all"], env=env,
-                   capture_output=True, timeout=120)
-    # Only if `daemon stop --all` failed: the daemon first (it would start a new runner), then the runner.
-    for proc in psutil.process_iter(["cmdline", "environ"]):
-        cmd = proc.info["cmdline"] or []
-        if "stackblaze.server.daemon" in cmd and (proc.info["environ"] or {}).get("STACKBLAZE_HOME") == str(home):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-    runner = tool.runner_pid()
-    if runner is not None:
-        os.kill(runner, signal.SIGKILL)
-    for pid in instance_pids(home):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    tool.tear_down()
 
 
 def write_project(root: Path, spec: str, files: dict[str, str] | None = None) -> Path:

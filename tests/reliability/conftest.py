@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Result, Stackblaze, instance_pids, sb, wait_for
+from tests.integration.conftest import Result, Stackblaze, sb, wait_for
 from tests.tools import missing
 
 __all__ = ["Result", "Stackblaze", "sb", "wait_for"]
@@ -219,14 +219,8 @@ def user_sb(test_user: pwd.struct_passwd) -> Iterator[UserStackblaze]:
     try:
         yield tool
     finally:
-        tool.run("daemon", "stop", "--all", check=False, timeout=120)
-        runner = tool.runner_pid()
-        if runner is not None:
-            os.kill(runner, signal.SIGKILL)
+        tool.tear_down()
         kill_marked(home)
-        for pid in instance_pids(home):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
 
 

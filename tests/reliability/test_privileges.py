@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -112,10 +111,7 @@ def root_sb() -> Iterator[Stackblaze]:
     try:
         yield tool
     finally:
-        tool.run("daemon", "stop", "--all", check=False, timeout=120)
-        runner = tool.runner_pid()
-        if runner is not None:
-            os.kill(runner, signal.SIGKILL)
+        tool.tear_down()
         kill_marked(tool.home)
         shutil.rmtree(base, ignore_errors=True)
 
