@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,29 +23,35 @@ sys.stdin.read()  # until the test closes our stdin
 """
 
 
+@contextmanager
+def holding(script: str, lock: Path) -> Iterator[int]:
+    """Another process that runs `script` to take the lock, holding it until the block ends; its PID."""
+    holder = subprocess.Popen([sys.executable, "-c", script, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder.pid
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        holder.stdout.close()
+
+
 def test_the_holder_is_named_and_a_second_taker_changes_nothing(tmp_path: Path) -> None:
     lock = tmp_path / "daemon.lock"
     assert held_by(lock) is None  # no file yet
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        assert held_by(lock) == holder.pid
+    with holding(HOLD, lock) as pid:
+        assert held_by(lock) == pid
         with pytest.raises(LockHeld) as refused:
             acquire(lock, patience=0.1)
-        assert refused.value.pid == holder.pid
-        assert lock.read_text() == f"{holder.pid}\n"  # opened without truncating
-        assert held_by(lock) == holder.pid  # probing did not take it away
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
-        assert holder.stdout is not None
-        holder.stdout.close()
+        assert refused.value.pid == pid
+        assert lock.read_text() == f"{pid}\n"  # opened without truncating
+        assert held_by(lock) == pid  # probing did not take it away
     assert held_by(lock) is None  # the lock went with the process
     fd = acquire(lock, patience=0.1)
     try:
-        assert lock.read_text().strip().isdigit() and int(lock.read_text()) != holder.pid
+        assert lock.read_text().strip().isdigit() and int(lock.read_text()) != pid
         assert lock.stat().st_mode & 0o777 == 0o600
     finally:
         os.close(fd)
@@ -54,17 +62,8 @@ def test_a_holder_that_has_not_written_its_pid_yet_is_still_a_holder(tmp_path: P
     lock.write_text("")
     script = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
               "print('held', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", script, str(lock)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with holding(script, lock):
         assert held_by(lock) == 0
         with pytest.raises(LockHeld) as refused:
             acquire(lock, patience=0.05)
         assert refused.value.pid is None and "another process" in str(refused.value)
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
-        assert holder.stdout is not None
-        holder.stdout.close()
