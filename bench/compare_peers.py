@@ -25,6 +25,16 @@ PM2_VERSION = os.environ.get("SB_BENCH_PM2_VERSION", "7.0.4")
 WORKER_USER = os.environ.get("STACKBLAZE_WORKER_USER", "root")
 
 
+def installed(distribution: str) -> str | None:
+    """The installed version of a Python distribution, or None when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class Program:
     """What a peer is set up to run: `count` copies of argv, under the name `name`."""
@@ -89,11 +99,7 @@ class Stackblaze(Peer):
         self.rotates = log_max_bytes is None  # the stock 10 MiB x 5: most of a 2,000,000-line burst goes
         if label:
             self.name = label
-        try:
-            from importlib.metadata import version
-            self.version = version("stackblaze")
-        except Exception:
-            self.version = "?"
+        self.version = installed("stackblaze") or "?"
         self.pids: list[int] = []
 
     def _env(self) -> dict[str, str]:
@@ -162,10 +168,8 @@ class Supervisord(Peer):
     name = "supervisord"
 
     def unavailable(self) -> str | None:
-        try:
-            from importlib.metadata import version
-            self.version = version("supervisor")
-        except Exception:
+        self.version = installed("supervisor") or ""
+        if not self.version:
             return "supervisor is not installed (pip install supervisor==4.3.0)"
         if not (BIN / "supervisord").exists():
             return f"no supervisord in {BIN}"
@@ -231,10 +235,8 @@ class Circus(Peer):
     name = "circus"
 
     def unavailable(self) -> str | None:
-        try:
-            from importlib.metadata import version
-            self.version = version("circus")
-        except Exception:
+        self.version = installed("circus") or ""
+        if not self.version:
             return "circus is not installed (pip install circus==0.19.0)"
         probe = subprocess.run([sys.executable, "-c", "import circus.circusd, circus.circusctl"],
                                capture_output=True, text=True)
