@@ -2,18 +2,83 @@
 
 The server imports this module and `engine.factory`, never an engine's own modules, so the local engine and
 the Kubernetes engine can stand behind the same calls. Records stay plain JSON-ready dicts (what the API
-serialises); their shapes are named here.
+serialises); their shapes are named here as TypedDicts (DESIGN.md's "one vocabulary").
+
+Logs: every engine stores each replica's output as CRI lines (`<RFC 3339> <stream> <F|P> <line>`) in
+`<logs_dir>/<project>/<service>/<replica>.log`, rotated as `<replica>.log.1` ... The local engine's runner writes
+them; the Kubernetes engine pumps each pod's log API stream into them as it arrives (a pod takes the
+lowest free replica number of its service). `logs`, crash tails and drains read them through the
+engine's LogSource.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, NotRequired, Protocol, TypedDict
 
 from stackblaze.spec.rollout import Rolling
 
-ReplicaStatus = dict[str, Any]  # service, replica, state, release, pid, started_at, uptime, restart_count, ...
+
+class ExitRecord(TypedDict, total=False):
+    """How a replica's last run ended (engine/exits.py describes it in words)."""
+
+    code: int | None  # exit code, or None when a signal ended it
+    signal: int | None
+    signal_name: str | None
+    reason: str | None  # e.g. "OOMKilled", "Error", "Completed" (Kubernetes), "grace-kill" (local)
+    description: str  # the meaning, in words: "exited with code 3", "killed by SIGKILL (not by stackblaze)"
+    at: float  # when it ended (Unix time)
+    ran: float  # seconds it had run
+    last_lines: list[str]
+
+
+class ReplicaStatusRecord(TypedDict, total=False):
+    """One replica, as `ps --json` and the API show it, whichever engine runs it."""
+
+    service: str
+    replica: int  # 1..N
+    state: str  # starting | running | waiting | stopping | stopped
+    release: int | None
+    pid: int | None  # local engine
+    pod: str | None  # Kubernetes engine
+    started_at: float | None
+    uptime: float | None
+    restart_count: int
+    last_exit: ExitRecord | None
+    next_restart_at: float | None
+    waiting_reason: str | None  # "crash loop", "CrashLoopBackOff", "ImagePullBackOff" ...
+
+
+class EventRecord(TypedDict):
+    """One event (state/store.EventRow.to_dict): what `events --json` prints."""
+
+    id: int
+    at: float
+    project: str
+    service: str | None
+    replica: int | None
+    kind: str  # deploy, build, start, exit, restart-scheduled, scale, env, rollout-failed, drain-failed ...
+    message: str
+    details: dict[str, Any]
+
+
+class LogLine(TypedDict):
+    """One log record (logs/record.py LogRecord.to_dict, plus level/message/fields for a JSON line)."""
+
+    at: str  # RFC 3339, UTC, microseconds
+    service: str
+    replica: int
+    stream: str  # stdout | stderr
+    line: str
+    partial: bool
+    level: NotRequired[str | None]
+    message: NotRequired[str | None]
+    fields: NotRequired[dict[str, Any]]
+
+
+ReplicaStatus = dict[str, Any]  # a ReplicaStatusRecord, as the engines build it (mutable, JSON-ready)
 RolloutRecord = dict[str, Any]  # service, state, release, from_release, reason, exit, counts (see Rollout.record)
 EventSink = Callable[..., None]  # record_event(project=, kind=, message=, service=, replica=, details=, at=)
 
@@ -40,6 +105,11 @@ class Desired:
     rolling: Rolling = field(default_factory=Rolling)
     # Who the replicas run as, for the runner's spawn: {"uid", "gid", "groups", "name"}; None: the runner's user.
     user: dict[str, Any] | None = None
+    # Kubernetes-family targets: `project` is the store's key ("acme@prod"); these say what the cluster sees.
+    # `env` then holds only the user's env (it goes into the Secret); the image is referenced by digest.
+    app: str | None = None  # the project's own name ("acme")
+    namespace: str | None = None
+    image: str | None = None
 
 
 
@@ -60,6 +130,18 @@ class RolloutView(Protocol):
     def restored(self) -> bool: ...
 
 
+class LogSource(Protocol):
+    """Where an engine keeps its replicas' logs (CRI files, see above), and a crashed container's output."""
+
+    def log_dir(self, project: str) -> Path:
+        """The directory of the project's `<service>/<replica>.log` files."""
+        ...
+
+    async def previous(self, project: str, service: str, replica: int, count: int) -> list[str]:
+        """The last `count` lines of the replica's previous run (a crash's tail); [] when there is none."""
+        ...
+
+
 class Engine(Protocol):
     """Runs each service as its Desired state says; the control plane calls `reconcile` after every change
     of that state (deploy, scale, env, stop/start, rollback, destroy)."""
@@ -76,6 +158,9 @@ class Engine(Protocol):
     async def wait_stopped(self, project: str, service: str | None = None, timeout: float = 660.0) -> None: ...
 
     def forget(self, project: str, service: str | None = None) -> None: ...
+
+    @property
+    def logs(self) -> LogSource: ...
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
+from stackblaze.spec.targets import Target
 
 ServiceType = Literal["worker"]
 Strategy = Literal["rolling", "recreate"]
@@ -58,3 +59,4 @@ class Project:
     env: Mapping[str, str] = field(default_factory=dict)
     spec_file: Path | None = None
     notes: tuple[str, ...] = ()
+    targets: Mapping[str, Target] = field(default_factory=dict)  # `targets:` besides the local default

@@ -22,12 +22,14 @@ from stackblaze.spec.rollout import (
 )
 from stackblaze.spec.runtimes import check_runtime, default_start
 from stackblaze.spec.signals import parse_signal
+from stackblaze.spec.targets import read_targets
 
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)  # what Debian's useradd takes (NAME_REGEX)
 # Maps a service root to the Procfile commands found there ({} when there is no Procfile).
 FindCommands = Callable[[str], Mapping[str, str]]
 
-PROJECT_FIELDS = {"project": "project: my-app", "env": "env: {KEY: value}", "services": "services: [...]"}
+PROJECT_FIELDS = {"project": "project: my-app", "env": "env: {KEY: value}", "services": "services: [...]",
+                  "targets": "targets: {prod: {kind: kubernetes, registry: registry.example.com/acme}}"}
 SERVICE_FIELDS = {
     "name": "name: worker",
     "type": "type: worker",
@@ -77,7 +79,9 @@ def read_project(doc: Document, *, source: Path, spec_file: Path, find_commands:
     for index, service in enumerate(services.values()):
         where = doc.at(f"services[{index}].env" if "env" in raw_services[index] else f"services[{index}]")
         fields.check_env_total({**env, **service.env}, where=where, reserve=fields.PLATFORM_ENV_RESERVE)
-    return Project(name=name, env=env, services=tuple(services.values()), source=source, spec_file=spec_file)
+    targets = read_targets(data.get("targets"), at=doc.at)
+    return Project(name=name, env=env, services=tuple(services.values()), source=source, spec_file=spec_file,
+                   targets=targets)
 
 
 def _read_service(doc: Document, raw: object, path: str, source: Path, find_commands: FindCommands) -> Service:

@@ -140,7 +140,7 @@ def test_alias_bomb_is_cheap(spec_dir: SpecDir) -> None:
 
     message = spec_dir.error()
 
-    assert message == "stackblaze.yaml:1: a0: unknown field (known fields: project, env, services)"
+    assert message == "stackblaze.yaml:1: a0: unknown field (known fields: project, env, services, targets)"
     assert time.monotonic() - started < 5
 
 

@@ -15,11 +15,11 @@ CASES = {
     ),
     "unknown field without a suggestion": (
         "project: acme\ncolour: blue\nservices: []\n",
-        "stackblaze.yaml:2: colour: unknown field (known fields: project, env, services)",
+        "stackblaze.yaml:2: colour: unknown field (known fields: project, env, services, targets)",
     ),
     "key that is not text": (
         "project: acme\n1: x\nservices: []\n",
-        "stackblaze.yaml:2: 1 is not a field name (known fields: project, env, services)",
+        "stackblaze.yaml:2: 1 is not a field name (known fields: project, env, services, targets)",
     ),
     "services is not a list": (
         "project: acme\nservices: worker\n",

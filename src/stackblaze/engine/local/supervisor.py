@@ -663,6 +663,10 @@ class Supervisor:
         for rollout in self._rollouts.values():
             rollout.finish(rollout.state, self._clock.time())
 
+    @property
+    def logs(self) -> LocalLogs:
+        return LocalLogs(self)
+
     def forget(self, project: str, service: str | None = None) -> None:
         for slot in list(self._slots.values()):
             if slot.project == project and (service is None or slot.service == service):
@@ -704,3 +708,19 @@ class Supervisor:
             "release": record.get("release"), "key": record.get("key"), "pid": record.get("pid"),
             "killed_after_grace": record.get("killed_after_grace"), "oom_killed": bool(record.get("oom_killed")),
         }
+
+
+class LocalLogs:
+    """The runner's CRI files, and a replica's previous run as its last exit recorded it."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def log_dir(self, project: str) -> Path:
+        return self._supervisor._logs_dir / project
+
+    async def previous(self, project: str, service: str, replica: int, count: int) -> list[str]:
+        for status in self._supervisor.status(project, service):
+            if status.get("replica") == replica and status.get("last_exit"):
+                return list(status["last_exit"].get("last_lines") or [])[-count:]
+        return []
