@@ -35,6 +35,11 @@ def build(
     init: Annotated[str | None, typer.Option(
         "--init", help="An init the base has (e.g. tini) to run the worker under.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --image: print the Containerfiles.")] = False,
+    push: Annotated[str | None, typer.Option(
+        "--push", metavar="REGISTRY",
+        help="With --image: build each image as REGISTRY/<tag> and push it; prints it by digest.")] = None,
+    insecure_registry: Annotated[bool, typer.Option(
+        "--insecure-registry", help="With --push: the registry speaks plain HTTP (e.g. one on 127.0.0.1).")] = False,
 ) -> None:
     """Show build plans (--plan) or build images (--image).
 
@@ -43,9 +48,14 @@ def build(
     from stackblaze.cli import render
 
     path = path or project_root()
+    if (push is not None or insecure_registry) and (not image or dry_run):
+        raise UserError("build --push/--insecure-registry: go with --image and without --dry-run "
+                        "(e.g. stackblaze build --image --push 127.0.0.1:5000/acme)")
+    if insecure_registry and push is None:
+        raise UserError("build --insecure-registry: goes with --push REGISTRY")
     if image:
         build_images(path, tag=tag, builder=builder, base=base, run_base=run_base, init=init,
-                     dry_run=dry_run, as_json=as_json)
+                     dry_run=dry_run, as_json=as_json, push=push, insecure=insecure_registry)
         return
     if dry_run:
         raise UserError("build --dry-run: goes with --image (e.g. stackblaze build --image --dry-run)")
@@ -116,10 +126,13 @@ def _print_plan(plan: dict[str, Any]) -> None:
 
 
 def build_images(path: Path, *, tag: str | None, builder: str | None, base: str | None, run_base: str | None,
-                 init: str | None, dry_run: bool, as_json: bool) -> None:
-    """One image per service; the builder's output goes to stderr, the result (or Containerfile) to stdout."""
+                 init: str | None, dry_run: bool, as_json: bool, push: str | None = None,
+                 insecure: bool = False) -> None:
+    """One image per service; the builder's output goes to stderr, the result (or Containerfile) to stdout.
+    With `push` (a registry), each image is named `<push>/<tag>` and pushed, and reported by digest."""
     from stackblaze.build.detect import detect_plan
     from stackblaze.build.image import ImageToolchains, build_image, containerfile_for, image_tag
+    from stackblaze.build.registry import check_registry, push_image
     from stackblaze.build.release import digest_tree
     from stackblaze.build.toolchains import SystemToolchains
     from stackblaze.cli import render
@@ -129,12 +142,15 @@ def build_images(path: Path, *, tag: str | None, builder: str | None, base: str 
     if tag is not None and "{service}" not in tag and len(project.services) > 1:
         raise UserError(f"--tag: {tag!r} would name {len(project.services)} images the same; put {{service}} "
                         f"in it (e.g. --tag {project.name}-{{service}}:v1)")
+    registry = check_registry(push) if push is not None else None
     toolchains = ImageToolchains(SystemToolchains())  # the image runs `python3`, not this machine's path
     images: list[dict[str, Any]] = []
     for service in project.services:
         found = detect_plan(project.source, service, toolchains=toolchains)
         context = project.source / found.copy_root
         name = image_tag(tag, project=project.name, service=service.name)
+        if registry is not None:
+            name = f"{registry}/{name}"
         options: dict[str, Any] = {"base": base, "run_base": run_base, "stop_signal": service.stop_signal,
                                    "init": init, "project": project.name, "release": digest_tree(context)[:12]}
         if dry_run:
@@ -151,5 +167,12 @@ def build_images(path: Path, *, tag: str | None, builder: str | None, base: str 
                        "containerfile": result.containerfile})
         if not as_json:
             render.out.print(f"{service.name}: built {result.tag} with {result.builder}", markup=False)
+        if registry is not None:
+            render.err.print(f"==> {service.name}: pushing {result.tag}", markup=False)
+            pushed = push_image(result.tag, result.tag, insecure=insecure, builder=result.builder,
+                                output=lambda line: render.err.print(f"    {line}", markup=False, highlight=False))
+            images[-1].update(pushed=pushed, digest=pushed.rsplit("@", 1)[1])
+            if not as_json:
+                render.out.print(f"{service.name}: pushed {pushed}", markup=False)
     if as_json:
         render.print_json({"project": project.name, "images": images})

@@ -145,7 +145,9 @@ class Client:
             params["project"] = self.project
         for key in ("service", "project"):
             if isinstance(params.get(key), str):
-                check_name(params[key], where=key if key == "service" else "--project", key=key)
+                name = params[key].partition("@")[0] if key == "project" else params[key]  # acme@prod: on prod
+                if name or key == "service":
+                    check_name(name, where=key if key == "service" else "--project", key=key)
         return params
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
@@ -200,12 +202,13 @@ class Client:
         except httpx.TransportError as exc:
             raise UnavailableError(f"lost the daemon during {method} {path}: {exc}") from None
 
-    def deploy(self, path: str, *, on_progress: Callable[[str], None], detach: bool = False) -> dict[str, Any]:
+    def deploy(self, path: str, *, on_progress: Callable[[str], None], detach: bool = False,
+               target: dict[str, str | None] | None = None) -> dict[str, Any]:
         """Run a deploy, passing build and rollout progress on as it comes; a failed build raises with the
         lines that say why and its last lines; a failed rollout is in the result (`ok` false)."""
         final: dict[str, Any] = {}
         # The build runs with the user's PATH, not the daemon's: a tool installed since it started is found.
-        body = {"path": path, "env_path": os.environ.get("PATH"), "detach": detach}
+        body = {"path": path, "env_path": os.environ.get("PATH"), "detach": detach, **(target or {})}
         for message in self.stream("/v1/deploy", method="POST", body=body):
             if "progress" in message:
                 on_progress(message["progress"])

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stackblaze.cli.options import JsonOpt, ProjectOpt, client, examples, project_here
+from stackblaze.cli.options import JsonOpt, ProjectOpt, TargetOpt, client, examples, project_here
 from stackblaze.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, help="Project environment variables (secrets never printed).")
@@ -16,11 +16,12 @@ ServiceOpt = Annotated[str | None, typer.Option("--service", "-s", help="Only fo
 
 
 @app.command("list", epilog=examples("stackblaze env list", "stackblaze env list --project shop --json"))
-def env_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def env_list(as_json: JsonOpt = False, project: ProjectOpt = None,
+            target: TargetOpt = None) -> None:
     """Every variable; secret values are shown masked."""
     from stackblaze.cli import render
 
-    result = client(project_here(project)).request("GET", "/v1/env")
+    result = client(project_here(project), target).request("GET", "/v1/env")
     if as_json:
         render.print_json(result)
         return
@@ -57,6 +58,7 @@ def env_set(
     service: ServiceOpt = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Set variables (restarts what uses them).
 
@@ -64,7 +66,7 @@ def env_set(
     from stackblaze.cli import render
 
     body = {"set": read_pairs(pairs), "secret": secret, "service": service}
-    result = client(project_here(project)).request("POST", "/v1/env", body=body)
+    result = client(project_here(project), target).request("POST", "/v1/env", body=body)
     if as_json:
         render.print_json(result)
     else:
@@ -78,13 +80,14 @@ def env_unset(
     service: ServiceOpt = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Remove variables (restarts what used them).
 
     The affected replicas restart (rolling)."""
     from stackblaze.cli import render
 
-    result = client(project_here(project)).request("POST", "/v1/env", body={"unset": keys, "service": service})
+    result = client(project_here(project), target).request("POST", "/v1/env", body={"unset": keys, "service": service})
     if as_json:
         render.print_json(result)
     else:

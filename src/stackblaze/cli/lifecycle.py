@@ -12,6 +12,7 @@ from stackblaze.cli.options import (
     JsonOpt,
     ProjectOpt,
     ServiceArg,
+    TargetOpt,
     client,
     examples,
     project_here,
@@ -25,6 +26,7 @@ rollout_app = typer.Typer(no_args_is_help=True, help="Rollouts: wait for one and
 
 
 @app.command(epilog=examples("cd my-app && stackblaze deploy", "stackblaze deploy ~/src/my-app",
+                             "stackblaze deploy --target prod   # targets: {prod: {kind: kubernetes, ...}}",
                              "stackblaze deploy --detach && stackblaze rollout status",
                              "stackblaze deploy --json | jq .services"))
 def deploy(
@@ -34,6 +36,13 @@ def deploy(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once built; follow with `rollout "
                                          "status`.")] = False,
     as_json: JsonOpt = False,
+    target: TargetOpt = None,
+    context: Annotated[str | None, typer.Option("--context", help="Kubernetes: the kubeconfig context "
+                                                "(over the target's).")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", help="Kubernetes: the namespace (default: one "
+                                                  "named after the project).")] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="Kubernetes: where images are pushed "
+                                                 "(host[:port][/path]).")] = None,
 ) -> None:
     """Build and roll out the project; wait for the rollouts.
 
@@ -45,7 +54,8 @@ def deploy(
     c = client()
     if not as_json:
         render.err.print(f"deploying {source}", markup=False)
-    result = c.deploy(str(source), on_progress=(lambda _: None) if as_json else render.build_line, detach=detach)
+    result = c.deploy(str(source), on_progress=(lambda _: None) if as_json else render.build_line, detach=detach,
+                      target={"target": target, "context": context, "namespace": namespace, "registry": registry})
     if as_json:
         render.print_json(result)
     else:
@@ -61,7 +71,7 @@ def deploy(
             render.rollout_outcome(item)
     _fail_on_rollouts([item.get("rollout") or {} for item in result["services"]])
     if not as_json:
-        c.project = result["project"]
+        c.project = result["project"]  # `acme@prod` on a target
         render.ps_table(c.request("GET", "/v1/ps"))
 
 
@@ -77,13 +87,14 @@ def rollout_status(
     service: Annotated[str | None, typer.Argument(help="Service (default: every service).")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Wait for the rollouts in progress.
 
     Reports them as `deploy` does (exit 1 when one failed)."""
     from stackblaze.cli import render
 
-    result = client(project_here(project)).rollout_status(
+    result = client(project_here(project), target).rollout_status(
         service, on_progress=(lambda _: None) if as_json else render.build_line)
     if as_json:
         render.print_json(result)
@@ -94,12 +105,13 @@ def rollout_status(
 
 
 @app.command(epilog=examples("stackblaze releases worker", "stackblaze releases worker --json | jq '.releases[].path'"))
-def releases(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def releases(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None,
+            target: TargetOpt = None) -> None:
     """A service's kept releases, with their paths.
 
     Number, when, runtime, dependencies, build time, the release's tree and its start command."""
     from stackblaze.cli import render
-    result = client(project_here(project)).request("GET", f"/v1/services/{service}/releases")
+    result = client(project_here(project), target).request("GET", f"/v1/services/{service}/releases")
     render.print_json(result) if as_json else render.releases_table(result)
 
 
@@ -109,10 +121,11 @@ def rollback(
     release: Annotated[int | None, typer.Argument(help="Release number (default: the previous one).")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Run an earlier kept release again, without rebuilding."""
     from stackblaze.cli import render
-    result = client(project_here(project)).request("POST", f"/v1/services/{service}/rollback",
+    result = client(project_here(project), target).request("POST", f"/v1/services/{service}/rollback",
                                                    body={"release": release})
     if as_json:
         render.print_json(result)
@@ -126,39 +139,44 @@ def scale(
     replicas: Annotated[str, typer.Option("--replicas", "-r", help="How many to run (0 to 1000).")],
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Run N replicas of a service.
 
     Scaling down stops the highest-numbered first; the count is kept across deploys."""
     from stackblaze.cli import render
     count = whole_number(replicas, option="--replicas", low=0, high=1000)
-    result = client(project_here(project)).request("POST", f"/v1/services/{service}/scale", body={"replicas": count})
+    result = client(project_here(project), target).request("POST", f"/v1/services/{service}/scale",
+                                                           body={"replicas": count})
     if as_json:
         render.print_json(result)
     else:
         render.out.print(f"{service}: {result['from']} -> {result['replicas']} replicas", markup=False)
 
 
-def _lifecycle(service: str, action: str, as_json: bool, done: str, project: str | None) -> None:
+def _lifecycle(service: str, action: str, as_json: bool, done: str, project: str | None,
+               target: str | None) -> None:
     from stackblaze.cli import render
-    result = client(project_here(project)).request("POST", f"/v1/services/{service}/{action}")
+    result = client(project_here(project), target).request("POST", f"/v1/services/{service}/{action}")
     render.print_json(result) if as_json else render.out.print(f"{service}: {done}", markup=False)
 
 
 @app.command(epilog=examples("stackblaze restart worker", "stackblaze restart worker --project shop"))
-def restart(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def restart(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None,
+            target: TargetOpt = None) -> None:
     """Replace every replica of a service.
 
     By its strategy: rolling or recreate."""
-    _lifecycle(service, "restart", as_json, "restarting", project)
+    _lifecycle(service, "restart", as_json, "restarting", project, target)
 
 
 @app.command(epilog=examples("stackblaze stop worker", "stackblaze start worker"))
-def stop(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def stop(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt = None,
+            target: TargetOpt = None) -> None:
     """Stop a service's replicas.
 
     The stop signal, then SIGKILL after its grace; waits until they are gone."""
-    _lifecycle(service, "stop", as_json, "stopped", project)
+    _lifecycle(service, "stop", as_json, "stopped", project, target)
 
 
 @app.command(epilog=examples("stackblaze start worker", "stackblaze start", "stackblaze start --project shop"))
@@ -167,15 +185,16 @@ def start(
         help="Service (default: every stopped service of the project).", show_default=False)] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Start a stopped service (or every stopped one).
 
     After `stop`, or after `daemon stop --all`, which leaves every service stopped."""
     if service is not None:
-        _lifecycle(service, "start", as_json, "started", project)
+        _lifecycle(service, "start", as_json, "started", project, target)
         return
     from stackblaze.cli import render
-    c = client(project_here(project))
+    c = client(project_here(project), target)
     status = c.request("GET", "/v1/ps")
     c.project = status["project"]
     stopped = [item["service"] for item in status["services"] if not item["running_flag"]]
@@ -194,6 +213,7 @@ def destroy(
     = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Stop a project and delete all it has.
 
@@ -205,7 +225,7 @@ def destroy(
     if not yes and not sys.stdin.isatty():  # a script must say so: nobody is there to answer
         raise UserError("destroy: stdin is not a terminal, so nobody can confirm: pass --yes "
                         f"(e.g. stackblaze destroy --project {name or 'NAME'} --yes)")
-    c = client(name)
+    c = client(name, target)
     if not yes:
         target = c.request("GET", "/v1/ps")["project"]  # which project, checked before asking about it
         if not typer.confirm(f"Destroy project {target}: stop its workers, delete its releases, logs, env "

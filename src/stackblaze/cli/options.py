@@ -21,6 +21,10 @@ ProjectOpt = Annotated[str | None, typer.Option(
     "--project", "-p", envvar="STACKBLAZE_PROJECT",
     help="Project to act on (default: the current directory's, else the only deployed one).")]
 
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target", "-t", envvar="STACKBLAZE_TARGET",
+    help="Where the project runs: a target of stackblaze.yaml's targets: (default: local).")]
+
 
 def examples(*lines: str) -> str:
     """A command's examples for its --help epilog; the \\b keeps click from rewrapping them."""
@@ -56,11 +60,17 @@ def project_root() -> Path:
     return found.found_in.parent if found else Path(".")
 
 
-def client(project: str | None = None) -> Client:
-    """A client for the daemon; `project` is what the daemon is told (None: its only deployed project)."""
+def client(project: str | None = None, target: str | None = None) -> Client:
+    """A client for the daemon; `project` is what the daemon is told (None: its only deployed project), on
+    `target` (None or "local": this machine; else the daemon is told `project@target`)."""
     from stackblaze.cli.client import Client
     from stackblaze.settings import load_settings
 
+    if target is not None and target != "local":
+        from stackblaze.spec.targets import check_target_name
+
+        check_target_name(target, where="--target")
+        return Client(load_settings(), project=f"{project or ''}@{target}")
     return Client(load_settings(), project=project)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stackblaze.cli.options import JsonOpt, ProjectOpt, client, examples, project_here, whole_number
+from stackblaze.cli.options import JsonOpt, ProjectOpt, TargetOpt, client, examples, project_here, whole_number
 from stackblaze.errors import UserError
 
 app = typer.Typer()
@@ -34,13 +34,15 @@ def ps(
     all_projects: Annotated[bool, typer.Option("--all", "-a", help="Every project, wherever you are.")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Services and replicas: state, restarts, last exit.
 
     State, pid, uptime, restarts and last exit of each replica; every project, grouped, when none is given
     or found in the current directory (or with --all)."""
     name = _scope(project, all_projects)
-    result = client(name).request("GET", "/v1/ps", params={"service": service, "all": name is None or None})
+    every = (name is None and target is None) or None
+    result = client(name, target).request("GET", "/v1/ps", params={"service": service, "all": every})
     from stackblaze.cli import render
 
     if as_json:
@@ -79,6 +81,7 @@ def logs(
     release: Annotated[int | None, typer.Option("--release", help="With --build: that release's log.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Replicas' logs; --tail follows them.
 
@@ -91,7 +94,7 @@ def logs(
     if build:
         if service is None:
             raise UserError("logs --build: name the service (e.g. stackblaze logs worker --build)")
-        payload = client(project_here(project)).request("GET", f"/v1/services/{service}/build-log",
+        payload = client(project_here(project), target).request("GET", f"/v1/services/{service}/build-log",
                                                         params={"release": release})
         render.print_json(payload) if as_json else sys.stdout.write(payload["log"])
         return
@@ -107,7 +110,7 @@ def logs(
             raise UserError(f"--since: {since[:40]!r} goes back before 1970 (e.g. --since 2h)")
     printer = render.LogPrinter(as_json=as_json, timestamps=timestamps, raw=raw)
     try:
-        for record in client(project_here(project)).stream("/v1/logs", params=params):
+        for record in client(project_here(project), target).stream("/v1/logs", params=params):
             printer.print(record)
             printer.flush()
     except KeyboardInterrupt:
@@ -123,6 +126,7 @@ def events(
     lines: Annotated[str, typer.Option("-n", "--lines", help="How many past events.")] = "50",
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """What happened: deploys, starts, exits, restarts.
 
@@ -131,9 +135,9 @@ def events(
     from stackblaze.cli import render
 
     name = _scope(project)
-    c = client(name)
+    c = client(name, target)
     params: dict[str, Any] = {"service": service, "limit": whole_number(lines, option="-n", low=1, high=100_000),
-                              "all": name is None or None}
+                              "all": (name is None and target is None) or None}
     try:
         if tail:
             for event in c.stream("/v1/events", params={**params, "follow": True}):

@@ -6,8 +6,16 @@ from stackblaze.engine.local.engine import open_local
 from stackblaze.engine.local.slots import StatusStore
 from stackblaze.engine.protocol import EngineHooks, RunningEngine
 from stackblaze.settings import Settings
+from stackblaze.spec.targets import Target
 
 
 async def open_engine(settings: Settings, *, store: StatusStore, hooks: EngineHooks) -> RunningEngine:
     """The embedded local engine (the only kind so far; a Kubernetes target will be chosen here)."""
     return await open_local(settings, store=store, hooks=hooks)
+
+
+async def open_target(settings: Settings, target: Target, *, hooks: EngineHooks) -> RunningEngine:
+    """The engine of a kubernetes or fake target; the Kubernetes modules load only when one is used."""
+    from stackblaze.engine.kubernetes.engine import open_kubernetes
+
+    return await open_kubernetes(settings, target, hooks=hooks)

@@ -35,6 +35,11 @@ class DeployRequest(BaseModel):
     # the CLI's PATH: tools are looked up there; None: the daemon's
     env_path: str | None = Field(default=None, max_length=ENV_STRING_MAX)
     detach: bool = False  # return once the rollouts started instead of waiting for them
+    # where: a target of the spec's `targets:` (None: local), and flags over its settings
+    target: str | None = Field(default=None, max_length=40)
+    context: str | None = Field(default=None, max_length=253)
+    namespace: str | None = Field(default=None, max_length=63)
+    registry: str | None = Field(default=None, max_length=255)
 
     @field_validator("path", "env_path")
     @classmethod
@@ -126,8 +131,9 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         "cause": [...], "tail": [...]}."""
         async def run(progress: Callable[[str], None]) -> dict[str, Any]:
             try:
-                return {"result": await control.deploy(body.path, progress, path_env=body.env_path,
-                                                       detach=body.detach)}
+                return {"result": await control.deploy(
+                    body.path, progress, path_env=body.env_path, detach=body.detach,
+                    target=(body.target, body.context, body.namespace, body.registry))}
             except BuildFailed as exc:
                 where = f"{exc.service}: " if exc.service else ""
                 return {"error": f"{where}{exc}", "kind": "BuildFailed", "cause": exc.cause, "tail": exc.tail,
@@ -142,7 +148,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         """NDJSON, as a deploy reports it: {"progress": line} while rollouts go on, then {"result": ...}."""
         name = control.resolve(project)
         names = [control.row(name, service).name] if service else [r.name for r in control.store.services(name)]
-        started = {each: control.engine.rollout(name, each) for each in names}
+        started = {each: control.engine_for(name).rollout(name, each) for each in names}
 
         async def run(progress: Callable[[str], None]) -> dict[str, Any]:
             outcomes = await control.wait_rollouts(name, started, progress)
@@ -234,7 +240,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         if service is not None:
             control.row(name, service)
         wanted = LogFilter.build(level=level, grep=grep, fields=field or [])
-        project_dir = control.settings.logs_dir / name
+        project_dir = control.engine_for(name).logs.log_dir(name)
         if replica is not None:  # before the follower opens files: a 404 leaves nothing open
             views.check_replica(control, name, service, replica,
                                 has_logs=bool(find_logs(project_dir, service, replica)))

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stackblaze.errors import SpecError, StackblazeError, UserError, kind_of
 from stackblaze.spec.fields import NAME_PATTERN, check_name
 from stackblaze.spec.messages import one_line, show
+from stackblaze.spec.targets import check_target_name
 
 MAX_BODY = 1 << 20  # the largest request body: a spec path, an env change (env is ~1 MiB at most), a URL
 NAME_PARAMS = ("service", "project")  # wherever they come (path or query), they are names
@@ -141,7 +142,14 @@ async def check_names(request: Request) -> None:
     one in spec.fields): a name never reaches the store, a path or a log folder unchecked."""
     for key in NAME_PARAMS:
         for value in [request.path_params.get(key), *request.query_params.getlist(key)]:
-            if value is not None:
+            if value is None:
+                continue
+            if key == "project" and "@" in value:  # `acme@prod` (a project on a target), `@prod` (the one there)
+                name, _, target = value.partition("@")
+                if name:
+                    check_name(name, where=key, key=key)
+                check_target_name(target, where="--target")
+            else:
                 check_name(value, where=key, key=key)
 
 

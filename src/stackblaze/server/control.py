@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stackblaze.engine.protocol import Desired, Engine, RolloutView
-from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, UserError
+from stackblaze.engine.factory import open_target
+from stackblaze.engine.protocol import Desired, Engine, EngineHooks, RolloutView, RunningEngine
+from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, StackblazeError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
 from stackblaze.server.home import keep_reserve, release_reserve, share_tree, unreachable_by
@@ -25,6 +26,7 @@ from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings
 from stackblaze.spec.fields import check_name
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
+from stackblaze.spec.targets import LOCAL, Target, TargetRequest, split_key
 from stackblaze.state.secrets import MASK
 from stackblaze.state.sqlite import no_space
 from stackblaze.state.store import ReleaseRow, ServiceRow, Store
@@ -54,6 +56,7 @@ class Control:
         self._destroying: set[str] = set()  # projects whose replicas must stop, whatever their rows say
         # PATH -> (when probed, the probe, its fingerprint then); least recently used first
         self._toolchains: dict[str, tuple[float, SystemToolchains, tuple[object, ...]]] = {}
+        self._targets: dict[str, tuple[Target, RunningEngine]] = {}  # by target name: kubernetes and fake ones
 
     def toolchains(self, path: str | None = None) -> SystemToolchains:
         """This machine's interpreters and tools as found on `path` (the deploying CLI's PATH; the daemon's
@@ -76,8 +79,58 @@ class Control:
 
     @property
     def engine(self) -> Engine:
+        """The local engine (the default target)."""
         assert self.supervisor is not None
         return self.supervisor
+
+    def engine_for(self, project: str) -> Engine:
+        """The engine of a stored project key: the local one, or the target's after `project@target`."""
+        target = split_key(project)[1]
+        if target == LOCAL:
+            return self.engine
+        running = self._targets.get(target)
+        if running is None:
+            raise ConflictError(f"target {target!r} is not connected to this daemon "
+                                f"(deploy to it again: stackblaze deploy --target {target})")
+        return running[1].engine
+
+    def hooks(self, target: str) -> EngineHooks:
+        """What the engine of `target` asks of the control plane: it sees only its own target's services."""
+        def services() -> list[tuple[str, str]]:
+            return [(project, service) for project, service in self.services() if split_key(project)[1] == target]
+        return EngineHooks(desired=self.desired, services=services, record_event=self.event,
+                           last_lines=self.read_last_lines, rollout_failed=self.rollout_failed)
+
+    async def connect(self, target: Target) -> Engine:
+        """The engine of a kubernetes or fake target, opened on first use (or again when its settings
+        changed: another context, namespace or registry)."""
+        current = self._targets.get(target.name)
+        if current is not None and current[0] == target:
+            return current[1].engine
+        if current is not None:
+            await current[1].close()
+        running = await open_target(self.settings, target, hooks=self.hooks(target.name))
+        self._targets[target.name] = (target, running)
+        return running.engine
+
+    async def connect_stored(self) -> None:
+        """At start: every target a stored service runs on (a failure is logged; that target's commands
+        say it is not connected, the others work)."""
+        found: dict[str, Target] = {}
+        for row in self.store.services():
+            if split_key(row.project)[1] != LOCAL and row.spec.get("target"):
+                target = Target.from_dict(row.spec["target"])
+                found[target.name] = target
+        for target in found.values():
+            try:
+                await self.connect(target)
+            except StackblazeError as exc:
+                log.error("target %s: %s", target.name, exc)
+
+    async def close_targets(self) -> None:
+        for _, running in self._targets.values():
+            await running.close()
+        self._targets.clear()
 
     # -- what the supervisor asks ------------------------------------------------------------------
 
@@ -92,13 +145,17 @@ class Control:
         if release is None:
             return None
         spec = row.spec
-        env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
-        user = self.workers.resolve(spec.get("user"))
+        app, target_name = split_key(project)
+        remote = target_name != LOCAL
+        # A cluster's pods see only the user's env (in their Secret) and the image's; the local replicas also
+        # the daemon's PATH, HOME and the release's runtime env.
+        env = {} if remote else {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        user = None if remote else self.workers.resolve(spec.get("user"))
         if user is not None:  # the daemon is root: workers are not, and not at home in root's HOME
             env.update({"HOME": user.home, "USER": user.name, "LOGNAME": user.name})
             self._share_release(release)
         env.update(DEFAULT_ENV)
-        runtime = dict(release.details.get("runtime_env") or {})
+        runtime = {} if remote else dict(release.details.get("runtime_env") or {})
         if "PATH" in runtime:  # e.g. the venv's bin first: "$DEPS/venv/bin:$PATH", $DEPS already resolved
             runtime["PATH"] = runtime["PATH"].replace("$PATH", env.get("PATH", os.defpath))
         env.update(runtime)
@@ -110,7 +167,10 @@ class Control:
         digested = {k: self.store.secrets.keyed_digest(v) if v in user_env.secrets else v for k, v in env.items()}
         config = hashlib.sha256(json.dumps(
             [row.release, start, digested, spec["stop_signal_number"], spec["shutdown_grace"],
-             row.generation, *([user.spawn_fields()] if user else [])], sort_keys=True).encode()).hexdigest()[:16]
+             row.generation, *([user.spawn_fields()] if user else []),
+             *([release.details.get("image")] if remote else [])],
+            sort_keys=True).encode()).hexdigest()[:16]
+        target = Target.from_dict(spec["target"]) if remote else None
         return Desired(
             project=project, service=service, replicas=row.replicas if row.running else 0,
             release=row.release, cwd=release.path, start=start, env=env,
@@ -119,6 +179,8 @@ class Control:
             log_max_files=spec.get("log_max_files", 5), min_ready=spec.get("min_ready", DEFAULT_MIN_READY),
             progress_deadline=spec.get("progress_deadline", DEFAULT_PROGRESS_DEADLINE),
             rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
+            app=app if remote else None, namespace=(target.namespace or app) if target else None,
+            image=release.details.get("image") if remote else None,
         )
 
     def check_workers(self, project: Project) -> list[str]:
@@ -181,7 +243,7 @@ class Control:
             if rollout is None:
                 outcomes.append({"service": service, "state": "unchanged"})
             else:
-                outcomes.append(await self.engine.wait_rollout(rollout, on_change=say))
+                outcomes.append(await self.engine_for(project).wait_rollout(rollout, on_change=say))
         return outcomes
 
     def start_command(self, row: ServiceRow) -> str:
@@ -235,6 +297,15 @@ class Control:
         its directory's project), else the only deployed one. `deployed=False` (env writes and reads) also
         accepts a project not deployed yet: env is kept by name, so it can be set before the first deploy."""
         names = self.store.project_names()
+        if project is not None and project.startswith("@"):  # `--target prod` outside a project: the one there
+            names = [name for name in names if name.endswith(project)]
+            if len(names) == 1:
+                return names[0]
+            if not names:
+                raise NotFoundError(f"nothing is deployed to target {project[1:]!r} (deploy: stackblaze deploy "
+                                    f"--target {project[1:]})")
+            raise UserError(f"several projects are deployed to target {project[1:]!r} "
+                            f"({', '.join(split_key(n)[0] for n in names)}): pass --project NAME")
         if project is not None:
             if project not in names:
                 if not deployed:
@@ -242,6 +313,11 @@ class Control:
                 raise NotFoundError(f"project {project!r} is not deployed (deployed: {', '.join(names) or 'none'}; "
                                     "deploy it: cd into it and run stackblaze deploy)")
             return project
+        remote = [name for name in names if split_key(name)[1] != LOCAL]
+        names = [name for name in names if name not in remote]  # no --target: the local ones
+        if not names and remote:
+            raise ConflictError(f"nothing is deployed locally (on targets: {', '.join(remote)}; pass --target "
+                                f"{split_key(remote[0])[1]})")
         if not names:
             raise ConflictError("nothing is deployed yet (run: stackblaze deploy PATH)")
         if len(names) > 1:
@@ -257,12 +333,12 @@ class Control:
         return row
 
     async def deploy(self, path: str, progress: Callable[[str], None], *, path_env: str | None = None,
-                     detach: bool = False) -> dict[str, Any]:
+                     detach: bool = False, target: TargetRequest | None = None) -> dict[str, Any]:
         """`path_env`: the deploying CLI's PATH, where tools are looked up and build steps find them."""
         from stackblaze.server.deploying import Deployer
 
         try:
-            return await Deployer(self).deploy(path, progress, path_env=path_env, detach=detach)
+            return await Deployer(self).deploy(path, progress, path_env=path_env, detach=detach, target=target)
         except OSError as exc:  # a build writing into a full STACKBLAZE_HOME (copytree's error has no errno)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT) or no_space(self.settings.home):
                 raise DiskFullError.at(exc.filename or self.settings.home) from None
@@ -292,7 +368,7 @@ class Control:
         self.event(project=project, service=service, kind="rollback",
                    message=f"{service}: release {row.release} -> {number} (no rebuild)",
                    details={"from": row.release, "to": number})
-        await self.engine.reconcile(project, service, fresh=True)
+        await self.engine_for(project).reconcile(project, service, fresh=True)
         return {"service": service, "from": row.release, "release": number}
 
     def build_log(self, project: str, service: str, number: int | None) -> tuple[int | None, str]:
@@ -314,7 +390,7 @@ class Control:
         self.event(project=project, service=service, kind="scale",
                    message=f"{service} scaled {row.replicas} -> {replicas}",
                    details={"from": row.replicas, "to": replicas})
-        await self.engine.reconcile(project, service)
+        await self.engine_for(project).reconcile(project, service)
         return {"service": service, "from": row.replicas, "replicas": replicas}
 
     async def set_running(self, project: str, service: str, running: bool) -> dict[str, Any]:
@@ -323,9 +399,9 @@ class Control:
                                            running, row.generation))
         verb = "start" if running else "stop"
         self.event(project=project, service=service, kind=verb, message=f"{service}: {verb} requested")
-        await self.engine.reconcile(project, service, fresh=running)
+        await self.engine_for(project).reconcile(project, service, fresh=running)
         if not running:
-            await self.engine.wait_stopped(project, service)
+            await self.engine_for(project).wait_stopped(project, service)
         return {"service": service, "running": running}
 
     def record_stop_all(self) -> None:
@@ -348,7 +424,7 @@ class Control:
                                            True, row.generation + 1))
         self.event(project=project, service=service, kind="restart",
                    message=f"{service}: restart requested ({row.spec['strategy']})")
-        await self.engine.reconcile(project, service, fresh=True)
+        await self.engine_for(project).reconcile(project, service, fresh=True)
         return {"service": service, "strategy": row.spec["strategy"]}
 
     async def destroy(self, project: str) -> dict[str, Any]:
@@ -361,9 +437,9 @@ class Control:
         self._destroying.add(project)
         try:
             for row in rows:
-                await self.engine.reconcile(project, row.name)
-            await self.engine.wait_stopped(project)
-            self.engine.forget(project)
+                await self.engine_for(project).reconcile(project, row.name)
+            await self.engine_for(project).wait_stopped(project)
+            self.engine_for(project).forget(project)
             try:
                 self.store.delete_project(project)
             except DiskFullError:
@@ -417,6 +493,6 @@ class Control:
                    message=f"env changed: {', '.join(described)}; restarting {', '.join(targets) or 'nothing'}",
                    details={"set": list(set_values), "unset": unset, "secret": secret})
         for name in targets:
-            await self.engine.reconcile(project, name, fresh=True)
+            await self.engine_for(project).reconcile(project, name, fresh=True)
         return {"project": project, "deployed": deployed, "set": list(set_values), "unset": unset,
                 "restarted": targets}

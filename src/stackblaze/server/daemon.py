@@ -18,7 +18,6 @@ from collections.abc import Iterator
 import uvicorn
 
 from stackblaze.engine.factory import open_engine
-from stackblaze.engine.protocol import EngineHooks
 from stackblaze.errors import DiskFullError
 from stackblaze.server import daemon_log
 from stackblaze.server.app import create_app
@@ -27,6 +26,7 @@ from stackblaze.server.drains_api import start_drains
 from stackblaze.server.home import keep_reserve, release_reserve, secure_home
 from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings, load_settings
+from stackblaze.spec.targets import LOCAL
 from stackblaze.state import daemon_lock
 from stackblaze.state.secrets import SecretBox
 from stackblaze.state.store import Store
@@ -78,11 +78,9 @@ async def serve(settings: Settings) -> None:
         store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
     keep_reserve(settings)
     control = Control(settings=settings, store=store)
-    running = await open_engine(settings, store=store, hooks=EngineHooks(
-        desired=control.desired, services=control.services, record_event=control.event,
-        last_lines=control.read_last_lines, rollout_failed=control.rollout_failed,
-    ))
+    running = await open_engine(settings, store=store, hooks=control.hooks(LOCAL))
     control.supervisor = running.engine
+    await control.connect_stored()
     log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)
 
     stop_all = False
@@ -113,6 +111,7 @@ async def serve(settings: Settings) -> None:
             control.record_stop_all()
             await running.stop_all()
         await drains.close()
+        await control.close_targets()
         await running.close()
         store.close()
         log.info("daemon %d stopped", os.getpid())

@@ -7,6 +7,7 @@ they were, and the error carries the failing command's last lines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import time
@@ -18,6 +19,7 @@ from stackblaze.build.builder import COMPLETE, Builder, BuildFailed, BuildResult
 from stackblaze.build.plan import BuildPlan
 from stackblaze.server.user_env import merge_user_env
 from stackblaze.spec import fields
+from stackblaze.spec.targets import Target, TargetRequest, resolve_target, split_key
 from stackblaze.state.store import EnvVar, ReleaseRow, ServiceRow
 
 if TYPE_CHECKING:
@@ -91,14 +93,24 @@ class Deployer:
         return built
 
     async def deploy(self, path: str, progress: Progress, *, path_env: str | None = None,
-                     detach: bool = False) -> dict[str, Any]:
+                     detach: bool = False, target: TargetRequest | None = None) -> dict[str, Any]:
         """Build, record, start the rollouts and (unless `detach`) wait for them. The result's `ok` is
-        False when a rollout failed; a failed build raises BuildFailed after recording the attempt."""
+        False when a rollout failed; a failed build raises BuildFailed after recording the attempt.
+        `target`: the --target name and the --context/--namespace/--registry flags (None: local)."""
         from stackblaze.spec import load_project  # the YAML stack loads when a deploy needs it
 
         started = time.monotonic()
         project = await asyncio.to_thread(load_project, Path(path))
-        for note in [*project.notes, *self._control.check_workers(project)]:
+        name, context, namespace, registry = target or (None, None, None, None)
+        where = resolve_target(project.targets, name, context=context, namespace=namespace, registry=registry)
+        if not where.is_local:
+            # The target's own releases, scale, env and events: stored under `project@target`.
+            app = project.name
+            project = dataclasses.replace(project, name=where.store_key(app))
+            progress(f"target: {where.describe()}")
+            await self._control.connect(where)  # before building: an unknown context fails at once
+        notes = project.notes if not where.is_local else (*project.notes, *self._control.check_workers(project))
+        for note in notes:
             progress(f"note: {note}")
         # Known from the start, so that a failed first deploy still has events and a build log to show.
         self._store.save_project(project.name, str(project.source),
@@ -108,7 +120,10 @@ class Deployer:
         except BuildFailed as exc:
             self._record_failure(project.name, exc)
             raise
-        results = [self._record(project, service, plan, result) for service, plan, result in built]
+        images = {} if where.is_local else await asyncio.to_thread(self.publish_all, project, where, built, progress,
+                                                                   path_env=path_env)
+        results = [self._record(project, service, plan, result, target=where, image=images.get(service.name))
+                   for service, plan, result in built]
         for item in results:
             if item["scale_note"]:
                 progress(item["scale_note"])
@@ -119,7 +134,7 @@ class Deployer:
         summary = ", ".join(f"{r['service']}@{r['release']}" for r in results)
         self._control.event(project=project.name, kind="deploy", message=f"deployed {summary}",
                             details={"services": results, "removed": removed})
-        engine = self._control.engine
+        engine = self._control.engine_for(project.name)
         for name in removed:
             await engine.reconcile(project.name, name)
         rollouts = {}
@@ -130,7 +145,7 @@ class Deployer:
             rollouts[item["service"]] = after if after is not before else None
         await asyncio.to_thread(self._collect_garbage, project.name)
         outcome: dict[str, Any] = {"project": project.name, "services": results, "removed": removed,
-                                   "notes": list(project.notes), "detached": detach}
+                                   "notes": list(project.notes), "detached": detach, "target": where.to_dict()}
         if not detach:
             for item, ended in zip(results, await self._control.wait_rollouts(project.name, rollouts, progress),
                                    strict=True):
@@ -156,12 +171,43 @@ class Deployer:
                             details={"release": number, "error": str(exc), "cause": cause,
                                      "last_lines": exc.tail[-10:], "build_log": str(kept_log)})
 
-    def _record(self, project: Project, service: Service, plan: BuildPlan, result: BuildResult) -> dict[str, Any]:
-        digest = f"{result.build_id}:{plan.start}"
-        latest = self._store.latest_release(project.name, service.name, built=True)
+    def _number(self, project: str, service: str, digest: str) -> tuple[int, bool]:
+        """The release a build with `digest` is (the latest again when nothing changed), and whether it is new."""
+        latest = self._store.latest_release(project, service, built=True)
         new = latest is None or latest.digest != digest
-        newest = self._store.latest_release(project.name, service.name)  # failed attempts take numbers too
-        number = latest.number if latest is not None and not new else (newest.number + 1 if newest else 1)
+        newest = self._store.latest_release(project, service)  # failed attempts take numbers too
+        return (latest.number if latest is not None and not new else (newest.number + 1 if newest else 1)), new
+
+    def publish_all(self, project: Project, target: Target, built: list[tuple[Service, BuildPlan, BuildResult]],
+                    progress: Progress, *, path_env: str | None) -> dict[str, str]:
+        """The image of each new release for a cluster target: built and pushed to the target's registry,
+        referenced by digest. A fake target without a registry runs no image: it gets a name only."""
+        from stackblaze.build.detect import detect_plan
+        from stackblaze.build.image import ImageToolchains, publish_image
+
+        app = split_key(project.name)[0]
+        images: dict[str, str] = {}
+        for service, plan, result in built:
+            number, new = self._number(project.name, service.name, f"{result.build_id}:{plan.start}")
+            if not new:
+                continue
+            if target.registry is None:
+                images[service.name] = f"{app}-{service.name}:{result.build_id[:12]}"
+                continue
+            image_plan = detect_plan(project.source, service,
+                                     toolchains=ImageToolchains(self._control.toolchains(path_env)))
+            progress(f"{service.name} | building the image of release {number} for {target.registry}")
+            images[service.name] = publish_image(
+                image_plan, project.source / image_plan.copy_root, project=app, service=service.name,
+                release=number, registry=target.registry, insecure=target.insecure_registry,
+                stop_signal=service.stop_signal, output=_prefixed(progress, service.name))
+            progress(f"{service.name} | pushed {images[service.name]}")
+        return images
+
+    def _record(self, project: Project, service: Service, plan: BuildPlan, result: BuildResult, *,
+                target: Target, image: str | None = None) -> dict[str, Any]:
+        digest = f"{result.build_id}:{plan.start}"
+        number, new = self._number(project.name, service.name, digest)
         log_path = self._settings.releases_dir / project.name / service.name / "build.log"
         kept_log = log_path.with_name(f"{number}.build.log")
         if log_path.exists():
@@ -173,7 +219,8 @@ class Deployer:
                  "cache_key": result.cache_key, "deps_dir": str(result.deps_dir) if result.deps_dir else None,
                  "installed": result.installed, "built": result.built, "seconds": round(result.seconds, 3),
                  "runtime": plan.runtime, "resolved_version": plan.resolved_version,
-                 "runtime_env": runtime_env(plan, result.deps_dir), "build_log": str(kept_log)},
+                 "runtime_env": runtime_env(plan, result.deps_dir), "build_log": str(kept_log),
+                 **({"image": image} if image else {})},
             ))
             self._control.event(project=project.name, service=service.name, kind="build",
                                 message=f"{service.name}: release {number} built in {result.seconds:.1f}s "
@@ -186,8 +233,11 @@ class Deployer:
         if old is not None and old.spec.get("replicas", old.replicas) == service.replicas != old.replicas:
             replicas = old.replicas
             note = f"{service.name}: keeping {old.replicas} replicas (set by scale; the spec says {service.replicas})"
+        spec = service_spec(project, service)
+        if not target.is_local:
+            spec["target"] = target.to_dict()
         self._store.save_service(ServiceRow(
-            project.name, service.name, service_spec(project, service), replicas, number,
+            project.name, service.name, spec, replicas, number,
             old.running if old else True, old.generation if old else 0,
         ))
         if old is not None and replicas != old.replicas:

@@ -26,7 +26,7 @@ def ps(control: Control, projects: list[str], service: str | None) -> dict[str, 
         for row in control.store.services(name):
             if service is not None and row.name != service:
                 continue
-            replicas = control.engine.status(name, row.name)
+            replicas = control.engine_for(name).status(name, row.name)
             services.append({
                 "project": name, "service": row.name, "desired": row.replicas if row.running else 0,
                 "running_flag": row.running, "release": row.release, "start": control.start_command(row),

@@ -18,6 +18,7 @@ from stackblaze.spec.duration import parse_duration
 from stackblaze.spec.messages import did_you_mean, fail, show
 
 TargetKind = Literal["local", "kubernetes", "fake"]
+TargetRequest = tuple[str | None, str | None, str | None, str | None]  # --target, --context, --namespace, --registry
 KINDS: tuple[TargetKind, ...] = ("local", "kubernetes", "fake")
 LOCAL = "local"
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -73,6 +74,13 @@ class Target:
         if self.namespace:
             parts.append(f", namespace {self.namespace}")
         return "".join(parts) + ")"
+
+
+def check_target_name(value: str, *, where: str) -> str:
+    if _TARGET_NAME.fullmatch(value):
+        return value
+    raise UserError(f"{where}: {value[:60]!r} is not a target name: 1-40 lowercase letters, digits and '-', "
+                    f"starting with a letter (e.g. --target prod)")
 
 
 def split_key(key: str) -> tuple[str, str]:
