@@ -308,8 +308,9 @@ class Control:
                             f"({', '.join(split_key(n)[0] for n in names)}): pass --project NAME")
         if project is not None:
             if project not in names:
-                if not deployed:
-                    return check_name(project, where="--project", key="project")
+                if not deployed:  # env set before the first deploy (on a target too: `acme@prod`)
+                    name, at, target = project.partition("@")
+                    return check_name(name, where="--project", key="project") + at + target
                 raise NotFoundError(f"project {project!r} is not deployed (deployed: {', '.join(names) or 'none'}; "
                                     "deploy it: cd into it and run stackblaze deploy)")
             return project
