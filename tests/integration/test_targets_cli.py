@@ -20,7 +20,8 @@ import pytest
 from tests.integration.conftest import Stackblaze, wait_for, write_project
 
 WORKER = "import time\nprint('job 1 done', flush=True)\ntime.sleep(1e6)\n"
-CRASHER = "print('connecting to redis', flush=True)\nprint('boom: connection refused', flush=True)\nraise SystemExit(3)\n"
+CRASHER = ("print('connecting to redis', flush=True)\nprint('boom: connection refused', flush=True)\n"
+           "raise SystemExit(3)\n")
 SPEC = """
 project: shop
 services:
