@@ -17,6 +17,7 @@ INSTALL = {
     "rsyslogd": "apt-get install -y rsyslog rsyslog-gnutls",
     "redis-server": "apt-get install -y redis-server",
     "buildah": "apt-get install -y buildah",
+    "docker-registry": "apt-get install -y docker-registry",
     "busybox": "apt-get install -y busybox-static",
     "go": "apt-get install -y golang-go",
     "node": "apt-get install -y nodejs npm",

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.registry import Registry, running_registry
 from tests.tools import need
 
 TIME_SCALE = "0.01"
@@ -219,6 +220,13 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """A real docker-registry of this test's own on a free 127.0.0.1 port (plain HTTP), stopped by PID."""
+    with running_registry(tmp_path / "registry") as running:
+        yield running
 
 
 def _pings(client: Any) -> bool:

@@ -378,7 +378,7 @@ def build_image(
         file.write_text(containerfile)
         command = builder_command(path, containerfile=file, context=context, tag=tag, ca_bundle=ca_bundle,
                                   extra_args=args)
-        _stream(command, environ=environ, output=output)
+        stream_command(command, environ=environ, output=output)
     return ImageResult(plan.service, tag, Path(path).name, containerfile, tuple(command))
 
 
@@ -393,7 +393,9 @@ def _ignore(root: Path, plan: BuildPlan) -> Callable[[str, list[str]], set[str]]
     return ignored
 
 
-def _stream(command: list[str], *, environ: Mapping[str, str], output: Callable[[str], None]) -> None:
+def stream_command(command: list[str], *, environ: Mapping[str, str], output: Callable[[str], None]) -> None:
+    """Run a builder command, streaming its output lines to `output`; a failure is an ImageBuildError
+    naming the command, its exit code and its last line."""
     env = dict(environ)
     if Path(command[0]).name == "docker":
         env.setdefault("DOCKER_BUILDKIT", "1")  # RUN --mount needs BuildKit
