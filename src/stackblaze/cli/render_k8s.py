@@ -18,7 +18,8 @@ app = typer.Typer(no_args_is_help=True, help="Render the project for another pla
 
 @app.command("k8s", epilog=examples("stackblaze render k8s | kubectl apply -f -",
                                     "stackblaze render k8s --namespace jobs --image 'registry.local/{service}:v3'",
-                                    "stackblaze render k8s --out k8s/ && kubectl apply -f k8s/"))
+                                    "stackblaze render k8s --out k8s/ && kubectl apply -f k8s/",
+                                    "stackblaze render k8s --target prod   # its namespace and registry"))
 def render_k8s(
     path: Annotated[Path | None, typer.Argument(
         help="Project directory (stackblaze.yaml or Procfile; default: the current directory's project).",
@@ -35,6 +36,9 @@ def render_k8s(
         "--out", "-o", help="Write one file per object into this directory instead of printing.",
         show_default=False)] = None,
     as_json: JsonOpt = False,
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", help="A target of stackblaze.yaml: its namespace, and images from its registry "
+                               "({registry}/{project}-{service}:latest unless --image).", show_default=False)] = None,
 ) -> None:
     """Print a Deployment per worker, its env as a Secret and the project's Namespace, as multi-document YAML.
 
@@ -45,6 +49,13 @@ def render_k8s(
     if image is not None and not image.strip():
         raise UserError("render k8s --image: is empty (e.g. --image 'registry.local/{project}-{service}:v1')")
     project = load_project(path or project_root())
+    if target is not None:
+        from stackblaze.spec.targets import resolve_target
+
+        where = resolve_target(project.targets, target)
+        namespace = namespace or where.namespace
+        if image is None and where.registry:
+            image = f"{where.registry}/{DEFAULT_IMAGE}"
     manifests = render_manifests(project, namespace=namespace, image=image or DEFAULT_IMAGE, release=release)
     for note in project.notes:
         _note(note)

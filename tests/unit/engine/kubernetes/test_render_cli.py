@@ -88,3 +88,22 @@ def test_json_and_errors(tmp_path: Path) -> None:
     missing = render(tmp_path, str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert missing.stderr == f"error: {tmp_path / 'nowhere'}: no such file or directory (check the path)\n"
+
+
+def test_a_target_gives_its_namespace_and_registry(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    spec = SPEC + "targets:\n  prod: {kind: kubernetes, namespace: shop-prod, registry: 127.0.0.1:5000/acme}\n"
+    (tmp_path / "app" / "stackblaze.yaml").write_text(spec, encoding="utf-8")
+    env = {**os.environ, "STACKBLAZE_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "stackblaze.cli", "render", "k8s", "--target", "prod", "--json"],
+                            cwd=tmp_path / "app", capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    manifests = json.loads(result.stdout)["manifests"]
+    assert "Namespace" not in {m["kind"] for m in manifests}  # the target's namespace is not ours to create
+    assert {m["metadata"]["namespace"] for m in manifests} == {"shop-prod"}
+    images = [m["spec"]["template"]["spec"]["containers"][0]["image"] for m in manifests if m["kind"] == "Deployment"]
+    assert images == ["127.0.0.1:5000/acme/shop-email:latest", "127.0.0.1:5000/acme/shop-reports:latest"]
+    wrong = render(tmp_path, "--target", "stage")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == ("error: --target: 'stage' is not a target of this project (targets: local; "
+                                    "add it under targets: in stackblaze.yaml)")
