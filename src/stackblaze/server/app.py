@@ -240,7 +240,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         if service is not None:
             control.row(name, service)
         wanted = LogFilter.build(level=level, grep=grep, fields=field or [])
-        project_dir = control.engine_for(name).logs.log_dir(name)
+        project_dir = control.log_dir(name)
         if replica is not None:  # before the follower opens files: a 404 leaves nothing open
             views.check_replica(control, name, service, replica,
                                 has_logs=bool(find_logs(project_dir, service, replica)))

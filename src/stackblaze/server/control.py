@@ -94,6 +94,14 @@ class Control:
                                 f"(deploy to it again: stackblaze deploy --target {target})")
         return running[1].engine
 
+    def log_dir(self, project: str) -> Path:
+        """Where a project's replica logs are: its engine's LogSource says (a disconnected target's are where
+        they were written, under the home's logs)."""
+        try:
+            return self.engine_for(project).logs.log_dir(project)
+        except ConflictError:
+            return self.settings.logs_dir / project
+
     def hooks(self, target: str) -> EngineHooks:
         """What the engine of `target` asks of the control plane: it sees only its own target's services."""
         def services() -> list[tuple[str, str]]:
@@ -256,7 +264,7 @@ class Control:
 
     def last_lines(self, project: str, service: str, replica: int, since: float, count: int = 20) -> list[str]:
         """The replica's last log lines written since `since` (its start): what an exit event carries."""
-        logs = find_logs(self.settings.logs_dir / project, service, replica)
+        logs = find_logs(self.log_dir(project), service, replica)
         since_text = format_time(since)
         return [r.line for r in tail_records(logs, count) if r.at >= since_text]
 

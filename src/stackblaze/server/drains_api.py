@@ -41,7 +41,7 @@ async def start_drains(app: FastAPI, control: Control) -> DrainManager:
     settings = control.settings
     table = DrainStore(control.store)
     manager = DrainManager(
-        logs_dir=settings.logs_dir, holds_dir=settings.home / "drains", store=table, record_event=control.event,
+        logs_dir=control.log_dir, holds_dir=settings.home / "drains", store=table, record_event=control.event,
         retry=RetryPolicy(first=settings.scaled(0.5), cap=settings.scaled(30.0)),
     )
     app.state.drains = Drains(manager, table)

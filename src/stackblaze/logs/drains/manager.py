@@ -78,13 +78,16 @@ class _Drain:
 
 class DrainManager:
     def __init__(
-        self, *, logs_dir: Path, holds_dir: Path, store: CursorStore, record_event: Callable[..., Any],
+        self, *, logs_dir: Path | Callable[[str], Path], holds_dir: Path, store: CursorStore,
+        record_event: Callable[..., Any],
         sink_factory: Callable[[DrainConfig], Sink] | None = None, retry: RetryPolicy = RetryPolicy(),
         poll_interval: float = POLL_INTERVAL, watch_interval: float = WATCH_INTERVAL,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._logs_dir = logs_dir
+        # a project's log folder: `logs_dir / project`, or where its engine's LogSource keeps them
+        self._log_dir: Callable[[str], Path] = (lambda project: logs_dir / project) if isinstance(logs_dir, Path) \
+            else logs_dir
         self._holds_dir = holds_dir
         self._store = store
         self._record_event = record_event
@@ -103,7 +106,7 @@ class DrainManager:
         from its saved cursors."""
         await self.stop(config.id)
         positions = {key: Position(*value) for key, value in self._store.load_positions(config.id).items()}
-        cursor = LogCursor(project_dir=self._logs_dir / config.project, holds_dir=self.holds(config.id),
+        cursor = LogCursor(project_dir=self._log_dir(config.project), holds_dir=self.holds(config.id),
                            service=config.service, positions=positions, max_held_bytes=self._max_held)
         if from_now:
             start = await asyncio.to_thread(cursor.start_at_end)
@@ -125,7 +128,7 @@ class DrainManager:
         if drain is not None:
             await asyncio.to_thread(drain.cursor.close, forget=forget)
         elif forget:
-            cursor = LogCursor(project_dir=self._logs_dir / "-", holds_dir=self.holds(drain_id), service=None,
+            cursor = LogCursor(project_dir=self._log_dir("-"), holds_dir=self.holds(drain_id), service=None,
                                positions={})
             await asyncio.to_thread(cursor.close, forget=True)
 
