@@ -183,7 +183,8 @@ class Deployer:
         """The image of each new release for a cluster target: built and pushed to the target's registry,
         referenced by digest. A fake target without a registry runs no image: it gets a name only."""
         from stackblaze.build.detect import detect_plan
-        from stackblaze.build.image import ImageToolchains, publish_image
+        from stackblaze.build.image import ImageToolchains
+        from stackblaze.build.registry import publish_image
 
         app = split_key(project.name)[0]
         images: dict[str, str] = {}
