@@ -4,7 +4,7 @@ Runs only when KUBECONFIG is set (there is no cluster on CI machines: the fake-c
 tests/integration/test_targets_cli.py and the kmock wire tests cover the engine there). Needs a registry the
 cluster can pull from, in STACKBLAZE_E2E_REGISTRY (e.g. `localhost:5001` with kind's local-registry recipe,
 or k3d's `k3d-registry.localhost:5000`), STACKBLAZE_E2E_INSECURE=1 when it speaks plain HTTP, and an image
-base the cluster can run in STACKBLAZE_IMAGE_BASE when the default (python:3.11-slim) cannot be pulled.
+base in STACKBLAZE_BASE_IMAGE_PYTHON when the default (python:3.11-slim) cannot be pulled.
 The README ("Kubernetes") says how to run it with kind, k3d or any cluster.
 """
 
@@ -47,9 +47,9 @@ targets:
 {f"    context: {context}" if context else ""}
 """, {"worker.py": WORKER})
     sb.env["STACKBLAZE_TARGET"] = "e2e"
-    for key in ("KUBECONFIG", "STACKBLAZE_IMAGE_BASE"):
-        if os.environ.get(key):
-            sb.env[key] = os.environ[key]
+    for key, value in os.environ.items():  # the daemon builds the images: it needs the base and the cluster
+        if key == "KUBECONFIG" or key.startswith("STACKBLAZE_BASE_IMAGE_"):
+            sb.env[key] = value
     try:
         yield sb, project, namespace
     finally:
