@@ -85,3 +85,28 @@ async def settle(rounds: int = 50) -> None:
     """Let every task that is ready run (and those it wakes), without waiting for any real time."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+class ScaledClock:
+    """A clock whose time runs 1/scale as fast as real time from its creation (scale 0.01: 100 seconds a real
+    second), for the fake cluster under STACKBLAZE_TIME_SCALE: its kubelet's back-off and its Deployments'
+    minReadySeconds are written in unscaled seconds, as the real ones are. `to_wall` and `from_wall` map its
+    times to real ones and back, so that what users read (ps, events, logs) is on the real clock."""
+
+    def __init__(self, scale: float) -> None:
+        if scale <= 0:
+            raise ValueError(f"ScaledClock: scale {scale!r} must be above 0")
+        self.scale = scale
+        self._origin = time.time()
+
+    def time(self) -> float:
+        return self.from_wall(time.time())
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Handle:
+        return asyncio.get_running_loop().call_later(max(0.0, (when - self.time()) * self.scale), callback)
+
+    def to_wall(self, when: float) -> float:
+        return self._origin + (when - self._origin) * self.scale
+
+    def from_wall(self, at: float) -> float:
+        return self._origin + (at - self._origin) / self.scale

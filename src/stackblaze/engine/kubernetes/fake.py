@@ -11,7 +11,9 @@ Progressing: ReplicaSetUpdated / NewReplicaSetAvailable / ProgressDeadlineExceed
 forever, prints nothing) and restarts it with CrashLoopBackOff (at once, then 10 s doubling to 300 s, reset
 after a 10-minute run), with restartCount, state, lastState.terminated and one previous log. /scale,
 `kubectl rollout restart`'s annotation, delete and prune by label, and events (aggregated by count, as the
-API does) from the kubelet, the scheduler and both controllers.
+API does) from the kubelet, the scheduler and both controllers. Namespaces and Secrets are stored as applied
+(Secrets pruned and deleted with their Deployments' labels). A container's log is read as the kubelet serves
+it: the current run, or while it waits to restart the run that just ended; `previous` the one before.
 
 Not modelled: scheduling and nodes (every pod lands on "fake-node" at once); resources, limits and OOM kills
 (an OOMKilled exit only when told, as a `reason`); probes (Ready = running); image pulls (instant; failing
@@ -23,8 +25,10 @@ time (a run prints all its lines when it starts); paused rollouts, rollback's re
 re-applied reuses its ReplicaSet), revisionHistoryLimit (old ReplicaSets stay), proportional scaling during
 a rollout; readyReplicas counted as progress (the real controller counts it; here only updated, old and
 available counts move the deadline); field ownership and conflicts (a later apply drops the restartedAt
-annotation), resourceVersion, watches; Secrets, ConfigMaps and envFrom (env is kept verbatim, never resolved);
-namespaces as objects (any name works).
+annotation), resourceVersion, watches; envFrom and ConfigMaps (a Secret is stored, never resolved into a
+container's env, and its content, like a namespace's existence, changes nothing: any namespace name works);
+log streams by stream (stdout and stderr are one log, as the pod log API serves them); `sinceTime` to
+the microsecond (the real API may round it to the second).
 """
 
 from __future__ import annotations
@@ -104,10 +108,16 @@ class FakeCluster:
         self._clock = clock
         self._behaviours: dict[str, Behaviour] = {}
         self._deployments: dict[tuple[str, str], FakeDeployment] = {}
+        self.namespaces: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name): as applied
         self._events: list[dict[str, Any]] = []
         self._suffixes = itertools.count()
         self.kubelet = Kubelet(clock, self._behaviour_of, self._emit, self._sync_all)
         self._syncing = False
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     # -- what a test does ------------------------------------------------------------------------------
 
@@ -125,7 +135,10 @@ class FakeCluster:
     # -- the API: Deployments --------------------------------------------------------------------------
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Create or update a Deployment from its manifest; the stored Deployment (with status) comes back."""
+        """Create or update a Deployment from its manifest; the stored Deployment (with status) comes back.
+        A v1 Namespace or Secret is stored as given."""
+        if manifest.get("apiVersion") == "v1" and manifest.get("kind") in ("Namespace", "Secret"):
+            return self._apply_object(manifest)
         name, namespace = self._name_of(manifest)
         applied = copy.deepcopy(manifest)
         spec = applied.setdefault("spec", {})
@@ -144,6 +157,16 @@ class FakeCluster:
             current.manifest = applied
         self._sync_all()
         return self.get(name, namespace)
+
+    def _apply_object(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(manifest)
+        metadata = stored.setdefault("metadata", {})
+        if stored["kind"] == "Namespace":
+            self.namespaces[metadata["name"]] = stored
+        else:
+            metadata.setdefault("namespace", "default")
+            self.secrets[(metadata["namespace"], metadata["name"])] = stored
+        return copy.deepcopy(stored)
 
     def get(self, name: str, namespace: str = "default") -> dict[str, Any]:
         deployment = self._deployment(name, namespace)
@@ -175,11 +198,11 @@ class FakeCluster:
             self._sync_all()
         return self.get_scale(name, namespace)
 
-    def restart(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        """`kubectl rollout restart`: stamp the pod template, so its hash changes and the pods roll."""
+    def restart(self, name: str, namespace: str = "default", at: str | None = None) -> dict[str, Any]:
+        """`kubectl rollout restart`: stamp the pod template (now, or `at`), so its hash changes and the pods roll."""
         deployment = self._deployment(name, namespace)
         metadata = deployment.spec["template"].setdefault("metadata", {})
-        metadata.setdefault("annotations", {})[RESTARTED_AT] = stamp(self._clock.time())
+        metadata.setdefault("annotations", {})[RESTARTED_AT] = at or stamp(self._clock.time())
         deployment.generation += 1
         self._sync_all()
         return self.get(name, namespace)
@@ -194,13 +217,34 @@ class FakeCluster:
             deployment.deadline.cancel()
         del self._deployments[(namespace, name)]
 
+    def delete_object(self, kind: str, name: str, namespace: str = "default") -> bool:
+        """Delete a Deployment (as `delete`) or a Secret; False when there is none."""
+        if kind == "Secret":
+            return self.secrets.pop((namespace, name), None) is not None
+        if kind != "Deployment":
+            raise UserError(f"fake cluster: cannot delete a {kind!r} (a Deployment or a Secret)")
+        if (namespace, name) not in self._deployments:
+            return False
+        self.delete(name, namespace)
+        return True
+
     def prune(self, selector: dict[str, str], keep: Iterable[str], namespace: str = "default") -> list[str]:
-        """Delete every Deployment with these labels whose name is not in `keep` (apply --prune): their names."""
+        """Delete every Deployment with these labels whose name is not in `keep` (apply --prune): their names.
+        The Secrets with these labels not in `keep` go too (prune_objects names both)."""
+        return [name.split("/", 1)[1] for name in self.prune_objects(selector, keep, namespace)
+                if name.startswith("Deployment/")]
+
+    def prune_objects(self, selector: dict[str, str], keep: Iterable[str], namespace: str = "default") -> list[str]:
+        """prune, over Deployments and Secrets: `Deployment/name` and `Secret/name` of each deleted."""
         kept = set(keep)
-        gone = [record["metadata"]["name"] for record in self.deployments(namespace, selector)
+        gone = [f"Deployment/{record['metadata']['name']}" for record in self.deployments(namespace, selector)
                 if record["metadata"]["name"] not in kept]
-        for name in gone:
-            self.delete(name, namespace)
+        gone += [f"Secret/{name}" for (ns, name), secret in sorted(self.secrets.items())
+                 if ns == namespace and name not in kept
+                 and _matches(secret["metadata"].get("labels", {}), selector)]
+        for item in gone:
+            kind, name = item.split("/", 1)
+            self.delete_object(kind, name, namespace)
         return gone
 
     # -- the API: ReplicaSets, pods, logs, events ------------------------------------------------------
@@ -222,17 +266,27 @@ class FakeCluster:
         return [pod.record() for pod in self._all_pods(namespace) if _matches(pod.labels, selector)]
 
     def logs(self, pod: str, namespace: str = "default", *, previous: bool = False, timestamps: bool = False,
-             tail_lines: int | None = None) -> str:
-        """The container's log as GET .../pods/{pod}/log returns it: the current run, or the one before."""
-        found = next((p for p in self._all_pods(namespace) if p.name == pod), None)
-        if found is None:
-            raise NotFoundError(f'pods "{pod}" not found in namespace {namespace}')
-        lines = found.previous_log if previous else found.log
+             tail_lines: int | None = None, since_time: float | None = None) -> str:
+        """The container's log as GET .../pods/{pod}/log returns it: the current run, or the one before; while
+        the container waits to restart, the run that ended is still its current log (as the kubelet serves the
+        last terminated container). `since_time`: only lines written then or later."""
+        found = self.pod(pod, namespace)
+        waiting = found.started_at is None and found.last_state and found.previous_log is not None
+        lines = found.previous_log if previous or waiting else found.log
         if lines is None:
             raise UserError(f'previous terminated container "{found.container}" in pod "{pod}" not found')
+        if since_time is not None:
+            lines = [(when, text) for when, text in lines if when >= since_time]
         if tail_lines is not None:
             lines = lines[-tail_lines:] if tail_lines else []
         return "".join(f"{stamp_nano(when)} {text}\n" if timestamps else f"{text}\n" for when, text in lines)
+
+    def pod(self, name: str, namespace: str = "default") -> FakePod:
+        """One pod (a deleted one too, while its container stops)."""
+        found = next((p for p in self._all_pods(namespace) if p.name == name), None)
+        if found is None:
+            raise NotFoundError(f'pods "{name}" not found in namespace {namespace}')
+        return found
 
     def events(self, namespace: str = "default", *, kind: str | None = None,
                name: str | None = None) -> list[dict[str, Any]]:

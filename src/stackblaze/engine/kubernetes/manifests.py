@@ -7,13 +7,17 @@ Never a Service or an Ingress: workers take no traffic.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
+from stackblaze.engine.protocol import Desired
 from stackblaze.errors import UserError
 from stackblaze.spec.commands import start_argv
 from stackblaze.spec.model import Project, Service
+from stackblaze.spec.rollout import Rolling
 
 Manifest = dict[str, Any]
 
@@ -22,6 +26,9 @@ MANAGER = "stackblaze"
 # The image's `USER 10001:10001` (build/image.py): runAsNonRoot needs a numeric uid to check against.
 RUN_AS = 10001
 MAX_LABEL = 63  # a DNS-1123 label, and a label value: the instance name is both
+RELEASE_LABEL = "stackblaze.dev/release"  # on the engine's pods: which release each runs
+ENV_HASH_ANNOTATION = "stackblaze.dev/env-hash"
+CONFIG_ANNOTATION = "stackblaze.dev/config"  # on the Deployment: the Desired.config last applied
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -74,25 +81,52 @@ def secret_manifest(project: Project, service: Service, *, namespace: str) -> Ma
     values = user_env(project, service)
     if not values:
         return None
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": secret_name(project.name, service.name), "namespace": namespace,
-                         "labels": labels(project.name, service.name)},
-            "stringData": dict(sorted(values.items()))}
+    return _secret(project.name, service.name, namespace, values)
 
 
 def strategy(service: Service) -> Manifest:
-    if service.strategy == "recreate":
+    return _strategy(service.strategy, service.rolling)
+
+
+def _strategy(kind: str, rolling: Rolling) -> Manifest:
+    if kind == "recreate":
         return {"type": "Recreate"}
     # The spec keeps maxSurge / maxUnavailable as Kubernetes does: a whole number or a "25%" string.
-    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": service.rolling.max_surge,
-                                                       "maxUnavailable": service.rolling.max_unavailable}}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": rolling.max_surge,
+                                                       "maxUnavailable": rolling.max_unavailable}}
 
 
 def rollout_seconds(service: Service) -> tuple[int, int]:
     """minReadySeconds and progressDeadlineSeconds: whole seconds, rounded up, and the deadline kept
     longer than min_ready as Kubernetes requires (10.2s and 10.5s would both round to 11)."""
-    min_ready = math.ceil(service.min_ready)
-    return min_ready, max(math.ceil(service.progress_deadline), min_ready + 1)
+    return _rollout_seconds(service.min_ready, service.progress_deadline)
+
+
+def _rollout_seconds(min_ready_s: float, progress_deadline: float) -> tuple[int, int]:
+    min_ready = math.ceil(min_ready_s)
+    return min_ready, max(math.ceil(progress_deadline), min_ready + 1)
+
+
+@dataclass(frozen=True)
+class _Worker:
+    """What a worker's Deployment is made of, from the spec (render k8s) or from a Desired (the engine)."""
+
+    project: str
+    service: str
+    namespace: str
+    image: str
+    release: int
+    start: str
+    replicas: int
+    shutdown_grace: float
+    strategy: Manifest
+    min_ready: int
+    deadline: int
+    has_env: bool
+    # The engine's additions: a label saying the release, and annotations on the object and its template.
+    template_labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    template_annotations: dict[str, str] = field(default_factory=dict)
 
 
 def deployment_manifest(project: Project, service: Service, *, namespace: str, image: str,
@@ -100,33 +134,41 @@ def deployment_manifest(project: Project, service: Service, *, namespace: str, i
     """One worker as a Deployment: replicas restarted by the kubelet with the back-off the local engine
     copies, stopped with the grace the spec gives, replaced as the spec's strategy says."""
     min_ready, deadline = rollout_seconds(service)
+    return _deployment(_Worker(
+        project=project.name, service=service.name, namespace=namespace, image=image, release=release,
+        start=service.start, replicas=service.replicas, shutdown_grace=service.shutdown_grace,
+        strategy=strategy(service), min_ready=min_ready, deadline=deadline,
+        has_env=bool(user_env(project, service))))
+
+
+def _deployment(worker: _Worker) -> Manifest:
     env = [
-        {"name": "STACKBLAZE_SERVICE", "value": service.name},
-        {"name": "STACKBLAZE_RELEASE", "value": str(release)},
-        {"name": "STACKBLAZE_SHUTDOWN_GRACE_SECONDS", "value": f"{service.shutdown_grace:g}"},
+        {"name": "STACKBLAZE_SERVICE", "value": worker.service},
+        {"name": "STACKBLAZE_RELEASE", "value": str(worker.release)},
+        {"name": "STACKBLAZE_SHUTDOWN_GRACE_SECONDS", "value": f"{worker.shutdown_grace:g}"},
         # No STACKBLAZE_REPLICA: a Deployment's pods are interchangeable and have no ordinal (only a
         # StatefulSet's do), so nothing can say which of 1..N a pod is.
     ]
     container: Manifest = {
-        "name": service.name,
-        "image": image,
+        "name": worker.service,
+        "image": worker.image,
         # `args`, the image's CMD, in the exec form the image's own CMD has (spec/commands.py): the stop
         # signal reaches the worker, not a shell, and the image's ENTRYPOINT (build --image --init) stays.
-        "args": start_argv(service.start),
+        "args": start_argv(worker.start),
         "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",  # a crash's last lines show in `describe pod`
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    if user_env(project, service):
+    if worker.has_env:
         # Kubernetes gives `env` precedence over `envFrom`: STACKBLAZE_* stay ours, as on the local engine.
-        container["envFrom"] = [{"secretRef": {"name": secret_name(project.name, service.name)}}]
+        container["envFrom"] = [{"secretRef": {"name": secret_name(worker.project, worker.service)}}]
     # The stop signal cannot be set here: Kubernetes sends the image's STOPSIGNAL, which build --image
     # writes from stop_signal (the pod field for it is alpha from 1.33 and absent before). service.user is
     # the local engine's (a host account); a pod runs as the image's uid.
     pod_spec: Manifest = {
         "containers": [container],
         "restartPolicy": "Always",
-        "terminationGracePeriodSeconds": math.ceil(service.shutdown_grace),
+        "terminationGracePeriodSeconds": math.ceil(worker.shutdown_grace),
         # Workers talk to no Kubernetes API and serve nothing: no token in the pod, and no *_SERVICE_HOST
         # variables for the namespace's Services, so the env matches the local engine's.
         "automountServiceAccountToken": False,
@@ -134,19 +176,67 @@ def deployment_manifest(project: Project, service: Service, *, namespace: str, i
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
                             "seccompProfile": {"type": "RuntimeDefault"}},
     }
+    template_metadata: Manifest = {"labels": {**labels(worker.project, worker.service), **worker.template_labels}}
+    if worker.template_annotations:
+        template_metadata["annotations"] = dict(worker.template_annotations)
+    metadata: Manifest = {"name": object_name(worker.project, worker.service), "namespace": worker.namespace,
+                          "labels": labels(worker.project, worker.service)}
+    if worker.annotations:
+        metadata["annotations"] = dict(worker.annotations)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": object_name(project.name, service.name), "namespace": namespace,
-                     "labels": labels(project.name, service.name)},
+        "metadata": metadata,
         "spec": {
-            "replicas": service.replicas,
-            "selector": {"matchLabels": selector_labels(project.name, service.name)},
-            "strategy": strategy(service),
-            "minReadySeconds": min_ready,
-            "progressDeadlineSeconds": deadline,
-            "template": {"metadata": {"labels": labels(project.name, service.name)}, "spec": pod_spec},
+            "replicas": worker.replicas,
+            "selector": {"matchLabels": selector_labels(worker.project, worker.service)},
+            "strategy": worker.strategy,
+            "minReadySeconds": worker.min_ready,
+            "progressDeadlineSeconds": worker.deadline,
+            "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
+
+
+def _secret(project: str, service: str, namespace: str, values: dict[str, str]) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secret_name(project, service), "namespace": namespace,
+                         "labels": labels(project, service)},
+            "stringData": dict(sorted(values.items()))}
+
+
+def env_hash(values: dict[str, str]) -> str:
+    """A digest of the Secret's content: in the pod template, so that an env change rolls the pods (a Secret
+    read through envFrom is read only when a container starts), as an env change restarts local replicas."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cluster_names(desired: Desired) -> tuple[str, str]:
+    if desired.app is None or desired.namespace is None or desired.image is None:
+        raise UserError(f"service {desired.service}: no app, namespace or image to run it on a cluster with "
+                        f"(deploy it with --target to build and push its image)")
+    return desired.app, desired.namespace
+
+
+def secret_for(desired: Desired) -> Manifest | None:
+    """The Secret of a service the engine runs (None without env): desired.env holds only the user's env."""
+    app, namespace = _cluster_names(desired)
+    return _secret(app, desired.service, namespace, desired.env) if desired.env else None
+
+
+def deployment_for(desired: Desired) -> Manifest:
+    """The Deployment the Kubernetes engine applies for a Desired: render k8s's, plus the release as a pod
+    label (`ps` reads it), the env's hash in the template (an env change rolls) and the config digest on the
+    Deployment itself (not on the template: a restart rolls through restartedAt instead)."""
+    app, namespace = _cluster_names(desired)
+    assert desired.image is not None
+    min_ready, deadline = _rollout_seconds(desired.min_ready, desired.progress_deadline)
+    return _deployment(_Worker(
+        project=app, service=desired.service, namespace=namespace, image=desired.image, release=desired.release,
+        start=desired.start, replicas=desired.replicas, shutdown_grace=desired.shutdown_grace,
+        strategy=_strategy(desired.strategy, desired.rolling), min_ready=min_ready, deadline=deadline,
+        has_env=bool(desired.env), template_labels={RELEASE_LABEL: str(desired.release)},
+        annotations={CONFIG_ANNOTATION: desired.config},
+        template_annotations={ENV_HASH_ANNOTATION: env_hash(desired.env)} if desired.env else {}))
 
 
 def image_for(template: str, *, project: str, service: str) -> str:
