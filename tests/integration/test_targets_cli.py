@@ -128,3 +128,6 @@ def test_a_crash_loop_shows_its_exit_code_restarts_and_last_lines(where: tuple[S
     assert exits[0]["details"]["code"] == 3
     table = sb.run("ps").out
     assert "exit 3" in table or "exited with code 3" in table or "code 3" in table
+    previous = wait_for("the previous run's lines", lambda: "boom: connection refused" in (
+        out := sb.run("logs", "worker", "--previous").out) and out)
+    assert "worker.1 | connecting to redis" in previous

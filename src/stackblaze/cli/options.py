@@ -22,7 +22,7 @@ ProjectOpt = Annotated[str | None, typer.Option(
     help="Project to act on (default: the current directory's, else the only deployed one).")]
 
 TargetOpt = Annotated[str | None, typer.Option(
-    "--target", "-t", envvar="STACKBLAZE_TARGET",
+    "--target", envvar="STACKBLAZE_TARGET",
     help="Where the project runs: a target of stackblaze.yaml's targets: (default: local).")]
 
 

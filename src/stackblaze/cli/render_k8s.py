@@ -37,7 +37,7 @@ def render_k8s(
         show_default=False)] = None,
     as_json: JsonOpt = False,
     target: Annotated[str | None, typer.Option(
-        "--target", "-t", help="A target of stackblaze.yaml: its namespace, and images from its registry "
+        "--target", help="A target of stackblaze.yaml: its namespace, and images from its registry "
                                "({registry}/{project}-{service}:latest unless --image).", show_default=False)] = None,
 ) -> None:
     """Print a Deployment per worker, its env as a Secret and the project's Namespace, as multi-document YAML.

@@ -78,6 +78,8 @@ def logs(
     raw: Annotated[bool, typer.Option("--raw", help="Print lines as they were written: JSON lines not reformatted, "
                                       "terminal control characters not escaped.")] = False,
     build: Annotated[bool, typer.Option("--build", help="The service's last build log instead.")] = False,
+    previous: Annotated[bool, typer.Option("--previous", "-p", help="Each replica's previous run instead (what "
+                                           "it printed before it last exited).")] = False,
     release: Annotated[int | None, typer.Option("--release", help="With --build: that release's log.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
@@ -97,6 +99,22 @@ def logs(
         payload = client(project_here(project), target).request("GET", f"/v1/services/{service}/build-log",
                                                         params={"release": release})
         render.print_json(payload) if as_json else sys.stdout.write(payload["log"])
+        return
+    if previous:
+        if service is None:
+            raise UserError("logs --previous: name the service (e.g. stackblaze logs worker --previous)")
+        last = whole_number(lines, option="-n", low=1, high=10_000) if lines is not None else DEFAULT_LINES
+        payload = client(project_here(project), target).request(
+            "GET", f"/v1/services/{service}/previous", params={"replica": replica, "n": last})
+        if as_json:
+            render.print_json(payload)
+            return
+        for item in payload["replicas"]:
+            for line in item["lines"]:
+                render.out.print(f"{service}.{item['replica']} | {render.escape_controls(line) if not raw else line}",
+                                 markup=False, highlight=False)
+        if not any(item["lines"] for item in payload["replicas"]):
+            render.err.print(f"{service}: no previous run recorded", markup=False)
         return
     # As `docker logs`: --since alone shows every line since then, -n keeps the last N of them.
     count = whole_number(lines, option="-n", low=0, high=10_000_000) if lines is not None else None

@@ -173,6 +173,18 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         number, text = control.build_log(control.resolve(project), service, release)
         return {"service": service, "release": number, "log": text}
 
+    @app.get("/v1/services/{service}/previous")
+    async def previous(service: str, project: str | None = None, replica: Replica = None,
+                       n: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
+        """What each replica (or one) printed in its run before the current one: the local engine's last exit
+        lines, a pod's previous container log (`kubectl logs --previous`)."""
+        name = control.resolve(project)
+        row = control.row(name, service)
+        numbers = [replica] if replica is not None else list(range(1, row.replicas + 1))
+        engine = control.engine_for(name)
+        return {"service": service, "replicas": [
+            {"replica": number, "lines": await engine.logs.previous(name, service, number, n)} for number in numbers]}
+
     @app.get("/v1/ps")
     async def ps(project: str | None = None, service: str | None = None, all: bool = False) -> dict[str, Any]:
         return views.ps(control, views.scope(control, project, all), service)

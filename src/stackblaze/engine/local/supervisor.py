@@ -547,10 +547,9 @@ class Supervisor:
             await self._crashed(slot, record)
 
     async def _crashed(self, slot: Slot, record: dict[str, Any]) -> None:
-        details = self._exit_details(record)
-        slot.last_exit = details
-        details = {**details, "last_lines": await self._last_lines(
+        details = {**self._exit_details(record), "last_lines": await self._last_lines(
             slot.project, slot.service, slot.replica, record["started_at"])}
+        slot.last_exit = details  # with its last lines: ps shows them, `logs --previous` reads them
         if record.get("not_a_crash"):  # the runner died: the worker did nothing wrong, restart it at once
             delay = 0.0
         else:
