@@ -81,9 +81,9 @@ def replica_status(pod: dict[str, Any], *, service: str, replica: int, now: floa
     elif running:
         phase = "running"
     elif waiting and waiting.get("reason") not in WAITING_TO_START:
-        phase = "waiting"
-    elif state.get("terminated") or terminated and not waiting:
-        phase = "waiting"
+        phase = "waiting"  # to restart (CrashLoopBackOff), or for its image (ImagePullBackOff)
+    elif state.get("terminated") or (terminated and not waiting):
+        phase = "waiting"  # ended, its restart not yet begun
     else:
         phase = "starting"
     reason = waiting.get("reason") if waiting else None

@@ -1,0 +1,602 @@
+"""The Kubernetes engine: each service a Deployment on a cluster (or the fake), behind the same Engine protocol
+as the local supervisor.
+
+`reconcile` applies (server-side) the Namespace, Secret and Deployment a Desired says, scales through /scale
+and restarts through the pod template's restartedAt. Everything it reports comes from a poll loop's snapshot of
+each service's Deployment, ReplicaSets and pods: `status` (ps), rollouts, exit events, the cluster's own
+Events, and the pod logs it pumps into the CRI files (logpump.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stackblaze.engine.clock import Clock, Handle, ScaledClock, SystemClock
+from stackblaze.engine.kubernetes.api import RESTARTED_AT, ClusterApi, Manifest
+from stackblaze.engine.kubernetes.events import EventImporter
+from stackblaze.engine.kubernetes.logpump import LogFile, PodPump, ReplicaNumbers
+from stackblaze.engine.kubernetes.manifests import (
+    deployment_for,
+    namespace_manifest,
+    object_name,
+    secret_for,
+    secret_name,
+    selector_labels,
+)
+from stackblaze.engine.kubernetes.rollouts import (
+    ClusterRollout,
+    complete,
+    counts,
+    deadline_exceeded,
+    early_failure,
+    new_hash,
+)
+from stackblaze.engine.kubernetes.status import (
+    back_off,
+    container_status,
+    exit_of,
+    release_of,
+    replica_status,
+    seconds,
+)
+from stackblaze.engine.protocol import EngineHooks, ReplicaStatus, RolloutRecord, RolloutView
+from stackblaze.errors import StackblazeError
+from stackblaze.settings import Settings
+from stackblaze.spec.targets import Target, split_key
+
+log = logging.getLogger(__name__)
+LAST_LINES = 20  # lines of a crashed run kept with its exit, as the local engine keeps
+
+
+def _text(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _exact(stamp: str) -> str:
+    """An API log timestamp (nanoseconds) as ours (microseconds), without a trip through a float."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class _Service:
+    key: str
+    service: str
+    app: str
+    namespace: str
+    numbers: ReplicaNumbers
+    deployment: Manifest | None = None
+    pods: list[Manifest] = field(default_factory=list)
+    replica_sets: list[Manifest] = field(default_factory=list)
+    pumps: dict[str, PodPump] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    exits: dict[str, str] = field(default_factory=dict)  # pod -> its last exit we know of
+    last_lines: dict[str, list[str]] = field(default_factory=dict)  # pod -> its last exit's lines
+    names: dict[str, int | None] = field(default_factory=dict)  # every RS and pod seen -> its replica
+
+    @property
+    def name(self) -> str:
+        return object_name(self.app, self.service)
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return selector_labels(self.app, self.service)
+
+
+@dataclass
+class _Applied:
+    manifest: Manifest  # deployment_for's output, as last applied
+    config: str
+
+
+class KubernetesEngine:
+    def __init__(self, api: ClusterApi, target: Target, hooks: EngineHooks, clock: Clock, logs_dir: Path, *,
+                 poll: float = 2.0) -> None:
+        self._api = api
+        self._target = target
+        self._hooks = hooks
+        self._clock = clock
+        self._logs_dir = logs_dir
+        self._poll = poll  # seconds of `clock` between looks at the cluster
+        self._scaled = clock if isinstance(clock, ScaledClock) else None
+        self._services: dict[tuple[str, str], _Service] = {}
+        self._applied: dict[tuple[str, str], _Applied] = {}
+        self._namespaces: set[str] = set()
+        self._rollouts: dict[tuple[str, str], ClusterRollout] = {}
+        self._stable: dict[tuple[str, str], int] = {}  # the release last rolled out complete
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._sync_lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._events = EventImporter(hooks.record_event, self._wall)
+        self._timer: Handle | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._started = False
+        self._closed = False
+
+    # -- time: what users read is on the real clock -----------------------------------------------------
+
+    def _wall(self, when: float) -> float:
+        return self._scaled.to_wall(when) if self._scaled else when
+
+    def _now(self) -> float:
+        return self._wall(self._clock.time())
+
+    def _to_local(self, stamp: str) -> str:
+        if self._scaled is None:
+            return _exact(stamp)
+        return _text(self._scaled.to_wall(seconds(stamp) or 0.0))
+
+    def _to_cluster(self, at: str) -> str:
+        if self._scaled is None:
+            return at
+        # a millisecond early: a line at that very time comes back, and is skipped as already written
+        return _text(self._scaled.from_wall(seconds(at) or 0.0) - 0.001)
+
+    # -- the poll loop ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """The first look at the cluster (what is there already is not news: no events for it), then a look
+        every `poll` seconds."""
+        await self.sync()
+        self._started = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._closed:
+            self._timer = self._clock.call_at(self._clock.time() + self._poll, self._tick)
+
+    def _tick(self) -> None:
+        task = self._later(self.sync())
+        task.add_done_callback(lambda _: self._schedule())
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        pending = [t for entry in self._services.values() for t in entry.tasks.values()] + list(self._tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def sync(self) -> None:
+        """One look at every service of this target: snapshot, exits, logs, rollouts, events."""
+        async with self._sync_lock:
+            try:
+                await self._sync(baseline=not self._started)
+            except (StackblazeError, OSError) as exc:
+                log.warning("cannot read the cluster of target %s: %s", self._target.name, exc)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _mine(self) -> set[tuple[str, str]]:
+        return {(key, service) for key, service in self._hooks.services() if split_key(key)[1] == self._target.name}
+
+    async def _sync(self, *, baseline: bool) -> None:
+        wanted = self._mine()
+        by_namespace: dict[str, list[_Service]] = {}
+        for key in sorted(wanted | set(self._services)):
+            entry = self._entry(*key)
+            entry.deployment = await self._api.deployment(entry.name, entry.namespace)
+            entry.pods = sorted(await self._api.pods(entry.namespace, entry.selector),
+                                key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+            entry.replica_sets = await self._api.replica_sets(entry.namespace, entry.selector)
+            await self._observe(entry, baseline=baseline)
+            await self._check_rollout(entry)
+            by_namespace.setdefault(entry.namespace, []).append(entry)
+            if key not in wanted and entry.deployment is None and not entry.pods:
+                self._drop(entry)
+        for namespace, entries in by_namespace.items():
+            self._events.take(await self._api.events(namespace),
+                              {name: (e.key, e.service, replica) for e in entries for name, replica in e.names.items()},
+                              baseline=baseline)
+
+    def _entry(self, key: str, service: str) -> _Service:
+        entry = self._services.get((key, service))
+        if entry is None:
+            app = split_key(key)[0]
+            entry = _Service(key, service, app, self._target.namespace or app,
+                             ReplicaNumbers(self._logs_dir / key / service))
+            self._services[(key, service)] = entry
+        return entry
+
+    def _drop(self, entry: _Service) -> None:
+        for task in entry.tasks.values():
+            task.cancel()
+        self._services.pop((entry.key, entry.service), None)
+
+    async def _observe(self, entry: _Service, *, baseline: bool) -> None:
+        numbers = entry.numbers.assign([p["metadata"]["name"] for p in entry.pods])
+        for rs in entry.replica_sets:
+            entry.names.setdefault(rs["metadata"]["name"], None)
+        if entry.deployment is not None:
+            entry.names.setdefault(entry.name, None)
+        for pod in entry.pods:
+            name = pod["metadata"]["name"]
+            replica = numbers[name]
+            first = name not in entry.names
+            entry.names[name] = replica
+            status = container_status(pod)
+            terminated = (status.get("lastState") or {}).get("terminated")
+            if terminated:
+                seen = terminated.get("containerID") or f"{terminated.get('startedAt')}/{terminated.get('finishedAt')}"
+                if entry.exits.get(name) != seen:
+                    entry.exits[name] = seen
+                    entry.last_lines[name] = await self._previous_lines(name, entry.namespace, LAST_LINES)
+                    if not (baseline and first):
+                        self._record_exit(entry, pod, replica, terminated)
+            self._pump(entry, pod, replica)
+        live = set(numbers)
+        for name in [n for n in entry.pumps if n not in live]:
+            task = entry.tasks.get(name)
+            if task is None or task.done():
+                entry.pumps.pop(name)
+                entry.tasks.pop(name, None)
+                entry.exits.pop(name, None)
+                entry.last_lines.pop(name, None)
+
+    async def _previous_lines(self, pod: str, namespace: str, count: int) -> list[str]:
+        try:
+            text = await self._api.logs(pod, namespace, previous=True, timestamps=False, tail_lines=count)
+        except (StackblazeError, OSError):
+            return []
+        return text.splitlines()
+
+    def _record_exit(self, entry: _Service, pod: Manifest, replica: int, terminated: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        details = {**exit_of(terminated, release=release_of(pod), pod=name, wall=self._wall),
+                   "pod": name, "last_lines": entry.last_lines.get(name, [])}
+        label = f"{entry.service}.{replica}"
+        self._hooks.record_event(project=entry.key, service=entry.service, replica=replica, kind="exit",
+                                 message=f"{label} exited ({details['meaning']}) after {details['ran_for']:.1f}s",
+                                 details=details, at=details["at"])
+        status = container_status(pod)
+        waiting = status.get("state", {}).get("waiting") or {}
+        delay = back_off(waiting.get("message")) if waiting.get("reason") == "CrashLoopBackOff" else None
+        if delay is None and not status.get("state", {}).get("running"):
+            return  # not said yet how long the kubelet waits: the BackOff event will say it
+        delay = delay or 0.0
+        finished = seconds(terminated.get("finishedAt")) or self._clock.time()
+        restart_at = self._wall(finished + delay)
+        count = int(status.get("restartCount", 0)) + (0 if status.get("state", {}).get("running") else 1)
+        self._hooks.record_event(
+            project=entry.key, service=entry.service, replica=replica, kind="restart-scheduled",
+            message=f"{label} restarts in {max(0.0, restart_at - self._now()):.2f}s (restart #{count})",
+            details={"restart_at": restart_at, "delay": self._wall(finished + delay) - self._wall(finished),
+                     "restart_count": count, "pod": name})
+
+    def _pump(self, entry: _Service, pod: Manifest, replica: int) -> None:
+        """Start reading the pod's log where it is not read yet: the run that ended, then the running one."""
+        name = pod["metadata"]["name"]
+        task = entry.tasks.get(name)
+        if task is not None and not task.done():
+            return
+        pump = entry.pumps.get(name)
+        if pump is None or pump.file.path.name != f"{replica}.log":
+            desired = self._hooks.desired(entry.key, entry.service)
+            file = LogFile(self._logs_dir / entry.key / entry.service / f"{replica}.log",
+                           max_bytes=desired.log_max_bytes if desired else 10 << 20,
+                           max_files=desired.log_max_files if desired else 5)
+            pump = entry.pumps[name] = PodPump(self._api, name, entry.namespace, file,
+                                               resume=name in entry.numbers.inherited,
+                                               to_local=self._to_local, to_cluster=self._to_cluster)
+        status = container_status(pod)
+        runs = int(status.get("restartCount", 0))
+        running = bool(status.get("state", {}).get("running"))
+        ended = bool((status.get("lastState") or {}).get("terminated"))
+        previous = runs - 1 if running else runs  # the run the kubelet's `previous` log holds
+        steps: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if ended and previous >= 0 and previous not in pump.pumped:
+            steps.append(lambda: pump.catch_up(previous))
+        if running and runs not in pump.pumped:
+            steps.append(lambda: pump.follow(runs))
+        if steps:
+            async def work() -> None:
+                for step in steps:
+                    await step()
+
+            entry.tasks[name] = asyncio.ensure_future(work())
+
+    # -- rollouts --------------------------------------------------------------------------------------
+
+    async def _check_rollout(self, entry: _Service) -> None:
+        rollout = self._rollouts.get((entry.key, entry.service))
+        deployment = entry.deployment
+        if rollout is None or rollout.done or deployment is None:
+            return
+        new = new_hash(deployment, entry.replica_sets)
+        failure = early_failure(entry.pods, new, rollout.min_ready)
+        if failure is not None:
+            await self._fail(rollout, entry, failure)
+        elif deadline_exceeded(deployment, rollout.generation):
+            figures = self._counts(entry)
+            await self._fail(rollout, entry, None, reason=(
+                f"not finished within its progress_deadline ({deployment['spec'].get('progressDeadlineSeconds')}s): "
+                f"{figures['new_available']}/{figures['replicas']} new replicas available"))
+        elif complete(deployment, rollout.generation):
+            now = self._now()
+            rollout.finish("complete", now)
+            self._stable[(entry.key, entry.service)] = rollout.release
+            replicas = deployment["spec"].get("replicas", 0)
+            self._hooks.record_event(
+                project=entry.key, service=entry.service, kind="rollout-complete",
+                message=f"{entry.service}: release {rollout.release} rolled out, {replicas}/{replicas} available "
+                        f"after {now - rollout.started_at:.1f}s",
+                details={"release": rollout.release, "from_release": rollout.from_release,
+                         "seconds": round(now - rollout.started_at, 3)})
+
+    async def _fail(self, rollout: ClusterRollout, entry: _Service, failure: dict[str, Any] | None, *,
+                    reason: str = "") -> None:
+        replica = None
+        if failure is not None:
+            pod = failure["pod"]
+            name = pod["metadata"]["name"]
+            replica = entry.numbers.numbers.get(name)
+            label = f"{entry.service}.{replica}"
+            if "terminated" in failure:
+                exit_details = exit_of(failure["terminated"], release=release_of(pod), pod=name, wall=self._wall)
+                rollout.exit = {**exit_details, "pod": name,
+                                "last_lines": await self._previous_lines(name, entry.namespace, LAST_LINES)}
+                reason = (f"{label} {exit_details['meaning']} after {exit_details['ran_for']:.1f}s, before it was "
+                          f"available (min_ready {rollout.min_ready:g}s)")
+            else:
+                waiting = failure["waiting"]
+                reason = f"{label} cannot pull its image ({waiting.get('reason')}: {waiting.get('message', '')})"
+        rollout.finish("failed", self._now())
+        rollout.reason = reason
+        if rollout.from_release is not None:
+            # The control plane points the service at the old release; re-applying it rolls the Deployment back.
+            rollout.restored = True
+            self._hooks.rollout_failed(rollout)
+            self._later(self.reconcile(entry.key, entry.service))
+            kept = f"release {rollout.from_release} " + (
+                "started again" if rollout.strategy == "recreate" else "kept running")
+        else:
+            kept = "no earlier release to keep: the new replicas stay under the restart policy"
+        lines = (rollout.exit or {}).get("last_lines") or []
+        self._hooks.record_event(
+            project=entry.key, service=entry.service, replica=replica, kind="rollout-failed",
+            message=f"{entry.service}: release {rollout.release} failed to roll out: {reason}; {kept}",
+            details={"release": rollout.release, "from_release": rollout.from_release, "reason": reason,
+                     "restored": rollout.restored, "exit": rollout.exit, "last_lines": lines})
+
+    def _counts(self, entry: _Service) -> dict[str, int]:
+        new = new_hash(entry.deployment, entry.replica_sets) if entry.deployment else None
+        return counts(entry.deployment, entry.pods, new, entry.replica_sets)
+
+    def rollout(self, project: str, service: str) -> ClusterRollout | None:
+        return self._rollouts.get((project, service))
+
+    def rollout_record(self, rollout: ClusterRollout) -> RolloutRecord:
+        entry = self._services.get((rollout.project, rollout.service))
+        return rollout.record(self._counts(entry) if entry else counts(None, [], None, []))
+
+    async def wait_rollout(self, rollout: RolloutView, *, on_change: Callable[[RolloutRecord], None],
+                           timeout: float | None = None) -> RolloutRecord:
+        assert isinstance(rollout, ClusterRollout), "a rollout of another engine"
+        last: RolloutRecord | None = None
+
+        def settled() -> bool:
+            nonlocal last
+            record = self.rollout_record(rollout)
+            if record != last:
+                last = record
+                on_change(record)
+            return rollout.done
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(settled), timeout=timeout)
+        return self.rollout_record(rollout)
+
+    # -- reconcile -------------------------------------------------------------------------------------
+
+    async def reconcile(self, project: str, service: str, *, fresh: bool = False) -> None:
+        async with self._locks.setdefault((project, service), asyncio.Lock()):
+            await self._reconcile(project, service)
+        await self.sync()
+
+    async def _reconcile(self, key: str, service: str) -> None:
+        app = split_key(key)[0]
+        namespace = self._target.namespace or app
+        name = object_name(app, service)
+        desired = self._hooks.desired(key, service)
+        if desired is None:
+            await self._api.delete("Deployment", name, namespace)
+            await self._api.delete("Secret", secret_name(app, service), namespace)
+            self._applied.pop((key, service), None)
+            self._stable.pop((key, service), None)
+            rollout = self._rollouts.pop((key, service), None)
+            if rollout is not None and not rollout.done:
+                rollout.finish("failed", self._now())
+                rollout.reason = "the service was removed before it finished"
+            return
+        if self._target.namespace is None and namespace not in self._namespaces:
+            await self._api.apply(namespace_manifest(app))  # one per project, as render k8s makes it
+            self._namespaces.add(namespace)
+        manifest = deployment_for(desired)
+        last = self._applied.get((key, service))
+        if last is not None and _without_replicas(last.manifest) == _without_replicas(manifest):
+            if last.manifest["spec"]["replicas"] != desired.replicas:
+                await self._api.scale(name, namespace, desired.replicas)  # /scale: the template is untouched
+            elif last.config != desired.config:  # `restart`: new processes, nothing else new
+                applied = await self._api.restart(name, namespace, _text(self._clock.time()).split(".")[0] + "Z")
+                self._start_rollout(desired, applied)
+            self._applied[(key, service)] = _Applied(manifest, desired.config)
+            return
+        secret = secret_for(desired)
+        if secret is not None:
+            await self._api.apply(secret)
+        elif last is None or last.manifest["spec"]["template"]["spec"]["containers"][0].get("envFrom"):
+            await self._api.delete("Secret", secret_name(app, service), namespace)
+        before = await self._api.deployment(name, namespace)
+        restarted = ((before or {}).get("spec", {}).get("template", {}).get("metadata", {})
+                     .get("annotations", {}).get(RESTARTED_AT))
+        sent = manifest
+        if restarted:  # keep a past `restart`'s stamp: dropping it would change the template and roll the pods
+            sent = _with_template_annotation(manifest, RESTARTED_AT, restarted)
+        applied = await self._api.apply(sent)
+        self._applied[(key, service)] = _Applied(manifest, desired.config)
+        if before is None or before["spec"].get("template") != applied["spec"].get("template"):
+            if before is not None and (key, service) not in self._stable and complete(
+                    before, int(before.get("metadata", {}).get("generation", 0))):
+                release = _template_release(before)
+                if release is not None:
+                    self._stable[(key, service)] = release
+            self._start_rollout(desired, applied)
+
+    def _start_rollout(self, desired: Any, applied: Manifest) -> None:
+        key = (desired.project, desired.service)
+        latest = self._rollouts.get(key)
+        if latest is not None and latest.state == "failed" and latest.restored \
+                and desired.release == latest.from_release:
+            return  # the old release re-applied after a failure: the failed rollout stays the service's latest
+        if latest is not None and not latest.done:
+            latest.reason = f"superseded by release {desired.release} before it finished"
+            latest.finish("failed", self._now())
+        self._rollouts[key] = ClusterRollout(
+            project=desired.project, service=desired.service, config=desired.config, release=desired.release,
+            strategy=desired.strategy, started_at=self._now(), from_release=self._stable.get(key),
+            generation=int(applied.get("metadata", {}).get("generation", 0)),
+            min_ready=float(applied["spec"].get("minReadySeconds", 0)))
+
+    # -- the rest of the protocol ----------------------------------------------------------------------
+
+    def status(self, project: str, service: str | None = None) -> list[ReplicaStatus]:
+        now = self._now()
+        rows = []
+        for (key, name), entry in sorted(self._services.items()):
+            if key != project or (service is not None and name != service):
+                continue
+            for pod in entry.pods:
+                pod_name = pod["metadata"]["name"]
+                replica = entry.numbers.numbers.get(pod_name)
+                if replica is None:
+                    continue
+                rows.append(replica_status(pod, service=name, replica=replica, now=now, wall=self._wall,
+                                           last_lines=entry.last_lines.get(pod_name, [])))
+        return sorted(rows, key=lambda r: (r["service"], r["replica"]))
+
+    async def wait_stopped(self, project: str, service: str | None = None, timeout: float = 660.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: not self.status(project, service)), timeout=timeout)
+
+    def forget(self, project: str, service: str | None = None) -> None:
+        for (key, name), entry in list(self._services.items()):
+            if key == project and (service is None or name == service):
+                self._drop(entry)
+                self._rollouts.pop((key, name), None)
+                self._applied.pop((key, name), None)
+                self._stable.pop((key, name), None)
+
+    @property
+    def logs(self) -> ClusterLogs:
+        return ClusterLogs(self)
+
+    def pod_of(self, project: str, service: str, replica: int) -> tuple[str, str] | None:
+        """The pod (and its namespace) that holds this replica number now."""
+        entry = self._services.get((project, service))
+        if entry is None:
+            return None
+        for pod, number in entry.numbers.numbers.items():
+            if number == replica:
+                return pod, entry.namespace
+        return None
+
+    @property
+    def api(self) -> ClusterApi:
+        return self._api
+
+    @property
+    def logs_dir(self) -> Path:
+        return self._logs_dir
+
+
+class ClusterLogs:
+    """The pumped CRI files, and a crashed container's own log from the kubelet (`logs --previous`)."""
+
+    def __init__(self, engine: KubernetesEngine) -> None:
+        self._engine = engine
+
+    def log_dir(self, project: str) -> Path:
+        return self._engine.logs_dir / project
+
+    async def previous(self, project: str, service: str, replica: int, count: int) -> list[str]:
+        found = self._engine.pod_of(project, service, replica)
+        if found is None:
+            return []
+        try:
+            text = await self._engine.api.logs(found[0], found[1], previous=True, timestamps=False, tail_lines=count)
+        except (StackblazeError, OSError):
+            return []
+        return text.splitlines()
+
+
+def _without_replicas(manifest: Manifest) -> Manifest:
+    return {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "replicas"},
+            "metadata": {k: v for k, v in manifest["metadata"].items() if k != "annotations"}}
+
+
+def _with_template_annotation(manifest: Manifest, key: str, value: str) -> Manifest:
+    template = manifest["spec"]["template"]
+    metadata = {**template["metadata"], "annotations": {**template["metadata"].get("annotations", {}), key: value}}
+    return {**manifest, "spec": {**manifest["spec"], "template": {**template, "metadata": metadata}}}
+
+
+def _template_release(deployment: Manifest) -> int | None:
+    return release_of({"metadata": deployment.get("spec", {}).get("template", {}).get("metadata", {})})
+
+
+class KubernetesRunning:
+    """The engine as the daemon holds it. `stop_all` leaves a real cluster's workers running (they are the
+    cluster's, not this machine's); the fake target's stop with the daemon, so they are stopped."""
+
+    def __init__(self, engine: KubernetesEngine, api: ClusterApi, target: Target) -> None:
+        self._engine = engine
+        self._api = api
+        self._target = target
+
+    @property
+    def engine(self) -> KubernetesEngine:
+        return self._engine
+
+    async def stop_all(self) -> None:
+        if self._target.kind == "fake":
+            for key, service in self._engine._mine():
+                app = split_key(key)[0]
+                await self._api.delete("Deployment", object_name(app, service), self._target.namespace or app)
+
+    async def close(self) -> None:
+        await self._engine.close()
+        await self._api.close()
+
+
+async def open_kubernetes(settings: Settings, target: Target, hooks: EngineHooks) -> KubernetesRunning:
+    """The engine of one kubernetes (or fake) target, started: its first look at the cluster is done."""
+    clock: Clock
+    api: ClusterApi
+    if target.kind == "fake":
+        from stackblaze.engine.kubernetes.fake_api import FakeApi, fake_from_target
+
+        clock = ScaledClock(settings.time_scale)
+        poll = 0.1 / settings.time_scale  # a tenth of a real second, in the fake cluster's seconds
+        api = FakeApi(fake_from_target(target, clock), follow_poll=poll)
+    elif target.kind == "kubernetes":
+        from stackblaze.engine.kubernetes.client import KubeClient  # the one module that imports `kubernetes`
+
+        clock, poll = SystemClock(), 2.0
+        api = KubeClient(context=target.context)
+    else:
+        raise StackblazeError(f"target {target.name}: kind {target.kind!r} is not a cluster (kubernetes or fake)")
+    engine = KubernetesEngine(api, target, hooks, clock, settings.logs_dir, poll=poll)
+    await engine.start()
+    return KubernetesRunning(engine, api, target)
