@@ -37,6 +37,7 @@ from stackblaze.engine.kubernetes.rollouts import (
     early_failure,
     new_hash,
 )
+from stackblaze.engine.kubernetes.running import ClusterLogs, KubernetesRunning
 from stackblaze.engine.kubernetes.status import (
     back_off,
     container_status,
@@ -500,7 +501,7 @@ class KubernetesEngine:
 
     @property
     def logs(self) -> ClusterLogs:
-        return ClusterLogs(self)
+        return ClusterLogs(self._logs_dir, self.pod_of, self._api)
 
     def pod_of(self, project: str, service: str, replica: int) -> tuple[str, str] | None:
         """The pod (and its namespace) that holds this replica number now."""
@@ -512,33 +513,9 @@ class KubernetesEngine:
                 return pod, entry.namespace
         return None
 
-    @property
-    def api(self) -> ClusterApi:
-        return self._api
-
-    @property
-    def logs_dir(self) -> Path:
-        return self._logs_dir
-
-
-class ClusterLogs:
-    """The pumped CRI files, and a crashed container's own log from the kubelet (`logs --previous`)."""
-
-    def __init__(self, engine: KubernetesEngine) -> None:
-        self._engine = engine
-
-    def log_dir(self, project: str) -> Path:
-        return self._engine.logs_dir / project
-
-    async def previous(self, project: str, service: str, replica: int, count: int) -> list[str]:
-        found = self._engine.pod_of(project, service, replica)
-        if found is None:
-            return []
-        try:
-            text = await self._engine.api.logs(found[0], found[1], previous=True, timestamps=False, tail_lines=count)
-        except (StackblazeError, OSError):
-            return []
-        return text.splitlines()
+    def services(self) -> list[tuple[str, str]]:
+        """This target's services, as the control plane lists them."""
+        return sorted(self._mine())
 
 
 def _without_replicas(manifest: Manifest) -> Manifest:
@@ -554,30 +531,6 @@ def _with_template_annotation(manifest: Manifest, key: str, value: str) -> Manif
 
 def _template_release(deployment: Manifest) -> int | None:
     return release_of({"metadata": deployment.get("spec", {}).get("template", {}).get("metadata", {})})
-
-
-class KubernetesRunning:
-    """The engine as the daemon holds it. `stop_all` leaves a real cluster's workers running (they are the
-    cluster's, not this machine's); the fake target's stop with the daemon, so they are stopped."""
-
-    def __init__(self, engine: KubernetesEngine, api: ClusterApi, target: Target) -> None:
-        self._engine = engine
-        self._api = api
-        self._target = target
-
-    @property
-    def engine(self) -> KubernetesEngine:
-        return self._engine
-
-    async def stop_all(self) -> None:
-        if self._target.kind == "fake":
-            for key, service in self._engine._mine():
-                app = split_key(key)[0]
-                await self._api.delete("Deployment", object_name(app, service), self._target.namespace or app)
-
-    async def close(self) -> None:
-        await self._engine.close()
-        await self._api.close()
 
 
 async def open_kubernetes(settings: Settings, target: Target, hooks: EngineHooks) -> KubernetesRunning:
