@@ -87,12 +87,14 @@ def ps_table(payload: dict[str, Any]) -> None:
             f"  {counts}  release {service['release']}  start: {service['start']}{flag}",
         ))
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
-        for column in ("REPLICA", "STATE", "PID", "RELEASE", "UPTIME", "RESTARTS", "LAST EXIT"):
+        pods = any(replica.get("pod") for replica in service["replicas"])  # a Kubernetes target: pods, no pids
+        for column in ("REPLICA", "STATE", "POD" if pods else "PID", "RELEASE", "UPTIME", "RESTARTS", "LAST EXIT"):
             table.add_column(column, no_wrap=column != "LAST EXIT")
         for replica in service["replicas"]:
             running = replica["state"] == "running"
             table.add_row(
                 f"{service['service']}.{replica['replica']}", state_text(replica, now),
+                str(replica.get("pod") or "-") if pods else
                 str(replica["pid"] or "-") if running or replica["state"] == "stopping" else "-",
                 str(replica["release"] or "-"),
                 duration(replica["uptime"]) if running else "-",
