@@ -99,6 +99,7 @@ def replica_status(pod: dict[str, Any], *, service: str, replica: int, now: floa
     return {
         "service": service, "replica": replica, "state": phase, "release": release, "pid": None,
         "pod": metadata.get("name"), "crash_loop": reason == "CrashLoopBackOff",
+        "image": next(iter(pod.get("spec", {}).get("containers") or []), {}).get("image"),
         "started_at": wall(started) if started is not None else None,
         "uptime": max(0.0, now - wall(started)) if started is not None else None,
         "restart_count": int(container.get("restartCount", 0)), "last_exit": last_exit,
