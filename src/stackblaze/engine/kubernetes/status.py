@@ -65,6 +65,13 @@ def exit_of(terminated: dict[str, Any], *, release: int | None, pod: str, wall: 
             "oom_killed": reason == "OOMKilled"}
 
 
+def image_of(pod: dict[str, Any]) -> str | None:
+    """The image the pod's container runs, as its Deployment's template named it (by digest, from a deploy)."""
+    containers: list[dict[str, Any]] = pod.get("spec", {}).get("containers") or [{}]
+    image = containers[0].get("image")
+    return str(image) if image else None
+
+
 def replica_status(pod: dict[str, Any], *, service: str, replica: int, now: float, wall: Wall,
                    last_lines: list[str]) -> ReplicaStatus:
     """One pod as `ps` shows a replica. States: running, starting (created, not yet running), waiting (to
@@ -99,7 +106,7 @@ def replica_status(pod: dict[str, Any], *, service: str, replica: int, now: floa
     return {
         "service": service, "replica": replica, "state": phase, "release": release, "pid": None,
         "pod": metadata.get("name"), "crash_loop": reason == "CrashLoopBackOff",
-        "image": next(iter(pod.get("spec", {}).get("containers") or []), {}).get("image"),
+        "image": image_of(pod),
         "started_at": wall(started) if started is not None else None,
         "uptime": max(0.0, now - wall(started)) if started is not None else None,
         "restart_count": int(container.get("restartCount", 0)), "last_exit": last_exit,
