@@ -214,3 +214,36 @@ def test_images_and_namespaces(shop: Project) -> None:
     assert container(given, "reports")["image"] == "registry.local/reports:v3"
     with pytest.raises(UserError, match=r"--namespace: 'Jobs_1' is not a DNS-1123 label.*e\.g\. --namespace"):
         render_manifests(shop, namespace="Jobs_1")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_what_the_engine_applies_validates_and_keeps_the_secret_in_the_secret(version: str) -> None:
+    """deployment_for / secret_for (what a deploy to a target applies, from the control plane's Desired)
+    pass the same strict schemas and our checks: the selector selects the template, names are DNS-1123,
+    the image is the pushed digest, and the env's values are only in the Secret."""
+    from stackblaze.engine.kubernetes.manifests import deployment_for, secret_for
+    from stackblaze.engine.protocol import Desired
+
+    image = "127.0.0.1:5000/acme/shop-email@sha256:" + "a" * 64
+    desired = Desired(
+        project="shop@prod", service="email", replicas=3, release=7, cwd="", start="python -m worker --queue email",
+        env={"STRIPE_KEY": SECRET, "PYTHONUNBUFFERED": "1"}, stop_signal=15, shutdown_grace=12.5,
+        strategy="rolling", config="0123456789abcdef", min_ready=5.0, progress_deadline=120.0,
+        rolling=Rolling(max_surge="25%", max_unavailable=0), app="shop", namespace="shop-prod", image=image)
+    deployment_ = deployment_for(desired)
+    secret = secret_for(desired)
+    assert secret is not None
+    for manifest in (deployment_, secret):
+        kubernetes_validate.validate(manifest, version, strict=True)
+        assert DNS_LABEL.fullmatch(manifest["metadata"]["name"])
+        assert manifest["metadata"]["namespace"] == "shop-prod"
+    spec = deployment_["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    [container_] = spec["template"]["spec"]["containers"]
+    assert container_["image"] == image
+    assert container_["args"] == ["python", "-m", "worker", "--queue", "email"]
+    assert (spec["replicas"], spec["minReadySeconds"], spec["progressDeadlineSeconds"]) == (3, 5, 120)
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 13
+    assert SECRET not in json.dumps(deployment_)
+    assert secret["stringData"]["STRIPE_KEY"] == SECRET
+    assert all(ENV_NAME.fullmatch(entry["name"]) for entry in container_["env"])
