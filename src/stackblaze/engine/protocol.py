@@ -22,16 +22,19 @@ from stackblaze.spec.rollout import Rolling
 
 
 class ExitRecord(TypedDict, total=False):
-    """How a replica's last run ended (engine/exits.py describes it in words)."""
+    """How a replica's last run ended, in the words both engines use (engine/exits.py words the meaning)."""
 
     code: int | None  # exit code, or None when a signal ended it
-    signal: int | None
-    signal_name: str | None
-    reason: str | None  # e.g. "OOMKilled", "Error", "Completed" (Kubernetes), "grace-kill" (local)
-    description: str  # the meaning, in words: "exited with code 3", "killed by SIGKILL (not by stackblaze)"
+    signal: str | None  # "SIGKILL"
+    meaning: str  # "exit 3: the process reported an error", "killed by SIGKILL (not by stackblaze)"
+    reason: str | None  # Kubernetes' terminated reason: "OOMKilled", "Error", "Completed"
     at: float  # when it ended (Unix time)
-    ran: float  # seconds it had run
+    ran_for: float  # seconds it had run
+    release: int | None
     last_lines: list[str]
+    pid: int | None  # local engine
+    killed_after_grace: bool | None
+    oom_killed: bool
 
 
 class ReplicaStatusRecord(TypedDict, total=False):
@@ -43,6 +46,7 @@ class ReplicaStatusRecord(TypedDict, total=False):
     release: int | None
     pid: int | None  # local engine
     pod: str | None  # Kubernetes engine
+    image: str | None  # Kubernetes engine: the pod's image, by digest
     started_at: float | None
     uptime: float | None
     restart_count: int
