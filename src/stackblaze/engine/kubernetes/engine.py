@@ -22,6 +22,7 @@ from stackblaze.engine.kubernetes.api import RESTARTED_AT, ClusterApi, Manifest
 from stackblaze.engine.kubernetes.events import EventImporter
 from stackblaze.engine.kubernetes.logpump import LogFile, PodPump, ReplicaNumbers
 from stackblaze.engine.kubernetes.manifests import (
+    MANAGER,
     deployment_for,
     namespace_manifest,
     object_name,
@@ -412,8 +413,13 @@ class KubernetesEngine:
         name = object_name(app, service)
         desired = self._hooks.desired(key, service)
         if desired is None:
-            await self._api.delete("Deployment", name, namespace)
-            await self._api.delete("Secret", secret_name(app, service), namespace)
+            # As `kubectl apply --prune`: by label, every Deployment and Secret of this project that no
+            # service of it names any more (this one, and any a lost daemon left behind).
+            keep = {each for project, other in self._hooks.services()
+                    if project == key and other != service and self._hooks.desired(key, other) is not None
+                    for each in (object_name(app, other), secret_name(app, other))}
+            await self._api.prune({"app.kubernetes.io/part-of": app, "app.kubernetes.io/managed-by": MANAGER},
+                                  keep, namespace)
             self._applied.pop((key, service), None)
             self._stable.pop((key, service), None)
             rollout = self._rollouts.pop((key, service), None)

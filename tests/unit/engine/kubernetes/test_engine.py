@@ -7,6 +7,7 @@ A fake, because no cluster (and no kubelet) can run here: fake.py's docstring sa
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -305,6 +306,28 @@ def test_a_removed_service_loses_its_deployment_and_secret(tmp_path: Path) -> No
         assert list(w.cluster.secrets) == [("acme", "acme-worker-env")]
         assert w.ps("mailer") == [] and len(w.ps("worker")) == 1
         await asyncio.wait_for(w.engine.wait_stopped(KEY, "mailer"), 1)
+
+    run(body, tmp_path)
+
+
+def test_removing_a_service_prunes_by_label_what_no_service_names(tmp_path: Path) -> None:
+    """A Deployment of this project that no service names (left by a daemon that lost its state) goes with
+    the next removal, as `kubectl apply --prune -l part-of=acme` would; another project's stays."""
+    async def body(w: World) -> None:
+        await w.deploy(want())
+        await w.deploy(want("mailer"))
+        orphan = copy.deepcopy(w.cluster.get("acme-worker", "acme"))
+        orphan["metadata"] = {"name": "acme-old", "namespace": "acme", "labels": orphan["metadata"]["labels"]}
+        orphan.pop("status")
+        other = copy.deepcopy(orphan)
+        other["metadata"] = {**other["metadata"], "name": "other-app",
+                             "labels": {**other["metadata"]["labels"], "app.kubernetes.io/part-of": "other"}}
+        w.cluster.apply(orphan)
+        w.cluster.apply(other)
+        await w.clock.advance(1)
+        del w.hooks.desired[(KEY, "mailer")]
+        await w.engine.reconcile(KEY, "mailer")
+        assert [d["metadata"]["name"] for d in w.cluster.deployments("acme")] == ["acme-worker", "other-app"]
 
     run(body, tmp_path)
 
