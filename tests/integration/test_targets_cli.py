@@ -11,6 +11,9 @@ pump, events — is the real Kubernetes engine's code. tests/e2e/k8s runs the sa
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +135,28 @@ def test_a_crash_loop_shows_its_exit_code_restarts_and_last_lines(where: tuple[S
     previous = wait_for("the previous run's lines", lambda: "boom: connection refused" in (
         out := sb.run("logs", "worker", "--previous").out) and out)
     assert "worker.1 | connecting to redis" in previous
+
+
+def test_logs_tail_joins_the_replicas_a_scale_adds(where: tuple[Stackblaze, Path]) -> None:
+    sb, project = where
+    sb.run("deploy", str(project))
+    wait_for("2 running", lambda: len(running(sb, "worker")) == 2)
+    tail = subprocess.Popen([sys.executable, "-m", "stackblaze.cli", "logs", "worker", "--tail"], env=sb.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen: list[str] = []
+    assert tail.stdout is not None
+    reader = threading.Thread(target=lambda: seen.extend(iter(tail.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        wait_for("the first two replicas' lines", lambda: {"worker.1", "worker.2"} <= prefixes(seen))
+        sb.run("scale", "worker", "--replicas", "3")
+        wait_for("the new replica's line in the same tail", lambda: "worker.3" in prefixes(seen))
+    finally:
+        tail.terminate()
+        tail.wait(timeout=10)
+        reader.join(timeout=10)
+        tail.stdout.close()
+
+
+def prefixes(lines: list[str]) -> set[str]:
+    return {line.split(" | ")[0].strip() for line in list(lines) if "job 1 done" in line}
