@@ -160,3 +160,15 @@ def test_logs_tail_joins_the_replicas_a_scale_adds(where: tuple[Stackblaze, Path
 
 def prefixes(lines: list[str]) -> set[str]:
     return {line.split(" | ")[0].strip() for line in list(lines) if "job 1 done" in line}
+
+
+def test_a_daemon_restart_keeps_what_runs_where(where: tuple[Stackblaze, Path]) -> None:
+    """Locally the replicas outlive the daemon (its runner keeps them); a cluster keeps its pods, and the
+    fake one, which lives in the daemon, is applied again from the stored state when the daemon starts."""
+    sb, project = where
+    sb.run("deploy", str(project))
+    sb.run("scale", "worker", "--replicas", "3")
+    wait_for("3 running", lambda: len(running(sb, "worker")) == 3)
+    sb.run("daemon", "stop")
+    after = wait_for("3 running after the restart", lambda: len(r := running(sb, "worker")) == 3 and r)
+    assert {r["release"] for r in after} == {1}

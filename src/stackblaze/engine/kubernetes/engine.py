@@ -558,4 +558,11 @@ async def open_kubernetes(settings: Settings, target: Target, hooks: EngineHooks
         raise StackblazeError(f"target {target.name}: kind {target.kind!r} is not a cluster (kubernetes or fake)")
     engine = KubernetesEngine(api, target, hooks, clock, settings.logs_dir, poll=poll)
     await engine.start()
+    # As the local engine does at start: every stored service is applied. On a cluster that kept them this
+    # changes nothing (the same template, server-side applied); a fake cluster starts empty with the daemon.
+    for project, service in hooks.services():
+        try:
+            await engine.reconcile(project, service)
+        except StackblazeError as exc:
+            log.error("target %s: %s/%s not applied: %s", target.name, project, service, exc)
     return KubernetesRunning(engine, api, target)
