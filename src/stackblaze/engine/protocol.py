@@ -4,6 +4,13 @@ The server imports this module and `engine.factory`, never an engine's own modul
 the Kubernetes engine can stand behind the same calls. Records stay plain JSON-ready dicts (what the API
 serialises); their shapes are named here as TypedDicts (DESIGN.md's "one vocabulary").
 
+The verbs: the control plane records what should run (a deploy's release, a scale, a restart's new
+generation, stop/start, a rollback) and calls `Engine.reconcile`; each engine turns the difference into its
+own actions (the local engine starts and signals processes; the Kubernetes engine server-side applies, or
+patches /scale, or stamps the restart annotation). `status` answers `ps`; `rollout`/`wait_rollout` a
+deploy's wait; events come back through `EngineHooks.record_event` into the one event store (the
+Kubernetes engine also imports the cluster's Events there), so `events` reads one place for both.
+
 Logs: every engine stores each replica's output as CRI lines (`<RFC 3339> <stream> <F|P> <line>`) in
 `<logs_dir>/<project>/<service>/<replica>.log`, rotated as `<replica>.log.1` ... The local engine's runner writes
 them; the Kubernetes engine pumps each pod's log API stream into them as it arrives (a pod takes the
