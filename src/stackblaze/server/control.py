@@ -97,6 +97,8 @@ class Control:
     def log_dir(self, project: str) -> Path:
         """Where a project's replica logs are: its engine's LogSource says (a disconnected target's are where
         they were written, under the home's logs)."""
+        if self.supervisor is None:  # the local engine is starting (and asks for an exit's last lines)
+            return self.settings.logs_dir / project
         try:
             return self.engine_for(project).logs.log_dir(project)
         except ConflictError:
