@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Stackblaze, wait_for, write_project
+from tests.integration.test_drains import HttpsReceiver
 
 WORKER = "import time\nprint('job 1 done', flush=True)\ntime.sleep(1e6)\n"
 CRASHER = ("print('connecting to redis', flush=True)\nprint('boom: connection refused', flush=True)\n"
@@ -172,3 +173,19 @@ def test_a_daemon_restart_keeps_what_runs_where(where: tuple[Stackblaze, Path]) 
     sb.run("daemon", "stop")
     after = wait_for("3 running after the restart", lambda: len(r := running(sb, "worker")) == 3 and r)
     assert {r["release"] for r in after} == {1}
+
+
+def test_a_log_drain_gets_the_replicas_lines(where: tuple[Stackblaze, Path], tmp_path: Path) -> None:
+    """A real HTTPS receiver (test_drains.py's) gets the worker's lines, read from where the engine keeps
+    them: the runner's files locally, the lines pumped from the pods' log API on a cluster."""
+    sb, project = where
+    receiver = HttpsReceiver(tmp_path / "https")
+    receiver.start()
+    try:
+        sb.run("deploy", str(project))
+        sb.run("drains", "add", receiver.url(), "--service", "worker")
+        sb.run("restart", "worker")  # new replicas print again, after the drain was added
+        wait_for("the worker's line at the receiver", lambda: any(
+            r["line"] == "job 1 done" and r["service"] == "worker" for r in list(receiver.records)))
+    finally:
+        receiver.stop()

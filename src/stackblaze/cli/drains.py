@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stackblaze.cli import options
-from stackblaze.cli.options import JsonOpt, ProjectOpt, examples
+from stackblaze.cli.options import JsonOpt, ProjectOpt, TargetOpt, examples
 
 if TYPE_CHECKING:
     from stackblaze.cli.client import Client
@@ -23,8 +23,8 @@ IdArg = Annotated[int, typer.Argument(help="Drain ID, as `stackblaze drains list
 STATE_STYLES = {"ok": "green", "failing": "red", "stopped": "dim"}
 
 
-def client(project: str | None) -> Client:
-    return options.client(options.project_here(project))
+def client(project: str | None, target: str | None) -> Client:
+    return options.client(options.project_here(project), target)
 
 
 @drains_app.command("add", epilog=examples("stackblaze drains add syslog+tls://logs.example.com:6514",
@@ -36,13 +36,14 @@ def drains_add(
     service: Annotated[str | None, typer.Option("--service", "-s", help="Only this service's lines.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    target: TargetOpt = None,
 ) -> None:
     """Ship new log lines to a syslog or HTTPS receiver.
 
     Lines of the project, or of one service, from now on; credentials stay masked."""
     from stackblaze.cli import render
 
-    result = client(project).request("POST", "/v1/drains", body={"url": url, "service": service})
+    result = client(project, target).request("POST", "/v1/drains", body={"url": url, "service": service})
     if as_json:
         render.print_json(result)
         return
@@ -51,7 +52,8 @@ def drains_add(
 
 
 @drains_app.command("list", epilog=examples("stackblaze drains list", "stackblaze drains list --json"))
-def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None,
+                target: TargetOpt = None) -> None:
     """Each drain: state, sent, behind, dropped.
 
     Lines sent, retried, behind (not delivered yet) and dropped (rotated away first)."""
@@ -60,7 +62,7 @@ def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
 
     from stackblaze.cli import render
 
-    result = client(project).request("GET", "/v1/drains")
+    result = client(project, target).request("GET", "/v1/drains")
     if as_json:
         render.print_json(result)
         return
@@ -82,13 +84,14 @@ def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
 
 
 @drains_app.command("remove", epilog=examples("stackblaze drains remove 2"))
-def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None,
+                target: TargetOpt = None) -> None:
     """Stop a drain.
 
     Its cursor is forgotten: the log files it held are let go."""
     from stackblaze.cli import render
 
-    result = client(project).request("DELETE", f"/v1/drains/{drain_id}")
+    result = client(project, target).request("DELETE", f"/v1/drains/{drain_id}")
     if as_json:
         render.print_json(result)
     else:
@@ -96,13 +99,14 @@ def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt
 
 
 @drains_app.command("test", epilog=examples("stackblaze drains test 2"))
-def drains_test(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def drains_test(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt = None,
+                target: TargetOpt = None) -> None:
     """Send a test message through a drain.
 
     Waits for the receiver to acknowledge it; exit 1 when it does not."""
     from stackblaze.cli import render
 
-    result = client(project).request("POST", f"/v1/drains/{drain_id}/test")
+    result = client(project, target).request("POST", f"/v1/drains/{drain_id}/test")
     if as_json:
         render.print_json(result)
     elif result["ok"]:
