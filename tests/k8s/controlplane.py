@@ -162,6 +162,9 @@ class ControlPlane:
         self._spawn("kube-apiserver", [
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+            # The `kubernetes` Service may not point at a loopback address, and nothing in this cluster runs a
+            # pod that would dial it.
+            "--endpoint-reconciler-type=none",
             f"--cert-dir={self.workdir / 'apiserver'}",
             f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
             f"--client-ca-file={ca.files.cert}",
@@ -291,8 +294,9 @@ class ControlPlane:
                 last = check()
             except Exception as error:  # not up yet: refused, 5xx, not found
                 last = error
-            if last:
-                return
+            else:
+                if last:
+                    return
             time.sleep(0.1)
         logs = "\n".join(f"--- {p.log}:\n{p.tail(1500)}" for p in self.processes)
         raise ControlPlaneError(f"timed out waiting for {what} (last: {last!r})\n{logs}")

@@ -9,6 +9,7 @@ reported Running, but no container runs (what the kubelet does is the fake clust
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import kubernetes
@@ -49,7 +50,9 @@ def test_the_api_server_validates_what_a_schema_check_cannot(control_plane: Cont
         apps.patch_namespaced_deployment("mismatched", namespace, deployment("mismatched", 1, {"app": "other"}),
                                          field_manager="smoke", _content_type=APPLY)
     assert refused.value.status == 422
-    assert "selector does not match template" in refused.value.body
+    causes = json.loads(refused.value.body)["details"]["causes"]
+    assert [(cause["field"], "`selector` does not match template `labels`" in cause["message"]) for cause in causes] \
+        == [("spec.template.metadata.labels", True)]
 
 
 def test_an_applied_deployment_gets_a_replicaset_and_running_pods_on_kwok_nodes(control_plane: ControlPlane,
