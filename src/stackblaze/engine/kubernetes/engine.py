@@ -48,6 +48,7 @@ from stackblaze.engine.kubernetes.status import (
     seconds,
 )
 from stackblaze.engine.protocol import EngineHooks, ReplicaStatus, RolloutRecord, RolloutView
+from stackblaze.engine.rollouts import wait_settled
 from stackblaze.errors import StackblazeError
 from stackblaze.settings import Settings
 from stackblaze.spec.targets import Target, split_key
@@ -386,19 +387,7 @@ class KubernetesEngine:
     async def wait_rollout(self, rollout: RolloutView, *, on_change: Callable[[RolloutRecord], None],
                            timeout: float | None = None) -> RolloutRecord:
         assert isinstance(rollout, ClusterRollout), "a rollout of another engine"
-        last: RolloutRecord | None = None
-
-        def settled() -> bool:
-            nonlocal last
-            record = self.rollout_record(rollout)
-            if record != last:
-                last = record
-                on_change(record)
-            return rollout.done
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(settled), timeout=timeout)
-        return self.rollout_record(rollout)
+        return await wait_settled(self._changed, rollout, self.rollout_record, on_change, timeout)
 
     # -- reconcile -------------------------------------------------------------------------------------
 

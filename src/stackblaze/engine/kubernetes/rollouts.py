@@ -8,48 +8,21 @@ new ReplicaSet exits (or cannot pull its image) before it is available, as the l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from stackblaze.engine.kubernetes.status import container_status, seconds
+from stackblaze.engine.rollouts import RolloutBase
 
-RolloutState = Literal["progressing", "complete", "failed"]
 POD_TEMPLATE_HASH = "pod-template-hash"
 PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 
 
 @dataclass
-class ClusterRollout:
-    project: str  # the store's key (acme@prod)
-    service: str
-    config: str
-    release: int
-    strategy: str
-    started_at: float
-    from_release: int | None
+class ClusterRollout(RolloutBase):
+    """`project` is the store's key (acme@prod)."""
+
     generation: int  # the Deployment's metadata.generation our apply made
     min_ready: float
-    state: RolloutState = "progressing"
-    reason: str | None = None
-    exit: dict[str, Any] | None = None
-    restored: bool = False
-    finished_at: float | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.state != "progressing"
-
-    def finish(self, state: RolloutState, at: float) -> None:
-        self.state = state
-        self.finished_at = at
-
-    def record(self, counts: dict[str, int]) -> dict[str, Any]:
-        """What `deploy --json` and `rollout status --json` show (the local engine's Rollout.record)."""
-        return {
-            "service": self.service, "state": self.state, "release": self.release,
-            "from_release": self.from_release, "strategy": self.strategy, "started_at": self.started_at,
-            "finished_at": self.finished_at, "reason": self.reason, "exit": self.exit,
-            "restored": self.restored, **counts,
-        }
 
 
 def _template_key(template: dict[str, Any]) -> Any:

@@ -21,6 +21,7 @@ from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_ro
 from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
 from stackblaze.engine.protocol import RolloutView
+from stackblaze.engine.rollouts import wait_settled
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
 
@@ -183,19 +184,7 @@ class Supervisor:
                            timeout: float | None = None) -> dict[str, Any]:
         """Until the rollout is complete or failed; `on_change` hears each new count on the way."""
         assert isinstance(rollout, Rollout), "a rollout of another engine"
-        last: dict[str, Any] | None = None
-
-        def settled() -> bool:
-            nonlocal last
-            record = self.rollout_record(rollout)
-            if record != last:
-                last = record
-                on_change(record)
-            return rollout.done
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(settled), timeout=timeout)
-        return self.rollout_record(rollout)
+        return await wait_settled(self._changed, rollout, self.rollout_record, on_change, timeout)
 
     def _counts(self, rollout: Rollout) -> dict[str, int]:
         return count(rollout, self._service_slots(rollout.project, rollout.service),
