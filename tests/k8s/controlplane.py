@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -215,7 +216,7 @@ class ControlPlane:
         ca_tls = self._tls(ca)
         for name in ("kcm", "scheduler"):
             url = f"https://127.0.0.1:{ports[name]}/healthz"
-            self._wait(f"{name} {url}", deadline, lambda url=url: self._get(url, ca_tls) == b"ok")
+            self._wait(f"{name} {url}", deadline, partial(self._healthy, url, ca_tls))
         core = self.core()
         # The serviceaccount controller made it: the controller-manager is up and acting on the API server.
         self._wait("the controller-manager to create ServiceAccount default/default", deadline,
@@ -246,8 +247,8 @@ class ControlPlane:
         """An admin client of the official `kubernetes` package, from the kubeconfig."""
         import kubernetes
 
-        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context,
-                                                        persist_config=False)
+        return kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig), context=self.context, persist_config=False)
 
     def core(self) -> Any:
         import kubernetes
@@ -306,6 +307,10 @@ class ControlPlane:
         with urllib.request.urlopen(url, timeout=5, context=context) as response:
             body: bytes = response.read()
             return body
+
+    @classmethod
+    def _healthy(cls, url: str, context: ssl.SSLContext) -> bool:
+        return cls._get(url, context) == b"ok"
 
     @staticmethod
     def _exists(read: Callable[[], object]) -> bool:

@@ -45,6 +45,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     except ControlPlaneError as error:
         plane.stop()
         pytest.fail(f"the control plane in {workdir} did not start: {error}")
+    except BaseException:
+        plane.stop()
+        raise
     try:
         yield plane
     finally:
