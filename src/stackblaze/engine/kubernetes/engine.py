@@ -4,7 +4,7 @@ as the local supervisor.
 `reconcile` applies (server-side) the Namespace, Secret and Deployment a Desired says, scales through /scale
 and restarts through the pod template's restartedAt. Everything it reports comes from a poll loop's snapshot of
 each service's Deployment, ReplicaSets and pods: `status` (ps), rollouts, exit events, the cluster's own
-Events, and the pod logs it pumps into the CRI files (logpump.py).
+Events, and the pod logs it pumps into the CRI files (observe.py takes each look; logpump.py pumps).
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stackblaze.engine.clock import Clock, Handle, ScaledClock, SystemClock
 from stackblaze.engine.kubernetes.api import RESTARTED_AT, ClusterApi, Manifest
 from stackblaze.engine.kubernetes.events import EventImporter
-from stackblaze.engine.kubernetes.logpump import LogFile, PodPump, ReplicaNumbers
+from stackblaze.engine.kubernetes.logpump import ReplicaNumbers
 from stackblaze.engine.kubernetes.manifests import (
     MANAGER,
     deployment_for,
@@ -28,8 +27,8 @@ from stackblaze.engine.kubernetes.manifests import (
     object_name,
     secret_for,
     secret_name,
-    selector_labels,
 )
+from stackblaze.engine.kubernetes.observe import Observed, Observer
 from stackblaze.engine.kubernetes.rollouts import (
     ClusterRollout,
     complete,
@@ -39,14 +38,8 @@ from stackblaze.engine.kubernetes.rollouts import (
     new_hash,
 )
 from stackblaze.engine.kubernetes.running import ClusterLogs, KubernetesRunning
-from stackblaze.engine.kubernetes.status import (
-    back_off,
-    container_status,
-    exit_of,
-    release_of,
-    replica_status,
-    seconds,
-)
+from stackblaze.engine.kubernetes.status import exit_of, release_of, replica_status
+from stackblaze.engine.kubernetes.walltime import WallTime, stamp
 from stackblaze.engine.protocol import EngineHooks, ReplicaStatus, RolloutRecord, RolloutView
 from stackblaze.engine.rollouts import wait_settled
 from stackblaze.errors import StackblazeError
@@ -54,41 +47,6 @@ from stackblaze.settings import Settings
 from stackblaze.spec.targets import Target, split_key
 
 log = logging.getLogger(__name__)
-LAST_LINES = 20  # lines of a crashed run kept with its exit, as the local engine keeps
-
-
-def _text(when: float) -> str:
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _exact(stamp: str) -> str:
-    """An API log timestamp (nanoseconds) as ours (microseconds), without a trip through a float."""
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class _Service:
-    key: str
-    service: str
-    app: str
-    namespace: str
-    numbers: ReplicaNumbers
-    deployment: Manifest | None = None
-    pods: list[Manifest] = field(default_factory=list)
-    replica_sets: list[Manifest] = field(default_factory=list)
-    pumps: dict[str, PodPump] = field(default_factory=dict)
-    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    exits: dict[str, str] = field(default_factory=dict)  # pod -> its last exit we know of
-    last_lines: dict[str, list[str]] = field(default_factory=dict)  # pod -> its last exit's lines
-    names: dict[str, int | None] = field(default_factory=dict)  # every RS and pod seen -> its replica
-
-    @property
-    def name(self) -> str:
-        return object_name(self.app, self.service)
-
-    @property
-    def selector(self) -> dict[str, str]:
-        return selector_labels(self.app, self.service)
 
 
 @dataclass
@@ -104,10 +62,11 @@ class KubernetesEngine:
         self._target = target
         self._hooks = hooks
         self._clock = clock
+        self._time = WallTime(clock)  # what users read is on the real clock
         self._logs_dir = logs_dir
         self._poll = poll  # seconds of `clock` between looks at the cluster
-        self._scaled = clock if isinstance(clock, ScaledClock) else None
-        self._services: dict[tuple[str, str], _Service] = {}
+        self._observer = Observer(api, hooks, self._time, logs_dir)
+        self._services: dict[tuple[str, str], Observed] = {}
         self._applied: dict[tuple[str, str], _Applied] = {}
         self._namespaces: set[str] = set()
         self._rollouts: dict[tuple[str, str], ClusterRollout] = {}
@@ -115,30 +74,11 @@ class KubernetesEngine:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._sync_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
-        self._events = EventImporter(hooks.record_event, self._wall)
+        self._events = EventImporter(hooks.record_event, self._time.wall)
         self._timer: Handle | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._started = False
         self._closed = False
-
-    # -- time: what users read is on the real clock -----------------------------------------------------
-
-    def _wall(self, when: float) -> float:
-        return self._scaled.to_wall(when) if self._scaled else when
-
-    def _now(self) -> float:
-        return self._wall(self._clock.time())
-
-    def _to_local(self, stamp: str) -> str:
-        if self._scaled is None:
-            return _exact(stamp)
-        return _text(self._scaled.to_wall(seconds(stamp) or 0.0))
-
-    def _to_cluster(self, at: str) -> str:
-        if self._scaled is None:
-            return at
-        # a millisecond early: a line at that very time comes back, and is skipped as already written
-        return _text(self._scaled.from_wall(seconds(at) or 0.0) - 0.001)
 
     # -- the poll loop ----------------------------------------------------------------------------------
 
@@ -187,14 +127,10 @@ class KubernetesEngine:
 
     async def _sync(self, *, baseline: bool) -> None:
         wanted = self._mine()
-        by_namespace: dict[str, list[_Service]] = {}
+        by_namespace: dict[str, list[Observed]] = {}
         for key in sorted(wanted | set(self._services)):
             entry = self._entry(*key)
-            entry.deployment = await self._api.deployment(entry.name, entry.namespace)
-            entry.pods = sorted(await self._api.pods(entry.namespace, entry.selector),
-                                key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
-            entry.replica_sets = await self._api.replica_sets(entry.namespace, entry.selector)
-            await self._observe(entry, baseline=baseline)
+            await self._observer.look(entry, baseline=baseline)
             await self._check_rollout(entry)
             by_namespace.setdefault(entry.namespace, []).append(entry)
             if key not in wanted and entry.deployment is None and not entry.pods:
@@ -204,115 +140,23 @@ class KubernetesEngine:
                               {name: (e.key, e.service, replica) for e in entries for name, replica in e.names.items()},
                               baseline=baseline)
 
-    def _entry(self, key: str, service: str) -> _Service:
+    def _entry(self, key: str, service: str) -> Observed:
         entry = self._services.get((key, service))
         if entry is None:
             app = split_key(key)[0]
-            entry = _Service(key, service, app, self._target.namespace or app,
+            entry = Observed(key, service, app, self._target.namespace or app,
                              ReplicaNumbers(self._logs_dir / key / service))
             self._services[(key, service)] = entry
         return entry
 
-    def _drop(self, entry: _Service) -> None:
+    def _drop(self, entry: Observed) -> None:
         for task in entry.tasks.values():
             task.cancel()
         self._services.pop((entry.key, entry.service), None)
 
-    async def _observe(self, entry: _Service, *, baseline: bool) -> None:
-        numbers = entry.numbers.assign([p["metadata"]["name"] for p in entry.pods])
-        for rs in entry.replica_sets:
-            entry.names.setdefault(rs["metadata"]["name"], None)
-        if entry.deployment is not None:
-            entry.names.setdefault(entry.name, None)
-        for pod in entry.pods:
-            name = pod["metadata"]["name"]
-            replica = numbers[name]
-            first = name not in entry.names
-            entry.names[name] = replica
-            status = container_status(pod)
-            terminated = (status.get("lastState") or {}).get("terminated")
-            if terminated:
-                seen = terminated.get("containerID") or f"{terminated.get('startedAt')}/{terminated.get('finishedAt')}"
-                if entry.exits.get(name) != seen:
-                    entry.exits[name] = seen
-                    entry.last_lines[name] = await self._previous_lines(name, entry.namespace, LAST_LINES)
-                    if not (baseline and first):
-                        self._record_exit(entry, pod, replica, terminated)
-            self._pump(entry, pod, replica)
-        live = set(numbers)
-        for name in [n for n in entry.pumps if n not in live]:
-            task = entry.tasks.get(name)
-            if task is None or task.done():
-                entry.pumps.pop(name)
-                entry.tasks.pop(name, None)
-                entry.exits.pop(name, None)
-                entry.last_lines.pop(name, None)
-
-    async def _previous_lines(self, pod: str, namespace: str, count: int) -> list[str]:
-        try:
-            text = await self._api.logs(pod, namespace, previous=True, timestamps=False, tail_lines=count)
-        except (StackblazeError, OSError):
-            return []
-        return text.splitlines()
-
-    def _record_exit(self, entry: _Service, pod: Manifest, replica: int, terminated: dict[str, Any]) -> None:
-        name = pod["metadata"]["name"]
-        details = {**exit_of(terminated, release=release_of(pod), pod=name, wall=self._wall),
-                   "pod": name, "last_lines": entry.last_lines.get(name, [])}
-        label = f"{entry.service}.{replica}"
-        self._hooks.record_event(project=entry.key, service=entry.service, replica=replica, kind="exit",
-                                 message=f"{label} exited ({details['meaning']}) after {details['ran_for']:.1f}s",
-                                 details=details, at=details["at"])
-        status = container_status(pod)
-        waiting = status.get("state", {}).get("waiting") or {}
-        delay = back_off(waiting.get("message")) if waiting.get("reason") == "CrashLoopBackOff" else None
-        if delay is None and not status.get("state", {}).get("running"):
-            return  # not said yet how long the kubelet waits: the BackOff event will say it
-        delay = delay or 0.0
-        finished = seconds(terminated.get("finishedAt")) or self._clock.time()
-        restart_at = self._wall(finished + delay)
-        count = int(status.get("restartCount", 0)) + (0 if status.get("state", {}).get("running") else 1)
-        self._hooks.record_event(
-            project=entry.key, service=entry.service, replica=replica, kind="restart-scheduled",
-            message=f"{label} restarts in {max(0.0, restart_at - self._now()):.2f}s (restart #{count})",
-            details={"restart_at": restart_at, "delay": self._wall(finished + delay) - self._wall(finished),
-                     "restart_count": count, "pod": name})
-
-    def _pump(self, entry: _Service, pod: Manifest, replica: int) -> None:
-        """Start reading the pod's log where it is not read yet: the run that ended, then the running one."""
-        name = pod["metadata"]["name"]
-        task = entry.tasks.get(name)
-        if task is not None and not task.done():
-            return
-        pump = entry.pumps.get(name)
-        if pump is None or pump.file.path.name != f"{replica}.log":
-            desired = self._hooks.desired(entry.key, entry.service)
-            file = LogFile(self._logs_dir / entry.key / entry.service / f"{replica}.log",
-                           max_bytes=desired.log_max_bytes if desired else 10 << 20,
-                           max_files=desired.log_max_files if desired else 5)
-            pump = entry.pumps[name] = PodPump(self._api, name, entry.namespace, file,
-                                               resume=name in entry.numbers.inherited,
-                                               to_local=self._to_local, to_cluster=self._to_cluster)
-        status = container_status(pod)
-        runs = int(status.get("restartCount", 0))
-        running = bool(status.get("state", {}).get("running"))
-        ended = bool((status.get("lastState") or {}).get("terminated"))
-        previous = runs - 1 if running else runs  # the run the kubelet's `previous` log holds
-        steps: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        if ended and previous >= 0 and previous not in pump.pumped:
-            steps.append(lambda: pump.catch_up(previous))
-        if running and runs not in pump.pumped:
-            steps.append(lambda: pump.follow(runs))
-        if steps:
-            async def work() -> None:
-                for step in steps:
-                    await step()
-
-            entry.tasks[name] = asyncio.ensure_future(work())
-
     # -- rollouts --------------------------------------------------------------------------------------
 
-    async def _check_rollout(self, entry: _Service) -> None:
+    async def _check_rollout(self, entry: Observed) -> None:
         rollout = self._rollouts.get((entry.key, entry.service))
         deployment = entry.deployment
         if rollout is None or rollout.done or deployment is None:
@@ -327,7 +171,7 @@ class KubernetesEngine:
                 f"not finished within its progress_deadline ({deployment['spec'].get('progressDeadlineSeconds')}s): "
                 f"{figures['new_available']}/{figures['replicas']} new replicas available"))
         elif complete(deployment, rollout.generation):
-            now = self._now()
+            now = self._time.now()
             rollout.finish("complete", now)
             self._stable[(entry.key, entry.service)] = rollout.release
             replicas = deployment["spec"].get("replicas", 0)
@@ -338,7 +182,7 @@ class KubernetesEngine:
                 details={"release": rollout.release, "from_release": rollout.from_release,
                          "seconds": round(now - rollout.started_at, 3)})
 
-    async def _fail(self, rollout: ClusterRollout, entry: _Service, failure: dict[str, Any] | None, *,
+    async def _fail(self, rollout: ClusterRollout, entry: Observed, failure: dict[str, Any] | None, *,
                     reason: str = "") -> None:
         replica = None
         if failure is not None:
@@ -347,15 +191,15 @@ class KubernetesEngine:
             replica = entry.numbers.numbers.get(name)
             label = f"{entry.service}.{replica}"
             if "terminated" in failure:
-                exit_details = exit_of(failure["terminated"], release=release_of(pod), pod=name, wall=self._wall)
+                exit_details = exit_of(failure["terminated"], release=release_of(pod), pod=name, wall=self._time.wall)
                 rollout.exit = {**exit_details, "pod": name,
-                                "last_lines": await self._previous_lines(name, entry.namespace, LAST_LINES)}
+                                "last_lines": await self._observer.previous_lines(name, entry.namespace)}
                 reason = (f"{label} {exit_details['meaning']} after {exit_details['ran_for']:.1f}s, before it was "
                           f"available (min_ready {rollout.min_ready:g}s)")
             else:
                 waiting = failure["waiting"]
                 reason = f"{label} cannot pull its image ({waiting.get('reason')}: {waiting.get('message', '')})"
-        rollout.finish("failed", self._now())
+        rollout.finish("failed", self._time.now())
         rollout.reason = reason
         if rollout.from_release is not None:
             # The control plane points the service at the old release; re-applying it rolls the Deployment back.
@@ -373,7 +217,7 @@ class KubernetesEngine:
             details={"release": rollout.release, "from_release": rollout.from_release, "reason": reason,
                      "restored": rollout.restored, "exit": rollout.exit, "last_lines": lines})
 
-    def _counts(self, entry: _Service) -> dict[str, int]:
+    def _counts(self, entry: Observed) -> dict[str, int]:
         new = new_hash(entry.deployment, entry.replica_sets) if entry.deployment else None
         return counts(entry.deployment, entry.pods, new, entry.replica_sets)
 
@@ -413,7 +257,7 @@ class KubernetesEngine:
             self._stable.pop((key, service), None)
             rollout = self._rollouts.pop((key, service), None)
             if rollout is not None and not rollout.done:
-                rollout.finish("failed", self._now())
+                rollout.finish("failed", self._time.now())
                 rollout.reason = "the service was removed before it finished"
             return
         if self._target.namespace is None and namespace not in self._namespaces:
@@ -425,7 +269,7 @@ class KubernetesEngine:
             if last.manifest["spec"]["replicas"] != desired.replicas:
                 await self._api.scale(name, namespace, desired.replicas)  # /scale: the template is untouched
             elif last.config != desired.config:  # `restart`: new processes, nothing else new
-                applied = await self._api.restart(name, namespace, _text(self._clock.time()).split(".")[0] + "Z")
+                applied = await self._api.restart(name, namespace, stamp(self._clock.time()).split(".")[0] + "Z")
                 self._start_rollout(desired, applied)
             self._applied[(key, service)] = _Applied(manifest, desired.config)
             return
@@ -458,17 +302,17 @@ class KubernetesEngine:
             return  # the old release re-applied after a failure: the failed rollout stays the service's latest
         if latest is not None and not latest.done:
             latest.reason = f"superseded by release {desired.release} before it finished"
-            latest.finish("failed", self._now())
+            latest.finish("failed", self._time.now())
         self._rollouts[key] = ClusterRollout(
             project=desired.project, service=desired.service, config=desired.config, release=desired.release,
-            strategy=desired.strategy, started_at=self._now(), from_release=self._stable.get(key),
+            strategy=desired.strategy, started_at=self._time.now(), from_release=self._stable.get(key),
             generation=int(applied.get("metadata", {}).get("generation", 0)),
             min_ready=float(applied["spec"].get("minReadySeconds", 0)))
 
     # -- the rest of the protocol ----------------------------------------------------------------------
 
     def status(self, project: str, service: str | None = None) -> list[ReplicaStatus]:
-        now = self._now()
+        now = self._time.now()
         rows = []
         for (key, name), entry in sorted(self._services.items()):
             if key != project or (service is not None and name != service):
@@ -478,7 +322,7 @@ class KubernetesEngine:
                 replica = entry.numbers.numbers.get(pod_name)
                 if replica is None:
                     continue
-                rows.append(replica_status(pod, service=name, replica=replica, now=now, wall=self._wall,
+                rows.append(replica_status(pod, service=name, replica=replica, now=now, wall=self._time.wall,
                                            last_lines=entry.last_lines.get(pod_name, [])))
         return sorted(rows, key=lambda r: (r["service"], r["replica"]))
 
