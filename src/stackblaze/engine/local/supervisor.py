@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.clock import Clock, SystemClock
-from stackblaze.engine.exits import describe_exit_record, signal_name
+from stackblaze.engine.local.reports import exit_details, exit_words, note_log_drops, report_exit, report_restart
 from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
 from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
@@ -491,9 +491,7 @@ class Supervisor:
                 await self._new_replica_ended(slot, ended, rollout=rollout, incoming=False)
             else:
                 slot.old.pop(key, None)
-                self._event(project=project, service=service, replica=slot.replica, kind="exit",
-                            message=f"{service}.{slot.replica} stopped ({self._exit_words(record)})",
-                            details=self._exit_details(ended))
+                report_exit(self._event, slot, record, exit_details(ended), verb="stopped")
                 if not slot.old and slot.current is None and slot.incoming is None and slot.timer is None:
                     desired = self._desired(project, service)
                     if desired is None or slot.replica > desired.replicas:
@@ -513,30 +511,26 @@ class Supervisor:
                    and ran_for < ready)
         if not failing:
             if incoming:  # an old replica still serves this slot: nothing to restart
-                self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="exit",
-                            message=f"{slot.service}.{slot.replica} exited ({self._exit_words(record)})",
-                            details=self._exit_details(record))
+                report_exit(self._event, slot, record, exit_details(record))
             else:
                 await self._crashed(slot, record)
             return
         assert rollout is not None
-        details = {**self._exit_details(record), "last_lines": await self._last_lines(
+        details = {**exit_details(record), "last_lines": await self._last_lines(
             slot.project, slot.service, slot.replica, record["started_at"])}
-        reason = (f"{slot.service}.{slot.replica} {self._exit_words(record)} after {ran_for:.1f}s, before it was "
+        reason = (f"{slot.service}.{slot.replica} {exit_words(record)} after {ran_for:.1f}s, before it was "
                   f"available (min_ready {desired.min_ready if desired else 0:g}s)")
         has_previous = (slot.project, slot.service) in self._stable
         if has_previous or incoming:
             slot.last_exit = details
-            self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="exit",
-                        message=f"{slot.service}.{slot.replica} exited ({self._exit_words(record)}) after "
-                                f"{ran_for:.1f}s", details=details, at=record["exited_at"])
+            report_exit(self._event, slot, record, details, ran_for=ran_for)
             await self._fail_rollout(rollout, slot, reason=reason, exit_details=details)
         else:  # a first deploy: nothing to go back to; the restart policy keeps trying
             await self._fail_rollout(rollout, slot, reason=reason, exit_details=details)
             await self._crashed(slot, record)
 
     async def _crashed(self, slot: Slot, record: dict[str, Any]) -> None:
-        details = {**self._exit_details(record), "last_lines": await self._last_lines(
+        details = {**exit_details(record), "last_lines": await self._last_lines(
             slot.project, slot.service, slot.replica, record["started_at"])}
         slot.last_exit = details  # with its last lines: ps shows them, `logs --previous` reads them
         if record.get("not_a_crash"):  # the runner died: the worker did nothing wrong, restart it at once
@@ -546,15 +540,8 @@ class Supervisor:
             delay = self._policy.delay_for(slot.streak)
         restart_at = record["exited_at"] + delay
         slot.restart_pending = True  # counted in restart_count when it happens, not when it is planned
-        self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="exit",
-                    message=f"{slot.service}.{slot.replica} exited ({self._exit_words(record)}) "
-                            f"after {details['ran_for']:.1f}s",
-                    details=details, at=record["exited_at"])
-        wait = max(0.0, restart_at - self._clock.time())
-        self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="restart-scheduled",
-                    message=f"{slot.service}.{slot.replica} restarts in {wait:.2f}s "
-                            f"(restart #{slot.restart_count + 1})",
-                    details={"restart_at": restart_at, "delay": delay, "restart_count": slot.restart_count + 1})
+        report_exit(self._event, slot, record, details, ran_for=details["ran_for"])
+        report_restart(self._event, slot, restart_at=restart_at, delay=delay, now=self._clock.time())
         self._arm(slot, restart_at)
         self._save(slot)
 
@@ -595,22 +582,8 @@ class Supervisor:
         meta = instance.get("meta") or {}
         key = (str(meta.get("project")), str(meta.get("service")), int(meta.get("replica", 0)))
         slot = self._slots.get(key)
-        if slot is None:
-            return
-        name = f"{slot.service}.{slot.replica}"
-        if message.get("event") == "log-dropping":
-            slot.dropping = True
-            self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="log-dropping",
-                        message=f"{name}: its log cannot be written ({instance.get('dropped_error') or 'write error'});"
-                                " lines are counted until it can", details={"error": instance.get("dropped_error")})
-        else:
-            slot.dropping = False
-            lost = int(message.get("lost") or 0)
-            slot.dropped_lines += lost
-            spell = max(0.0, float(message.get("until") or 0) - float(message.get("since") or 0))
-            self._event(project=slot.project, service=slot.service, replica=slot.replica, kind="log-resumed",
-                        message=f"{name}: its log is written again; {lost} lines were lost over {spell:.1f}s",
-                        details={"lost": lost, "since": message.get("since"), "until": message.get("until")})
+        if slot is not None:
+            note_log_drops(self._event, slot, message)
 
     async def handle_runner_lost(self) -> None:
         """The runner died (a bug, or kill -9). Its replicas died with it (PR_SET_PDEATHSIG; the next runner
@@ -683,19 +656,6 @@ class Supervisor:
     def _lock(self, project: str, service: str) -> asyncio.Lock:
         return self._locks.setdefault((project, service), asyncio.Lock())
 
-    @staticmethod
-    def _exit_words(record: dict[str, Any]) -> str:
-        return str(record.get("reason") or describe_exit_record(record))
-
-    def _exit_details(self, record: dict[str, Any]) -> dict[str, Any]:
-        sig = record.get("exit_signal")
-        return {
-            "code": record.get("exit_code"), "signal": signal_name(sig) if sig else None,
-            "meaning": self._exit_words(record), "at": record["exited_at"],
-            "ran_for": max(0.0, record["exited_at"] - record["started_at"]),
-            "release": record.get("release"), "key": record.get("key"), "pid": record.get("pid"),
-            "killed_after_grace": record.get("killed_after_grace"), "oom_killed": bool(record.get("oom_killed")),
-        }
 
 
 class LocalLogs:
