@@ -90,7 +90,7 @@ class LogLine(TypedDict):
 
 
 ReplicaStatus = dict[str, Any]  # a ReplicaStatusRecord, as the engines build it (mutable, JSON-ready)
-RolloutRecord = dict[str, Any]  # service, state, release, from_release, reason, exit, counts (see Rollout.record)
+RolloutRecord = dict[str, Any]  # service, state, release, from_release, reason, exit, counts (engine/rollouts.py)
 EventSink = Callable[..., None]  # record_event(project=, kind=, message=, service=, replica=, details=, at=)
 
 
@@ -125,7 +125,7 @@ class Desired:
 
 
 class RolloutView(Protocol):
-    """What the control plane reads of a rollout an engine gave up on (the local engine's Rollout)."""
+    """What the control plane reads of a rollout an engine gave up on (engine/rollouts.py RolloutBase)."""
 
     @property
     def project(self) -> str: ...
