@@ -2,8 +2,8 @@
 kube-controller-manager, kube-scheduler and kwok's fake nodes, from tests/k8s/controlplane.py) and a namespace
 per test.
 
-Off CI, missing binaries skip the tier with the command that builds them (a cold build takes about half an
-hour); under CI=true the fixture runs build.sh (a no-op once .ci/run has built them) and fails if it cannot.
+Off CI, missing binaries skip the tier with the command that builds them (a cold build takes ~7 minutes on 2
+cores); under CI=true the fixture runs build.sh (a no-op once .ci/run has built them) and fails if it cannot.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _binaries() -> Path:
     versions = ", ".join(f"{name} {version}" for name, version in pinned().items())
     if not in_ci():
         pytest.skip(f"no control plane built in {cache_dir()} ({versions}): build it with {BUILD} "
-                    f"(Go 1.26 and the module proxy; ~30 min cold on 2 cores)")
+                    f"(Go 1.26 and the module proxy; ~7 min cold on 2 cores)")
     try:
         return build()
     except Exception as error:  # any build failure fails the tier under CI: .ci/run provides the build

@@ -44,7 +44,7 @@ mkdir -p "$(dirname "$out")"
 tmp="$(mktemp -d "$out.building.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
-echo "build.sh: building $stamp with $("$go_bin" env GOVERSION) into $out (cold: ~10-15 min on 2 cores)" >&2
+echo "build.sh: building $stamp with $("$go_bin" env GOVERSION) into $out (cold: ~7-8 min on 2 cores)" >&2
 
 # What Kubernetes' own hack/lib/version.sh stamps: without it the servers call themselves v0.0.0-master.
 minor="${kube#v1.}"; minor="${minor%%.*}"
