@@ -12,6 +12,7 @@ SIGKILL).
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
 import signal
 import socket
@@ -38,6 +39,7 @@ POD_CIDR = "10.244.0.1/16"  # the IPs kwok hands its pods, apart from the Servic
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"  # nodes with it set to "fake" are kwok's to play
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 STOP_GRACE = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 T = TypeVar("T")
 
 
@@ -84,6 +86,13 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the process that started it dies. A killed pytest runs no
+    teardown, and an API server left behind holds its ports and etcd's data for good."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -279,7 +288,8 @@ class ControlPlane:
         log = self._logs / f"{name}.log"
         with log.open("wb") as out:  # the child keeps its own descriptor
             popen = subprocess.Popen([str(self.binaries / name), *args], stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+                                     stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         self.processes.append(Process(name, popen, log))
 
     def _wait(self, what: str, deadline: float, check: Callable[[], object]) -> None:
