@@ -1,43 +1,65 @@
 #!/usr/bin/env python3
-"""`logs --tail` latency: from a worker's write to the line on the follower's stdout; p50 and p99.
+"""`logs --tail` latency: from a worker's print to the line on the follower's stdout; p50, p95, p99.
 
-    . .venv/bin/activate && python bench/tail_latency.py [--lines 10000] [--quick]
+    . .venv/bin/activate && python bench/tail_latency.py [--lines 2000] [--interval-ms 5] [--peers stackblaze,pm2]
 
-A worker prints `ready` until the follower (`stackblaze logs worker --tail -n 0 --raw`, run as a user would)
-has shown it, so the measurement starts only once the follower is attached; then numbered lines carrying
-their send time (time.time()) at ~1,000 lines/s. This script timestamps each line as it arrives on the
-follower's stdout. Every line must arrive once and in order: a lost, repeated or reordered line fails the
-run (exit 1) and no latency is printed. Goal: p99 <= 100 ms.
+A real daemon (temp STACKBLAZE_HOME) runs one worker. It prints `ready` until the follower
+(`stackblaze logs worker --tail -n 0 --json`, run as a user would) has shown it, so the measurement starts
+only once the follower is attached; then a numbered line carrying its send time (time.time()) every
+`--interval-ms`. This script stamps each line as it arrives on the follower's stdout; latency = arrival -
+send time. Every line must arrive once and in order: a lost, repeated or reordered line fails the run
+(exit 1) and no latency is printed for it. Goal (issue 12): p99 <= 20 ms.
+
+The peer: PM2 (`pm2 logs worker --raw --lines 0`, same worker, its own PM2_HOME; installed from npm into
+/tmp/sb-bench-node on first use, as compare.py does) when `--peers` names it and it can run here.
+To measure another checkout (e.g. the code before a change), put its src/ first:
+`PYTHONPATH=/tmp/before/src python bench/tail_latency.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import select
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 WORKER = """
 import os, sys, time
-n, go = int(sys.argv[1]), sys.argv[2]
+n, go, every = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]) / 1000
 while not os.path.exists(go):  # until the follower has shown a `ready`
     print("ready", flush=True)
     time.sleep(0.05)
 for i in range(n):
     print(f"{i} {time.time():.6f}", flush=True)
-    if i % 10 == 9:
-        time.sleep(0.01)
+    time.sleep(every)
 time.sleep(1e6)
 """
 ATTACH_DEADLINE = 60.0  # daemon, deploy and follower start-up
-LINES_DEADLINE = 120.0
+LINES_DEADLINE = 300.0
+
+
+@dataclass
+class Run:
+    peer: str
+    latencies: list[float]  # ms, in arrival order
+    arrived: list[int]  # the numbers in the order they arrived
+    error: str | None = None
+
+    def problems(self, lines: int) -> str | None:
+        lost = lines - len(set(self.arrived) & set(range(lines)))
+        repeated = len(self.arrived) - len(set(self.arrived))
+        reordered = sum(1 for before, after in itertools.pairwise(self.arrived) if after < before)
+        if self.error or lost or repeated or reordered:
+            return self.error or f"lost {lost}, repeated {repeated}, out of order {reordered}"
+        return None
 
 
 def follow(proc: subprocess.Popen[bytes], deadline: float) -> Iterator[tuple[float, str]]:
@@ -57,6 +79,23 @@ def follow(proc: subprocess.Popen[bytes], deadline: float) -> Iterator[tuple[flo
             yield arrived, line.decode("utf-8", "replace")
 
 
+def read_lines(follower: subprocess.Popen[bytes], text_of: Callable[[str], str], go: Path, lines: int,
+               peer: str) -> Run:
+    result = Run(peer, [], [])
+    for when, shown in follow(follower, time.monotonic() + ATTACH_DEADLINE + LINES_DEADLINE):
+        fields = text_of(shown).split()
+        if fields == ["ready"]:
+            go.touch()  # the follower is attached: the numbered lines may start
+            continue
+        if len(fields) != 2:
+            continue  # a peer's banner
+        result.arrived.append(int(fields[0]))
+        result.latencies.append((when - float(fields[1])) * 1000)
+        if result.arrived[-1] == lines - 1:
+            break
+    return result
+
+
 def stackblaze(env: dict[str, str], *args: str) -> None:
     """Run the CLI as a user would; a failure ends the benchmark with what the CLI said."""
     done = subprocess.run([sys.executable, "-m", "stackblaze.cli", *args], env=env, capture_output=True, text=True)
@@ -65,63 +104,100 @@ def stackblaze(env: dict[str, str], *args: str) -> None:
         raise SystemExit(f"stackblaze {' '.join(args)} exited {done.returncode}: {said}")
 
 
-def measure(lines: int) -> tuple[list[float], list[int]]:
-    """Latencies (ms) and the numbers in the order they arrived."""
+def stop(follower: subprocess.Popen[bytes] | None) -> None:
+    if follower is not None:
+        follower.terminate()
+        follower.wait()
+
+
+def measure_stackblaze(lines: int, interval_ms: float) -> Run:
     with tempfile.TemporaryDirectory(prefix="sb-bench-tail-") as tmp:
         home, app, go = Path(tmp, "home"), Path(tmp, "app"), Path(tmp, "go")
         app.mkdir()
         (app / "worker.py").write_text(WORKER)
         (app / "stackblaze.yaml").write_text(
-            f"project: tail\nservices:\n  - name: worker\n    start: python3 worker.py {lines} {go}\n")
+            "project: tail\nservices:\n  - name: worker\n"
+            f"    start: python3 worker.py {lines} {go} {interval_ms}\n")
         # workers as the daemon's user: the temp dir is 0700 (README: when the daemon runs as root)
         env = {**os.environ, "STACKBLAZE_HOME": str(home),
                "STACKBLAZE_WORKER_USER": os.environ.get("STACKBLAZE_WORKER_USER", "root")}
         stackblaze(env, "daemon", "start")
         follower = None
-        latencies: list[float] = []
-        arrived: list[int] = []
         try:
             stackblaze(env, "deploy", str(app))
             follower = subprocess.Popen([sys.executable, "-m", "stackblaze.cli", "logs", "worker", "--tail", "-n", "0",
-                                         "--raw"], env=env, stdout=subprocess.PIPE)
-            for when, text in follow(follower, time.monotonic() + ATTACH_DEADLINE + LINES_DEADLINE):
-                fields = text.split(" | ", 1)[-1].split()
-                if fields == ["ready"]:
-                    go.touch()  # the follower is attached: the numbered lines may start
-                    continue
-                arrived.append(int(fields[0]))
-                latencies.append((when - float(fields[1])) * 1000)
-                if arrived[-1] == lines - 1:
-                    break
+                                         "--json"], env=env, stdout=subprocess.PIPE)
+            return read_lines(follower, lambda shown: str(json.loads(shown)["line"]), go, lines, "stackblaze")
         finally:
-            if follower is not None:
-                follower.terminate()
-                follower.wait()
+            stop(follower)
             subprocess.run([sys.executable, "-m", "stackblaze.cli", "daemon", "stop", "--all"], env=env,
                            capture_output=True)
-    return latencies, arrived
+
+
+def measure_pm2(lines: int, interval_ms: float) -> Run:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # compare.py's peers, beside this script
+    from compare_peers import PM2, Program
+    from compare_procs import TRACKER
+
+    peer = PM2()
+    why = peer.unavailable()
+    if why is not None:
+        return Run("pm2", [], [], error=f"skipped: {why}")
+    with tempfile.TemporaryDirectory(prefix="sb-bench-tail-pm2-") as tmp:
+        work, go = Path(tmp), Path(tmp, "go")
+        (work / "worker.py").write_text(WORKER)
+        follower = None
+        try:
+            peer.start(work, Program("worker", [sys.executable, str(work / "worker.py"), str(lines), str(go),
+                                                str(interval_ms)], 1))
+            peer.request().wait(120)
+            follower = subprocess.Popen([str(peer.bin), "logs", "worker", "--raw", "--lines", "0"],
+                                        env={**os.environ, "PM2_HOME": str(peer.pm2_home)}, stdout=subprocess.PIPE)
+            return read_lines(follower, lambda shown: shown, go, lines, f"pm2 {peer.version}")
+        finally:
+            stop(follower)
+            peer.stop()
+            TRACKER.kill_all()
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[max(0, min(len(ordered) - 1, round(len(ordered) * fraction + 0.5) - 1))]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lines", type=int, default=10_000)
-    parser.add_argument("--quick", action="store_true", help="2,000 lines")
+    parser.add_argument("--lines", type=int, default=2_000)
+    parser.add_argument("--interval-ms", type=float, default=5.0, help="the worker's pause after each line")
+    parser.add_argument("--quick", action="store_true", help="500 lines")
+    parser.add_argument("--peers", default="stackblaze", help="stackblaze,pm2 (default: stackblaze)")
     args = parser.parse_args()
-    lines = 2_000 if args.quick else args.lines
-    latencies, arrived = measure(lines)
-    lost = lines - len(set(arrived) & set(range(lines)))
-    duplicated = len(arrived) - len(set(arrived))
-    out_of_order = sum(1 for before, after in itertools.pairwise(arrived) if after < before)
-    print(f"lines received: {len(arrived):,}/{lines:,} (lost {lost}, duplicated {duplicated}, "
-          f"out of order {out_of_order})")
-    if lost or duplicated or out_of_order:
-        print("FAILED: the follower did not show every line once and in order; no latency is reported")
-        return 1
-    latencies.sort()
-    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
-    print(f"logs --tail latency: p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
-          f"max {latencies[-1]:.1f} ms (goal p99 <= 100 ms)")
-    return 0
+    lines = 500 if args.quick else args.lines
+    measures = {"stackblaze": measure_stackblaze, "pm2": measure_pm2}
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if unknown := [p for p in peers if p not in measures]:
+        parser.error(f"--peers: {', '.join(unknown)} unknown (use stackblaze, pm2)")
+    print(f"{lines:,} lines, one every {args.interval_ms:g} ms; latency = shown on the follower's stdout - printed")
+    runs = [measures[peer](lines, args.interval_ms) for peer in peers]
+    failed = False
+    print(f"\n| {'follower':<22} | {'lines':>11} | {'p50':>8} | {'p95':>8} | {'p99':>8} | {'max':>8} |")
+    print(f"| {'-' * 22} | {'-' * 11}:| {'-' * 7}:| {'-' * 7}:| {'-' * 7}:| {'-' * 7}:|")
+    for run in runs:
+        problem = run.problems(lines)
+        if problem:
+            failed = failed or not problem.startswith("skipped")
+            print(f"| {run.peer:<22} | {len(run.arrived):>5}/{lines:<5} | {problem}")
+            continue
+        ordered = sorted(run.latencies)
+        cells = " | ".join(f"{percentile(ordered, f):5.1f} ms" for f in (0.5, 0.95, 0.99, 1.0))
+        print(f"| {run.peer:<22} | {len(run.arrived):>5}/{lines:<5} | {cells} |")
+    stackblaze_run = next((r for r in runs if r.peer == "stackblaze" and not r.problems(lines)), None)
+    if stackblaze_run is not None:
+        p99 = percentile(sorted(stackblaze_run.latencies), 0.99)
+        print(f"\nstackblaze logs --tail p99 {p99:.1f} ms: goal <= 20 ms {'met' if p99 <= 20 else 'MISSED'}")
+    if failed:
+        print("FAILED: a follower did not show every line once and in order; no latency is reported for it")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -213,17 +213,16 @@ class Follower:
             if rotated:
                 data += handle.read()  # whatever was written before the rename
                 handle.close()
+                found.extend(_records(log, data))  # the old file is complete, its last line too
                 try:
-                    fresh: BinaryIO = open(path, "rb")
+                    handle = open(path, "rb")
                 except FileNotFoundError:
                     del self._open[path]
-                    found.extend(_records(log, data))
                     continue
-                self._open[path] = (log, fresh, b"")
-                cut = len(data)
-            else:
-                cut = data.rfind(b"\n") + 1
-                self._open[path] = (log, handle, data[cut:])
+                # the new file's first lines now: a follower woken by the rotation may get no later wake-up
+                data = handle.read()
+            cut = data.rfind(b"\n") + 1
+            self._open[path] = (log, handle, data[cut:])
             found.extend(_records(log, data[:cut]))
         found.sort(key=lambda r: r.at)
         return found

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from stackblaze.build.builder import BuildFailed
 from stackblaze.errors import StackblazeError, kind_of
-from stackblaze.logs.reader import Follower, find_logs, last_records
+from stackblaze.logs.follow import LiveFollower
+from stackblaze.logs.reader import find_logs, last_records
 from stackblaze.logs.record import format_time
 from stackblaze.logs.structured import LogFilter, record_dict
 from stackblaze.server import boundary, drains_api, views
@@ -25,7 +26,6 @@ from stackblaze.server.control import Control
 from stackblaze.server.env_checks import check_env_change
 from stackblaze.spec.fields import ENV_STRING_MAX, NAME_PATTERN
 
-FOLLOW_INTERVAL = 0.05
 BATCH = 1000  # log records encoded per step of a backlog (one worker-thread hop, one write)
 MAX_PATH = 4096  # PATH_MAX
 
@@ -256,7 +256,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
         if replica is not None:  # before the follower opens files: a 404 leaves nothing open
             views.check_replica(control, name, service, replica,
                                 has_logs=bool(find_logs(project_dir, service, replica)))
-        follower = Follower(project_dir, service, replica) if follow else None
+        follower = LiveFollower(project_dir, service, replica) if follow else None  # woken by inotify
         limits = follower.limits if follower else None
         found = find_logs(project_dir, service, replica)
         n = n if n is not None else (None if since is not None else 100)  # --since alone: every line since
@@ -273,7 +273,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
                     fresh = [p for p in map(record_dict, follower.poll()) if wanted.matches(p)]
                     if fresh:
                         yield encoded(iter(fresh), len(fresh))
-                    await asyncio.sleep(FOLLOW_INTERVAL)
+                    await follower.wait()
             finally:
                 if follower is not None:
                     follower.close()
