@@ -73,6 +73,28 @@ def state_text(replica: dict[str, Any], now: float) -> Text:
     return Text(label, style=STATE_STYLES.get(state, ""))
 
 
+def size(count: float) -> str:
+    """Bytes as `pm2 ls` shows memory: 812.0 KiB, 48.2 MiB, 1.3 GiB."""
+    if count < 1024:
+        return f"{count:.0f} B"
+    for unit in ("KiB", "MiB"):
+        count /= 1024
+        if count < 1024:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1024:.1f} GiB"
+
+
+def usage(replica: dict[str, Any], key: str, *, pods: bool) -> str:
+    """A replica's CPU or MEM cell: `-` when it does not run (or is not sampled yet), `n/a` on a
+    Kubernetes target (metrics-server is not read)."""
+    value = replica.get(key)
+    if replica["state"] not in ("running", "stopping"):
+        return "-"
+    if value is None:
+        return "n/a" if pods else "-"
+    return f"{value:.1f}%" if key == "cpu" else size(value)
+
+
 def ps_table(payload: dict[str, Any]) -> None:
     now = time.time()
     if not payload["services"]:
@@ -88,7 +110,8 @@ def ps_table(payload: dict[str, Any]) -> None:
         ))
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
         pods = any(replica.get("pod") for replica in service["replicas"])  # a Kubernetes target: pods, no pids
-        for column in ("REPLICA", "STATE", "POD" if pods else "PID", "RELEASE", "UPTIME", "RESTARTS", "LAST EXIT"):
+        for column in ("REPLICA", "STATE", "POD" if pods else "PID", "RELEASE", "UPTIME", "RESTARTS", "CPU", "MEM",
+                       "LAST EXIT"):
             table.add_column(column, no_wrap=column != "LAST EXIT")
         for replica in service["replicas"]:
             running = replica["state"] == "running"
@@ -98,7 +121,8 @@ def ps_table(payload: dict[str, Any]) -> None:
                 str(replica["pid"] or "-") if running or replica["state"] == "stopping" else "-",
                 str(replica["release"] or "-"),
                 duration(replica["uptime"]) if running else "-",
-                str(replica["restart_count"]), last_exit(replica["last_exit"], now),
+                str(replica["restart_count"]), usage(replica, "cpu", pods=pods), usage(replica, "memory", pods=pods),
+                last_exit(replica["last_exit"], now),
             )
         out.print(table)
         for replica in service["replicas"]:  # the disk was full: say what the log is missing

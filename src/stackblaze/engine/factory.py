@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from stackblaze.engine.local.engine import open_local
 from stackblaze.engine.local.slots import StatusStore
-from stackblaze.engine.protocol import EngineHooks, RunningEngine
+from stackblaze.engine.protocol import EngineHooks, RunningEngine, UsageSink
 from stackblaze.settings import Settings
 from stackblaze.spec.targets import Target
 
 
-async def open_engine(settings: Settings, *, store: StatusStore, hooks: EngineHooks) -> RunningEngine:
-    """The embedded local engine (the only kind so far; a Kubernetes target will be chosen here)."""
-    return await open_local(settings, store=store, hooks=hooks)
+async def open_engine(settings: Settings, *, store: StatusStore, hooks: EngineHooks,
+                      usage: UsageSink | None = None) -> RunningEngine:
+    """The embedded local engine (the only kind so far; a Kubernetes target will be chosen here); it samples
+    its replicas' CPU and memory into `usage`."""
+    return await open_local(settings, store=store, hooks=hooks, usage=usage)
 
 
 async def open_target(settings: Settings, target: Target, *, hooks: EngineHooks) -> RunningEngine:

@@ -60,6 +60,8 @@ class ReplicaStatusRecord(TypedDict, total=False):
     last_exit: ExitRecord | None
     next_restart_at: float | None
     waiting_reason: str | None  # "crash loop", "CrashLoopBackOff", "ImagePullBackOff" ...
+    cpu: float | None  # percent of one core over the last sample interval; None: not known (Kubernetes: n/a)
+    memory: int | None  # bytes (cgroup memory.current / memory.usage_in_bytes, else the tree's VmRSS)
 
 
 class EventRecord(TypedDict):
@@ -87,6 +89,35 @@ class LogLine(TypedDict):
     level: NotRequired[str | None]
     message: NotRequired[str | None]
     fields: NotRequired[dict[str, Any]]
+
+
+USAGE_INTERVAL = 10.0  # seconds between two samples of a replica's resource use (× STACKBLAZE_TIME_SCALE)
+USAGE_MIN_INTERVAL = 0.05  # real seconds: a tiny time scale must not turn sampling into a busy loop
+USAGE_RETENTION = 24 * 3600.0  # seconds of samples kept (× time scale): 8,640 per replica at most
+
+
+def usage_interval(scale: float) -> float:
+    return max(USAGE_MIN_INTERVAL, USAGE_INTERVAL * scale)
+
+
+class UsageSample(TypedDict):
+    """One sample of one replica's resource use (engine/local/sampler.py), as the usage route serves it."""
+
+    project: str
+    service: str
+    replica: int
+    at: float  # Unix time
+    cpu: float | None  # percent of one core since the previous sample
+    memory: int | None  # bytes
+
+
+class UsageSink(Protocol):
+    """Where an engine's resource samples are kept (state/usage.py), bounded: prune drops those before
+    `before` (Unix time) and says how many."""
+
+    def add_usage(self, samples: list[UsageSample]) -> None: ...
+
+    def prune_usage(self, before: float) -> int: ...
 
 
 ReplicaStatus = dict[str, Any]  # a ReplicaStatusRecord, as the engines build it (mutable, JSON-ready)

@@ -30,6 +30,7 @@ from stackblaze.spec.targets import LOCAL
 from stackblaze.state import daemon_lock
 from stackblaze.state.secrets import SecretBox
 from stackblaze.state.store import Store
+from stackblaze.state.usage import UsageStore
 
 log = logging.getLogger("stackblaze.daemon")
 
@@ -78,7 +79,7 @@ async def serve(settings: Settings) -> None:
         store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
     keep_reserve(settings)
     control = Control(settings=settings, store=store)
-    running = await open_engine(settings, store=store, hooks=control.hooks(LOCAL))
+    running = await open_engine(settings, store=store, hooks=control.hooks(LOCAL), usage=UsageStore(store))
     control.supervisor = running.engine
     await control.connect_stored()
     log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)

@@ -112,4 +112,5 @@ def replica_status(pod: dict[str, Any], *, service: str, replica: int, now: floa
         "restart_count": int(container.get("restartCount", 0)), "last_exit": last_exit,
         "next_restart_at": next_restart_at, "waiting_reason": reason,
         "incoming": None, "stopping": [], "log_lines_dropped": 0, "log_dropping": False,
+        "cpu": None, "memory": None,  # metrics-server is not read: `ps` says n/a
     }

@@ -76,6 +76,8 @@ class Supervisor:
         # Per service: the latest rollout, and the last config that ran complete (what a failure restores).
         self._rollouts: dict[tuple[str, str], Rollout] = {}
         self._stable: dict[tuple[str, str], Desired] = {}
+        # (cpu %, memory bytes) of a replica instance key; the local engine hands in its sampler's figures
+        self.usage_of: Callable[[str], tuple[float | None, int | None]] = lambda _: (None, None)
         runner.on_exit = self.handle_exit
         runner.on_lost = self.handle_runner_lost
         runner.on_log_drops = self.handle_log_drops
@@ -151,6 +153,7 @@ class Supervisor:
             release = live.release if live else (slot.last_exit or {}).get("release")
             # The last exit of this release's replica: an older release's exits are in `events`.
             last_exit = slot.last_exit if slot.last_exit and slot.last_exit.get("release") == release else None
+            cpu, memory = self.usage_of(live.key) if live and state in ("running", "stopping") else (None, None)
             rows.append({
                 "service": slot.service, "replica": slot.replica, "state": state, "release": release,
                 "crash_loop": state == "waiting" and slot.streak >= 2,
@@ -163,8 +166,14 @@ class Supervisor:
                 if slot.incoming and slot.current else None,
                 "stopping": [{"pid": o.pid, "release": o.release} for o in slot.old.values()],
                 "log_lines_dropped": slot.dropped_lines, "log_dropping": slot.dropping,
+                "cpu": cpu, "memory": memory,
             })
         return rows
+
+    def shown(self) -> list[tuple[Slot, Live]]:
+        """Each slot's process that `ps` shows (current, else incoming, else one stopping): what is sampled."""
+        return [(slot, live) for slot in self._slots.values()
+                if (live := slot.current or slot.incoming or next(iter(slot.old.values()), None)) is not None]
 
     def pids(self, project: str, service: str | None = None) -> list[int]:
         return [
