@@ -55,10 +55,10 @@ class Wake:
         if wanted != self.dirs:
             self._hub.change(self, wanted)
 
-    async def wait(self) -> None:
-        """Until a change since the last `clear`, or the fallback interval."""
+    async def wait(self, *, poll: float | None = None) -> None:
+        """Until a change since the last `event.clear()`, or FALLBACK; without inotify, `poll` (default POLL)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), FALLBACK if self.live else POLL)
+            await asyncio.wait_for(self.event.wait(), FALLBACK if self.live else POLL if poll is None else poll)
 
     def close(self) -> None:
         self._hub.leave(self)

@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 
 from stackblaze.logs import follow
+from stackblaze.logs.drains.fake import MemoryCursorStore, MemorySink
+from stackblaze.logs.drains.manager import DrainConfig, DrainManager
 from stackblaze.logs.follow import LiveFollower, LogWatch
 from stackblaze.logs.record import LogRecord
+from tests.unit.logs.test_drains_cursor import Worker
+from tests.unit.logs.test_drains_manager import until
 
 DEADLINE = 2.0  # seconds for a wake-up that inotify gives in well under a millisecond
 
@@ -139,5 +143,31 @@ def test_without_inotify_the_follower_polls(tmp_path: Path, monkeypatch: pytest.
             assert [r.line for r in got] == ["polled"]
         finally:
             follower.close()
+
+    run(scenario)
+
+
+def test_an_idle_drain_is_woken_by_a_write_and_by_a_rotation_not_by_its_poll(tmp_path: Path) -> None:
+    """The drains' wait is the same wake-up: with a poll of a minute, lines still reach the receiver at once,
+    also those of a file that rotation created (the runner's LogFile, 4 KiB files)."""
+    worker = Worker(tmp_path / "logs" / "acme")
+    worker.lines(3)
+
+    async def scenario() -> None:
+        sink = MemorySink(max_batch_bytes=4096)
+        manager = DrainManager(logs_dir=tmp_path / "logs", holds_dir=tmp_path / "holds", store=MemoryCursorStore(),
+                               record_event=lambda **fields: None, sink_factory=lambda config: sink,
+                               poll_interval=60.0, watch_interval=0.01)
+        await manager.start(DrainConfig(id=1, project="acme", service=None, url="https://127.0.0.1:9/in"),
+                            from_now=True)
+        try:
+            await asyncio.sleep(0.1)  # the drain has read nothing new and waits
+            worker.lines(1)
+            await until("the line at the receiver", lambda: len(sink.lines) == 1, timeout=DEADLINE)
+            worker.lines(200)  # ~60 bytes a line: several rotations
+            await until("every line at the receiver", lambda: len(sink.lines) == 201, timeout=DEADLINE)
+            assert sink.texts() == [f"line {i:06d}" for i in range(3, 204)]
+        finally:
+            await manager.close()
 
     run(scenario)

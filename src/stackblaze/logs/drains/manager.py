@@ -21,9 +21,10 @@ from stackblaze.errors import StackblazeError
 from stackblaze.logs.drains.cursor import DEFAULT_MAX_HELD_BYTES, Batch, Chunk, Key, LogCursor, Position
 from stackblaze.logs.drains.sink import DeliveryError, Sink, open_sink
 from stackblaze.logs.drains.url import DrainURL, parse_url
+from stackblaze.logs.follow import LogWatch, watched_dirs
 
 log = logging.getLogger("stackblaze.drains")
-POLL_INTERVAL = 0.05  # how often an idle drain looks for new lines
+POLL_INTERVAL = 0.05  # how often an idle drain looks for new lines where inotify cannot wake it
 WATCH_INTERVAL = 0.25  # how often new log files are pinned, even while a batch is being retried
 TEST_TIMEOUT = 15.0
 
@@ -166,12 +167,15 @@ class DrainManager:
 
     async def _run(self, drain: _Drain) -> None:
         sink: Sink | None = None
+        wake = LogWatch.subscribe()  # an idle drain sleeps until its log files change (inotify)
         try:
             sink = await self._open(drain)
             while True:
+                wake.event.clear()  # before the read: a line written during it wakes the next wait
+                wake.watch(watched_dirs(self._log_dir(drain.config.project), drain.config.service))
                 batch = await asyncio.to_thread(drain.cursor.next_batch, sink.max_batch_bytes)
                 if batch.empty:
-                    await asyncio.sleep(self._poll)
+                    await wake.wait(poll=self._poll)
                     continue
                 if batch.chunks:
                     payload = await asyncio.to_thread(sink.encode, batch.chunks)
@@ -184,6 +188,7 @@ class DrainManager:
             self._event(drain, "drain-failed", f"drain {drain.config.id} stopped on an internal error "
                         "(see the daemon log); restart the daemon to resume it", {})
         finally:
+            wake.close()
             if sink is not None:
                 await sink.close()
 
