@@ -181,7 +181,7 @@ def main() -> int:
     runs = [measures[peer](lines, args.interval_ms) for peer in peers]
     failed = False
     print(f"\n| {'follower':<22} | {'lines':>11} | {'p50':>8} | {'p95':>8} | {'p99':>8} | {'max':>8} |")
-    print(f"| {'-' * 22} | {'-' * 11}:| {'-' * 7}:| {'-' * 7}:| {'-' * 7}:| {'-' * 7}:|")
+    print(f"| {'-' * 22} | {'-' * 10}: | {'-' * 7}: | {'-' * 7}: | {'-' * 7}: | {'-' * 7}: |")
     for run in runs:
         problem = run.problems(lines)
         if problem:
