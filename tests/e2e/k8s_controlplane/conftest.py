@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.k8s_controlplane.stack import cluster  # noqa: F401 (the engine tests' fixture)
+from tests.integration.conftest import registry, sb  # noqa: F401 (the real CLI and daemon; a registry)
+from tests.integration.test_registry_push import store  # noqa: F401 (buildah with a busybox base)
 from tests.k8s.controlplane import BUILD, ControlPlane, ControlPlaneError, build, built, cache_dir, pinned
 from tests.tools import in_ci
 

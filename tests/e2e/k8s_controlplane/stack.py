@@ -19,9 +19,9 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.integration.conftest import Result, Stackblaze, registry, sb, wait_for, write_project  # noqa: F401
+from tests.integration.conftest import Result, Stackblaze, wait_for, write_project
 from tests.integration.test_image import BASE, Buildah
-from tests.integration.test_registry_push import builder_env, store  # noqa: F401 (a fixture)
+from tests.integration.test_registry_push import builder_env
 from tests.k8s.controlplane import ControlPlane
 from tests.registry import Registry
 
@@ -43,8 +43,8 @@ class Cluster:
     core: Any  # kubernetes.client.CoreV1Api
 
     def target(self) -> str:
-        return (f"targets:\n  {TARGET}: {{kind: kubernetes, context: {self.plane.context}, namespace: {self.namespace}, "
-                f"registry: \"{self.registry.address}/acme\", insecure_registry: true}}\n")
+        return (f"targets:\n  {TARGET}: {{kind: kubernetes, context: {self.plane.context}, "
+                f"namespace: {self.namespace}, registry: \"{self.registry.address}/acme\", insecure_registry: true}}\n")
 
     def write(self, spec: str, worker: str = WORKER) -> Path:
         """The project `shop` with this spec (its services' part; the target is added) and a busybox worker."""
@@ -67,7 +67,7 @@ class Cluster:
     # -- what the API server holds -----------------------------------------------------------------------
 
     def names(self, kind: str) -> list[str]:
-        listing = {
+        listing: Any = {
             "Deployment": self.apps.list_namespaced_deployment, "ReplicaSet": self.apps.list_namespaced_replica_set,
             "Secret": self.core.list_namespaced_secret, "Service": self.core.list_namespaced_service,
             "Pod": self.core.list_namespaced_pod,
@@ -75,7 +75,7 @@ class Cluster:
         return sorted(item.metadata.name for item in listing(self.namespace).items)
 
     def ingresses(self) -> list[str]:
-        networking = kubernetes.client.NetworkingV1Api(self.apps.api_client)
+        networking: Any = kubernetes.client.NetworkingV1Api(self.apps.api_client)
         return sorted(item.metadata.name for item in networking.list_namespaced_ingress(self.namespace).items)
 
     def deployment(self, name: str) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def pushed_image(result: Result, service: str) -> str | None:
 
 
 @pytest.fixture
-def cluster(sb: Stackblaze, store: Buildah, registry: Registry, control_plane: ControlPlane,  # noqa: F811
+def cluster(sb: Stackblaze, store: Buildah, registry: Registry, control_plane: ControlPlane,
             namespace: str, tmp_path: Path) -> Iterator[Cluster]:
     """The CLI and its daemon pointed at the control plane (KUBECONFIG in the daemon's env), building with
     buildah on a busybox base and pushing to the test's registry."""

@@ -10,21 +10,14 @@ reported Running, nothing pulls the image or runs a container.
 from __future__ import annotations
 
 import base64
+from functools import partial
+from typing import Any
 
 import kubernetes
 import pytest
 
-from tests.e2e.k8s_controlplane.stack import (  # noqa: F401 (fixtures)
-    SETTLE,
-    TARGET,
-    Cluster,
-    cluster,
-    pushed_image,
-    registry,
-    sb,
-    store,
-    wait_for,
-)
+from tests.e2e.k8s_controlplane.stack import SETTLE, TARGET, Cluster, pushed_image
+from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -72,8 +65,8 @@ def test_deploy_creates_the_deployments_and_secret_in_the_namespace_and_nothing_
         [container] = cluster.deployment(name)["spec"]["template"]["spec"]["containers"]
         assert container["image"] == image
 
-        [replica_set] = wait_for(f"{name}'s ReplicaSet of {count}", lambda n=name, c=count: [
-            rs for rs in cluster.replica_sets(n) if rs.status.replicas == c], timeout=SETTLE, interval=0.2)
+        [replica_set] = wait_for(f"{name}'s ReplicaSet of {count}", partial(sized, cluster, name, count),
+                                 timeout=SETTLE, interval=0.2)
         assert [(ref.kind, ref.name) for ref in replica_set.metadata.owner_references] == [("Deployment", name)]
         assert replica_set.spec.template.spec.containers[0].image == image
         pods = cluster.running_pods(name, count)
@@ -91,6 +84,10 @@ def test_only_a_service_with_env_gets_a_secret_and_it_holds_only_the_users_env(c
     assert secret_values(cluster, "shop-worker-env") == {"QUEUE": "emails"}
     [container] = cluster.deployment("shop-mailer")["spec"]["template"]["spec"]["containers"]
     assert "envFrom" not in container
+
+
+def sized(cluster: Cluster, name: str, count: int) -> list[Any]:
+    return [rs for rs in cluster.replica_sets(name) if rs.status.replicas == count]
 
 
 def secret_values(cluster: Cluster, name: str) -> dict[str, str]:

@@ -15,18 +15,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.e2e.k8s_controlplane.stack import (  # noqa: F401 (fixtures)
-    APPLY,
-    SETTLE,
-    TARGET,
-    Cluster,
-    cluster,
-    managers,
-    registry,
-    sb,
-    store,
-    wait_for,
-)
+from tests.e2e.k8s_controlplane.stack import APPLY, SETTLE, TARGET, Cluster, managers
+from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
