@@ -120,3 +120,20 @@ def test_usage_route_refuses_what_is_not_there(sb: Stackblaze, tmp_path: Path) -
     assert missing.status_code == 404 and "nosuch" in missing.json()["error"]
     assert replica_9.status_code == 404 and "replica 9" in replica_9.json()["error"]
     assert bad_since.status_code == 400 and bad_since.json()["error"].startswith("since:")
+
+
+def test_a_kubernetes_target_says_n_a(sb: Stackblaze, tmp_path: Path) -> None:
+    """On a Kubernetes target (the fake cluster: no kubelet can run here) metrics-server is not read: `ps`
+    says n/a in CPU and MEM, `--json` carries nulls, and the usage route answers `available: false`."""
+    from tests.integration.test_targets_cli import SPEC, WORKER
+
+    sb.env["STACKBLAZE_TARGET"] = "sim"
+    project = write_project(tmp_path / "shop", SPEC, {"worker.py": WORKER})
+    sb.run("deploy", str(project))
+    replicas = wait_for("2 running pods", lambda: (
+        found := sb.replicas("worker")) and [r["state"] for r in found] == ["running"] * 2 and found)
+    assert [(r["cpu"], r["memory"]) for r in replicas] == [(None, None)] * 2
+    rows = [line.split() for line in sb.run("ps").out.splitlines() if line.startswith("worker.")]
+    assert [row[6:8] for row in rows] == [["n/a", "n/a"]] * 2, rows
+    answer = usage(sb, "worker", project="@sim")
+    assert answer["available"] is False and answer["replicas"] == [] and "n/a" in answer["note"]

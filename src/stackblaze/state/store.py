@@ -196,6 +196,8 @@ class Store:
         with self.transaction():
             for table in ("services", "releases", "env", "replicas", "events"):
                 self._db.execute(f"DELETE FROM {table} WHERE project = ?", (name,))
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'usage'").fetchone():  # state/usage.py
+                self._db.execute("DELETE FROM usage WHERE project = ?", (name,))
             self._db.execute("DELETE FROM projects WHERE name = ?", (name,))
         self._unsaved = {key: value for key, value in self._unsaved.items() if key[0] != name}
         self._inserts.pop(name, None)

@@ -2,7 +2,7 @@
 replica at one every 10 s), kept across daemon restarts, read as one series per replica.
 
 Shares the Store's connection (as state/drains.py does). One row per sample in a WITHOUT ROWID table whose
-key is (project, service, replica, at): a series is one range scan, and a sample costs ~60 bytes. Exits,
+key is (project, service, replica, at): a series is one range scan, and a sample costs ~45 bytes. Exits,
 restarts and starts are read from the events table for the same window, so a chart draws them on the same
 time axis as the samples.
 """

@@ -61,3 +61,14 @@ def test_exits_and_restarts_of_the_window_come_with_their_code(tmp_path: Path) -
     assert [(m["kind"], m["at"]) for m in marks] == [("exit", T + 100.0), ("restart-scheduled", T + 100.1)]
     assert marks[0]["signal"] == "SIGKILL" and marks[0]["oom_killed"] is True
     assert marks[1]["restart_at"] == T + 100.1
+
+
+def test_destroy_deletes_the_projects_samples_only(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    table = UsageStore(store)
+    now = time.time()
+    table.add_usage(samples(now, 5))
+    table.add_usage([{**s, "project": "other"} for s in samples(now, 3)])
+    store.delete_project("meters")
+    assert table.series("meters", "leaker", since=0.0) == {}
+    assert len(table.series("other", "leaker", since=0.0)[1]["at"]) == 3
