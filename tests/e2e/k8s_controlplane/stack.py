@@ -123,10 +123,11 @@ def pushed_image(result: Result, service: str) -> str | None:
 
 
 @pytest.fixture
-def cluster(sb: Stackblaze, store: Buildah, registry: Registry, control_plane: ControlPlane,
-            namespace: str, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(control_plane: ControlPlane, namespace: str, sb: Stackblaze, store: Buildah, registry: Registry,
+            tmp_path: Path) -> Iterator[Cluster]:
     """The CLI and its daemon pointed at the control plane (KUBECONFIG in the daemon's env), building with
-    buildah on a busybox base and pushing to the test's registry."""
+    buildah on a busybox base and pushing to the test's registry. The control plane first: without its
+    binaries the test skips (off CI) before anything is built."""
     env = builder_env(store, tmp_path)
     sb.env.update({key: env[key] for key in ("STACKBLAZE_CA_BUNDLE", "STACKBLAZE_BUILDAH_ARGS")})
     sb.env["STACKBLAZE_BASE_IMAGE_PROCFILE"] = BASE
