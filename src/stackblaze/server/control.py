@@ -164,7 +164,8 @@ class Control:
         if user is not None:  # the daemon is root: workers are not, and not at home in root's HOME
             env.update({"HOME": user.home, "USER": user.name, "LOGNAME": user.name})
             self._share_release(release)
-        env.update(DEFAULT_ENV)
+        if not remote:  # on a cluster the Deployment's own env carries it: the Secret is the user's env only
+            env.update(DEFAULT_ENV)
         runtime = {} if remote else dict(release.details.get("runtime_env") or {})
         if "PATH" in runtime:  # e.g. the venv's bin first: "$DEPS/venv/bin:$PATH", $DEPS already resolved
             runtime["PATH"] = runtime["PATH"].replace("$PATH", env.get("PATH", os.defpath))

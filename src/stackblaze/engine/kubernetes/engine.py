@@ -22,6 +22,7 @@ from stackblaze.engine.kubernetes.events import EventImporter
 from stackblaze.engine.kubernetes.logpump import ReplicaNumbers
 from stackblaze.engine.kubernetes.manifests import (
     MANAGER,
+    REPLICAS_ANNOTATION,
     deployment_for,
     namespace_manifest,
     object_name,
@@ -284,6 +285,12 @@ class KubernetesEngine:
         sent = manifest
         if restarted:  # keep a past `restart`'s stamp: dropping it would change the template and roll the pods
             sent = _with_template_annotation(manifest, RESTARTED_AT, restarted)
+        if before is not None and _scaled_by_another(before) and (
+                before["metadata"].get("annotations", {}).get(REPLICAS_ANNOTATION) == str(desired.replicas)):
+            # `kubectl scale` (or an autoscaler) owns the count, and ours has not changed since we last set it:
+            # the kept-scale rule keeps theirs, as `kubectl apply` of an unchanged manifest keeps a scaled
+            # Deployment. Leaving `replicas` out leaves it to them (force would take it back).
+            sent = {**sent, "spec": {k: v for k, v in sent["spec"].items() if k != "replicas"}}
         applied = await self._api.apply(sent)
         self._applied[(key, service)] = _Applied(manifest, desired.config)
         if before is None or before["spec"].get("template") != applied["spec"].get("template"):
@@ -355,6 +362,15 @@ class KubernetesEngine:
     def services(self) -> list[tuple[str, str]]:
         """This target's services, as the control plane lists them."""
         return sorted(self._mine())
+
+
+def _scaled_by_another(deployment: Manifest) -> bool:
+    """Whether a field manager other than ours owns spec.replicas (kubectl scale, an HPA, KEDA)."""
+    for entry in deployment.get("metadata", {}).get("managedFields") or []:
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if entry.get("manager") != MANAGER and "f:replicas" in fields:
+            return True
+    return False
 
 
 def _without_replicas(manifest: Manifest) -> Manifest:

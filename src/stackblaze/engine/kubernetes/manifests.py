@@ -29,6 +29,7 @@ MAX_LABEL = 63  # a DNS-1123 label, and a label value: the instance name is both
 RELEASE_LABEL = "stackblaze.dev/release"  # on the engine's pods: which release each runs
 ENV_HASH_ANNOTATION = "stackblaze.dev/env-hash"
 CONFIG_ANNOTATION = "stackblaze.dev/config"  # on the Deployment: the Desired.config last applied
+REPLICAS_ANNOTATION = "stackblaze.dev/replicas"  # on the Deployment: the count stackblaze last applied
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -123,6 +124,8 @@ class _Worker:
     min_ready: int
     deadline: int
     has_env: bool
+    # The local engine's default (worker logs are only useful live), unless the user's env sets it
+    unbuffered: bool = True
     # The engine's additions: a label saying the release, and annotations on the object and its template.
     template_labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -138,7 +141,8 @@ def deployment_manifest(project: Project, service: Service, *, namespace: str, i
         project=project.name, service=service.name, namespace=namespace, image=image, release=release,
         start=service.start, replicas=service.replicas, shutdown_grace=service.shutdown_grace,
         strategy=strategy(service), min_ready=min_ready, deadline=deadline,
-        has_env=bool(user_env(project, service))))
+        has_env=bool(user_env(project, service)),
+        unbuffered="PYTHONUNBUFFERED" not in user_env(project, service)))
 
 
 def _deployment(worker: _Worker) -> Manifest:
@@ -148,6 +152,8 @@ def _deployment(worker: _Worker) -> Manifest:
         {"name": "STACKBLAZE_SHUTDOWN_GRACE_SECONDS", "value": f"{worker.shutdown_grace:g}"},
         # No STACKBLAZE_REPLICA: a Deployment's pods are interchangeable and have no ordinal (only a
         # StatefulSet's do), so nothing can say which of 1..N a pod is.
+        # Python buffers a pipe's output: without this a worker's lines reach `logs` in 8 KiB lumps.
+        *([{"name": "PYTHONUNBUFFERED", "value": "1"}] if worker.unbuffered else []),
     ]
     container: Manifest = {
         "name": worker.service,
@@ -234,8 +240,9 @@ def deployment_for(desired: Desired) -> Manifest:
         project=app, service=desired.service, namespace=namespace, image=desired.image, release=desired.release,
         start=desired.start, replicas=desired.replicas, shutdown_grace=desired.shutdown_grace,
         strategy=_strategy(desired.strategy, desired.rolling), min_ready=min_ready, deadline=deadline,
-        has_env=bool(desired.env), template_labels={RELEASE_LABEL: str(desired.release)},
-        annotations={CONFIG_ANNOTATION: desired.config},
+        has_env=bool(desired.env), unbuffered="PYTHONUNBUFFERED" not in desired.env,
+        template_labels={RELEASE_LABEL: str(desired.release)},
+        annotations={CONFIG_ANNOTATION: desired.config, REPLICAS_ANNOTATION: str(desired.replicas)},
         template_annotations={ENV_HASH_ANNOTATION: env_hash(desired.env)} if desired.env else {}))
 
 

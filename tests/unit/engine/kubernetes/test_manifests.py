@@ -142,7 +142,8 @@ def test_env_names_are_valid_and_ours_come_first(shop: Project) -> None:
     email = container(manifests, "email")
     assert all(ENV_NAME.fullmatch(item["name"]) for item in email["env"])
     assert {item["name"]: item["value"] for item in email["env"]} == {
-        "STACKBLAZE_SERVICE": "email", "STACKBLAZE_RELEASE": "7", "STACKBLAZE_SHUTDOWN_GRACE_SECONDS": "2.5"}
+        "STACKBLAZE_SERVICE": "email", "STACKBLAZE_RELEASE": "7", "STACKBLAZE_SHUTDOWN_GRACE_SECONDS": "2.5",
+        "PYTHONUNBUFFERED": "1"}
 
 
 def test_a_secret_value_is_only_in_the_secret(shop: Project) -> None:
@@ -227,7 +228,7 @@ def test_what_the_engine_applies_validates_and_keeps_the_secret_in_the_secret(ve
     image = "127.0.0.1:5000/acme/shop-email@sha256:" + "a" * 64
     desired = Desired(
         project="shop@prod", service="email", replicas=3, release=7, cwd="", start="python -m worker --queue email",
-        env={"STRIPE_KEY": SECRET, "PYTHONUNBUFFERED": "1"}, stop_signal=15, shutdown_grace=12.5,
+        env={"STRIPE_KEY": SECRET}, stop_signal=15, shutdown_grace=12.5,
         strategy="rolling", config="0123456789abcdef", min_ready=5.0, progress_deadline=120.0,
         rolling=Rolling(max_surge="25%", max_unavailable=0), app="shop", namespace="shop-prod", image=image)
     deployment_ = deployment_for(desired)
