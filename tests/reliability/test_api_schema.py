@@ -62,7 +62,7 @@ def send(client: httpx.Client, case: Any) -> httpx.Response:
         for chunk in response.iter_raw():
             body += chunk
             if time.monotonic() - started > STREAM_FOR and response.headers.get("content-type", "").startswith(
-                    "application/x-ndjson"):
+                    ("application/x-ndjson", "text/event-stream")):
                 break
     except httpx.ReadTimeout:  # a followed stream with nothing new to say
         pass

@@ -16,6 +16,8 @@ import typer
 
 from stackblaze.cli import daemon, demo, lifecycle, render_k8s, status
 from stackblaze.cli.build import build
+from stackblaze.cli.dashboard import EXAMPLES as DASHBOARD_EXAMPLES
+from stackblaze.cli.dashboard import dashboard
 from stackblaze.cli.drains import drains_app
 from stackblaze.cli.env import app as env_app
 from stackblaze.cli.exit_codes import INTERRUPTED, OK, USAGE, exit_code_for
@@ -62,6 +64,7 @@ app.add_typer(tools)
 tools.command(epilog=examples("stackblaze build --plan", "stackblaze build services/email --plan --json",
                             "stackblaze build --image --tag 'registry.local/{project}-{service}:v1'",
                             "stackblaze build --image --dry-run"))(build)
+tools.command(epilog=DASHBOARD_EXAMPLES)(dashboard)
 app.add_typer(env_app, name="env")
 app.add_typer(daemon.app, name="daemon")
 app.add_typer(drains_app, name="drains")

@@ -19,7 +19,7 @@ import uvicorn
 
 from stackblaze.engine.factory import open_engine
 from stackblaze.errors import DiskFullError
-from stackblaze.server import daemon_log
+from stackblaze.server import daemon_log, dashboard
 from stackblaze.server.app import create_app
 from stackblaze.server.control import Control
 from stackblaze.server.drains_api import start_drains
@@ -111,6 +111,7 @@ async def serve(settings: Settings) -> None:
             log.info("stopping every worker and the runner")
             control.record_stop_all()
             await running.stop_all()
+        await dashboard.close(app)  # its TCP listener, if `stackblaze dashboard` started one
         await drains.close()
         await control.close_targets()
         await running.close()

@@ -55,6 +55,20 @@ def config_of(row: DrainRow) -> DrainConfig:
                        failing_since=row.failing_since, last_error=row.last_error)
 
 
+async def describe(drains: Drains, row: DrainRow) -> dict[str, Any]:
+    """A drain as the API (and the dashboard's Settings → Log Drains) shows it: URL masked, counters."""
+    behind = await drains.manager.behind(row.id)
+    failing_since, error = drains.manager.health(row.id)
+    return {
+        "id": row.id, "project": row.project, "service": row.service, "url": mask_url(row.url),
+        "scheme": urlsplit(row.url).scheme, "created_at": row.created_at,
+        "state": "stopped" if behind is None else ("failing" if failing_since is not None else "ok"),
+        **row.counters(), "behind": behind, "last_error": error if behind is not None else row.last_error,
+        "failing_since": failing_since if behind is not None else row.failing_since,
+        "last_sent_at": row.last_sent_at,
+    }
+
+
 def router(control: Control) -> APIRouter:
     api = APIRouter()
 
@@ -73,18 +87,6 @@ def router(control: Control) -> APIRouter:
         if row is None or (project is not None and row.project != project):
             raise NotFoundError(f"drain {drain_id} not found (see: stackblaze drains list)")
         return row
-
-    async def describe(drains: Drains, row: DrainRow) -> dict[str, Any]:
-        behind = await drains.manager.behind(row.id)
-        failing_since, error = drains.manager.health(row.id)
-        return {
-            "id": row.id, "project": row.project, "service": row.service, "url": mask_url(row.url),
-            "scheme": urlsplit(row.url).scheme, "created_at": row.created_at,
-            "state": "stopped" if behind is None else ("failing" if failing_since is not None else "ok"),
-            **row.counters(), "behind": behind, "last_error": error if behind is not None else row.last_error,
-            "failing_since": failing_since if behind is not None else row.failing_since,
-            "last_sent_at": row.last_sent_at,
-        }
 
     @api.get("/v1/drains")
     async def drains_list(request: Request, project: str | None = None) -> dict[str, Any]:

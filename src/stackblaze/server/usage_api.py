@@ -55,6 +55,26 @@ class UsageAnswer(BaseModel):
     events: list[UsageMark]
 
 
+def usage_answer(control: Control, table: UsageStore, project: str | None, service: str, *,
+                 since: float | None = None, replica: int | None = None) -> UsageAnswer:
+    """What the route answers; the dashboard's service page draws the same answer."""
+    name = control.resolve(project)
+    control.row(name, service)
+    now = time.time()
+    start = now - WINDOW * control.settings.time_scale if since is None else since
+    series = table.series(name, service, since=start, replica=replica)
+    if replica is not None:
+        views.check_replica(control, name, service, replica, has_logs=bool(series))
+    local = split_key(name)[1] == LOCAL
+    marks: list[dict[str, Any]] = table.marks(name, service, since=start, replica=replica)
+    return UsageAnswer(
+        project=name, service=service, since=start, until=now,
+        interval=usage_interval(control.settings.time_scale), available=local,
+        note=None if local else "resource use is not collected on a Kubernetes target (n/a)",
+        replicas=[UsageSeries(replica=number, **columns) for number, columns in sorted(series.items())],
+        events=[UsageMark(**mark) for mark in marks])
+
+
 def router(control: Control) -> APIRouter:
     routes = APIRouter()
     table = UsageStore(control.store)
@@ -64,20 +84,6 @@ def router(control: Control) -> APIRouter:
                     replica: Replica = None) -> UsageAnswer:
         """Each replica's CPU and memory since `since` (default: the last hour × time scale), with the
         service's starts, exits and scheduled restarts in that window."""
-        name = control.resolve(project)
-        control.row(name, service)
-        now = time.time()
-        start = now - WINDOW * control.settings.time_scale if since is None else since
-        series = table.series(name, service, since=start, replica=replica)
-        if replica is not None:
-            views.check_replica(control, name, service, replica, has_logs=bool(series))
-        local = split_key(name)[1] == LOCAL
-        marks: list[dict[str, Any]] = table.marks(name, service, since=start, replica=replica)
-        return UsageAnswer(
-            project=name, service=service, since=start, until=now,
-            interval=usage_interval(control.settings.time_scale), available=local,
-            note=None if local else "resource use is not collected on a Kubernetes target (n/a)",
-            replicas=[UsageSeries(replica=number, **columns) for number, columns in sorted(series.items())],
-            events=[UsageMark(**mark) for mark in marks])
+        return usage_answer(control, table, project, service, since=since, replica=replica)
 
     return routes
