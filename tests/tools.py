@@ -24,6 +24,7 @@ INSTALL = {
     "npm": "apt-get install -y nodejs npm",
     "pnpm": "npm install -g pnpm@12",
     "uv": "pip install -e '.[test]'",
+    "chromium": "apt-get install -y chromium",
 }
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # rsyslogd lives there, and a user's PATH may lack them
 
