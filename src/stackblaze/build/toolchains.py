@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 Language = Literal["python", "node", "go", "ruby"]
 LANGUAGES: tuple[Language, ...] = ("python", "node", "go", "ruby")
-TOOLS = ("uv", "poetry", "pipenv", "npm", "pnpm", "yarn", "bun", "bundler")
+TOOLS = ("uv", "poetry", "pipenv", "npm", "pnpm", "yarn", "bun", "bundler", "corepack")
 PROBE_SECONDS = 10.0
 
 _VERSION = re.compile(r"\d+(?:\.\d+)+")
@@ -69,7 +69,7 @@ class Toolchains(Protocol):
         ...
 
     def tool_version(self, tool: str) -> str | None:
-        """The version of uv, poetry, pipenv, npm, pnpm, yarn, bun or bundler; None when it is missing."""
+        """The version of uv, poetry, pipenv, npm, pnpm, yarn, bun, bundler or corepack; None when it is missing."""
         ...
 
 

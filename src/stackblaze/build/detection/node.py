@@ -6,6 +6,8 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from stackblaze.build.detection.corepack import BIN as COREPACK_BIN
+from stackblaze.build.detection.corepack import corepack_env, install_prefix, provide
 from stackblaze.build.detection.tree import (
     Parts,
     Request,
@@ -50,12 +52,22 @@ def detect_node(tree: Tree) -> Parts:
     parts.asked(request)
     pinned = f"{manager}@{asked_version}" if asked_version else manager
     fix = "Node.js with npm" if manager == "npm" else f"npm install -g {pinned}, or corepack enable {manager}"
-    installed = require_tool(tree, manager, asked_by=asked_by, fix=fix)
+    provided = None
+    if manager in ("yarn", "pnpm") and tree.toolchains.tool_version(manager) is None \
+            and tree.toolchains.tool_version("corepack") is not None:
+        provided = provide(tree, manager, top, lockfile)
+        installed = provided.version
+        tree.notes.append(f"{manager} is not on the PATH: corepack provides {manager} {installed} "
+                          f"({provided.why}) in the dependency layer")
+    else:
+        installed = require_tool(tree, manager, asked_by=asked_by, fix=fix)
     parts.tool_version = installed
     if asked_version and installed.split(".")[0] != asked_version.split(".")[0]:
         tree.warnings.append(f"{asked_by}: asks for {manager} {asked_version}, this machine has {manager} {installed} "
                              f"(run corepack enable {manager} to use the version asked for)")
     parts.install = _install(manager, installed, locked=lockfile is not None)
+    if provided is not None:
+        parts.install = install_prefix(manager, provided) + parts.install
     if lockfile is None:
         tree.notes.append(f"no lockfile: {manager} chooses dependency versions at each install "
                           f"(commit the lockfile {manager} writes)")
@@ -65,7 +77,9 @@ def detect_node(tree: Tree) -> Parts:
                        *[f"{member}/package.json" for member in members], *files_under(tree.copy_dir, CONFIG_DIRS))
     parts.links = ("node_modules", *[f"{member}/node_modules" for member in members])
     bins = ([f"$DEPS/{tree.workdir}/node_modules/.bin"] if tree.workdir != "." else []) + ["$DEPS/node_modules/.bin"]
-    parts.env = {"PATH": ":".join([*bins, "$PATH"])}
+    parts.env = {"PATH": ":".join([*bins, *([COREPACK_BIN] if provided else []), "$PATH"])}
+    if provided is not None:
+        parts.env.update(corepack_env())
     if isinstance(_scripts(manifest).get("build"), str):
         parts.build = f"{manager} run build"
     for name in INSTALL_SCRIPTS:
