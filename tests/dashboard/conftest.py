@@ -47,8 +47,10 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One chromium per module. Not per session: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and every later test that calls asyncio.run() would fail."""
     path = need("chromium")
     from playwright.sync_api import sync_playwright
 
