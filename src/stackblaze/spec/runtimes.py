@@ -18,7 +18,7 @@ from stackblaze.spec.model import Runtime
 # file most often present only to build assets or run linters, while a go.mod or a Gemfile rarely is.
 RUNTIMES: tuple[Runtime, ...] = ("go", "ruby", "python", "node")
 MARKERS: dict[Runtime, tuple[str, ...]] = {
-    "go": ("go.mod",),
+    "go": ("go.mod", "vendor/vendor.json", "Godeps/Godeps.json", "Gopkg.toml", "Gopkg.lock"),  # before modules too
     "ruby": ("Gemfile",),
     "python": ("requirements.txt", "pyproject.toml", "Pipfile"),
     "node": ("package.json",),
@@ -29,7 +29,10 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 
 def matching_runtimes(root: Path) -> tuple[Runtime, ...]:
     """Every runtime whose marker files are at root, in detection order."""
-    return tuple(runtime for runtime in RUNTIMES if any((root / name).is_file() for name in MARKERS[runtime]))
+    found = tuple(runtime for runtime in RUNTIMES if any((root / name).is_file() for name in MARKERS[runtime]))
+    if not found and any(root.glob("*.go")):
+        return ("go",)  # Go files and nothing else: Go, so that its build says what it lacks (a go.mod)
+    return found
 
 
 def check_runtime(value: object, *, where: str, directory: Path, root: str) -> Runtime:

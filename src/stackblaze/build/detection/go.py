@@ -1,9 +1,11 @@
-"""Go: modules downloaded into `$DEPS/gomod` from go.mod and go.sum, then `go build` into `.stackblaze/bin`."""
+"""Go: modules downloaded into `$DEPS/gomod` from go.mod and go.sum, then `go build` into `.stackblaze/bin`;
+without go.mod, GOPATH mode (gopath.py)."""
 
 from __future__ import annotations
 
 import shlex
 
+from stackblaze.build.detection.gopath import detect_gopath
 from stackblaze.build.detection.tree import MAX_FILE_BYTES, Parts, Request, Tree, resolve
 from stackblaze.build.toolchains import match_minimum
 from stackblaze.spec.document import read_text
@@ -11,6 +13,8 @@ from stackblaze.spec.runtimes import GO_BINARY_DIR
 
 
 def detect_go(tree: Tree) -> Parts:
+    if not tree.has("go.mod"):  # a tree from before modules (vendor/, Godeps, dep), or one that needs a go.mod
+        return detect_gopath(tree, resolve(tree, "go", None, lambda *_: None))
     label = tree.label("go.mod")
     text = read_text(tree.dir / "go.mod", label=label, max_bytes=MAX_FILE_BYTES)
     request = None
