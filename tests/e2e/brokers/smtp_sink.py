@@ -20,7 +20,7 @@ class MailCounter:
         self._lock = threading.Lock()
         self._by_id: Counter[str] = Counter()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls handle_<COMMAND>
         if self._delay:
             await asyncio.sleep(self._delay)
         job_id = message_from_bytes(envelope.original_content or envelope.content).get("X-Job-Id", "")
