@@ -66,6 +66,19 @@ def test_govendor_app_deploys_from_its_procfile(sb: Stackblaze, tmp_path: Path) 
     assert "myworker" in out.err  # the deploy shows the build as it runs
 
 
+def test_godep_app_without_a_start_command_runs_its_root_command(sb: Stackblaze, tmp_path: Path) -> None:
+    """Godeps.json's ImportPath, a stackblaze.yaml with no start: the default command is the root package's."""
+    need("go")
+    files = {name: text for name, text in FILES.items() if name not in ("vendor/vendor.json", "Procfile")}
+    files["Godeps/Godeps.json"] = '{"ImportPath": "github.com/acme/myworker", "GoVersion": "go1.9", "Deps": []}\n'
+    files["stackblaze.yaml"] = "project: godep\nservices:\n  - name: mailer\n"
+    app = write(tmp_path / "app", files)
+    sb.run("deploy", str(app), timeout=600)
+    wait_for("the worker to log",
+             lambda: "gopath worker consuming with acme/queue 500" in sb.run("logs", "mailer", "-n", "20").out)
+    assert "with godep" in sb.run("logs", "mailer", "--build").out
+
+
 def test_go_files_without_go_mod_or_vendor_metadata_say_what_they_need(sb: Stackblaze, tmp_path: Path) -> None:
     need("go")
     app = write(tmp_path / "bare", {"main.go": "package main\n\nfunc main() {}\n", "Procfile": "worker: bare\n"})

@@ -50,3 +50,9 @@ def test_no_import_path_found_says_where_to_put_one(tmp_path: Path) -> None:
     message = plan_error(tmp_path, start="./bin/run --fast")
     assert message.startswith("vendor: no import path for GOPATH mode (set rootPath in vendor/vendor.json")
     assert "\n" not in message
+
+
+def test_without_a_start_command_the_root_packages_command_is_the_default(tmp_path: Path) -> None:
+    write(tmp_path, {"main.go": MAIN, "vendor/vendor.json": json.dumps({"rootPath": "github.com/acme/mailer"})})
+    plan = plan_for(tmp_path, start=".stackblaze/bin/worker", start_source="go build")
+    assert plan.build == 'mkdir -p .stackblaze/bin && cp "$DEPS/bin/"mailer .stackblaze/bin/worker'

@@ -16,6 +16,7 @@ from stackblaze.build.detection.tree import MAX_FILE_BYTES, Parts, Tree, walk
 from stackblaze.build.toolchains import Interpreter
 from stackblaze.errors import SpecError
 from stackblaze.spec.document import read_text
+from stackblaze.spec.runtimes import GO_BINARY_DIR
 
 # (file, the tool that writes it), in the order an import path is looked for.
 METADATA = (("vendor/vendor.json", "govendor"), ("Godeps/Godeps.json", "godep"), ("Gopkg.toml", "dep"),
@@ -54,6 +55,12 @@ def detect_gopath(tree: Tree, go: Interpreter) -> Parts:
         # The sources are in the release already; the layer keeps the commands.
         'rm -rf "$DEPS/gopath" && echo "==> installed on the PATH: $(ls "$DEPS/bin" | tr \'\\n\' \' \')"'
     )
+    if tree.service.start_source == "go build":
+        # No start command given: the default, `.stackblaze/bin/<service>`, is the root package's command
+        # (go install names it after the import path's last element), copied into the release.
+        command = shlex.quote(path.rsplit("/", 1)[-1])
+        parts.build = (f'mkdir -p {GO_BINARY_DIR} && cp "$DEPS/bin/"{command} '
+                       f'{GO_BINARY_DIR}/{shlex.quote(tree.service.name)}')
     parts.lockfiles = tuple(walk(tree.dir))
     parts.install_needs_source = True
     parts.env = {"PATH": "$DEPS/bin:$PATH", "GO111MODULE": "off", "GOTOOLCHAIN": "local"}
