@@ -7,8 +7,10 @@ runs per order); `task_reject_on_worker_lost=True` requeues at once a task whose
 the replica's main process (the Celery master, what `ps` shows) leaves the unacknowledged tasks to Redis's
 visibility timeout: kombu restores those older than it when a worker connects, which the restarted replica does
 about 0.7 s after the kill, and otherwise only every ~100 s. The tests set the timeout to 0.3 s (Celery's
-default: an hour) so that the restarted replica takes them back at once; a timeout that short may also redeliver
-a live worker's reserved task (a duplicate, counted). Every count comes from Redis (results, the per-order run
+default: an hour) so that the restarted replica usually takes them back when it connects; when it connects
+before they are that old (a race with stackblaze's at-once first restart), kombu's periodic restore takes
+them back within ~100 s, which the kill test allows. A timeout that short may also redeliver a live worker's
+reserved task (a duplicate, counted). Every count comes from Redis (results, the per-order run
 counter), never from our logs.
 """
 
