@@ -91,7 +91,8 @@ def check_strategy(value: object, *, where: str) -> Strategy:
 
 def check_command(value: object, *, where: str, key: str) -> str:
     """Return a non-empty shell command, stripped of surrounding whitespace."""
-    example = f"e.g. {key}: python worker.py" if key == "start" else f"e.g. {key}: pip install -r requirements.txt"
+    example = {"start": "e.g. start: python worker.py", "release": "e.g. release: python manage.py migrate"}.get(
+        key, f"e.g. {key}: pip install -r requirements.txt")
     if not isinstance(value, str):
         raise fail(where, f"{show(value)} is not a command ({example})")
     if "\0" in value:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,11 +13,6 @@ from stackblaze.spec.model import Project, Service
 from stackblaze.spec.naming import PROCFILE, SPEC_NAMES, procfile_project_name
 from stackblaze.spec.procfile import ProcessType, read_procfile
 from stackblaze.spec.schema import read_project
-
-# Heroku process types that are not long-running workers, and why they are left out.
-_SKIPPED = {
-    "release": "release commands are not supported yet (run it as part of a worker's start command)",
-}
 
 
 def load_project(path: Path) -> Project:
@@ -45,13 +41,14 @@ def _load_procfile_project(source: Path) -> Project:
     """A directory with only a Procfile: every process type but web and release runs as a worker."""
     notes: list[str] = []
     services: dict[str, Service] = {}
+    release: ProcessType | None = None
     for process in read_procfile(source / PROCFILE, label=PROCFILE):
         where = f"{PROCFILE}:{process.line}"
         if process.name == "web":
             notes.append(f"{where}: process type 'web' skipped: {_web_advice(process, source)}")
             continue
-        if process.name in _SKIPPED:
-            notes.append(f"{where}: process type {process.name!r} skipped: {_SKIPPED[process.name]}")
+        if process.name == "release":
+            release = process
             continue
         name = slugify(process.name)
         if name is None:
@@ -66,6 +63,11 @@ def _load_procfile_project(source: Path) -> Project:
         services[name] = Service(name=name, start=process.command, start_source="Procfile")
     if not services:
         raise fail(f"{PROCFILE}:1", "has no process type to run as a worker (add one, e.g. worker: python worker.py)")
+    if release is not None:
+        # Heroku runs it once per app release; every service here shares one root and one build, so it
+        # runs once, before the first service rolls out (and so before any service does).
+        first = next(iter(services.values()))
+        services[first.name] = dataclasses.replace(first, release=release.command)
     return Project(
         name=procfile_project_name(source),
         services=tuple(services.values()),

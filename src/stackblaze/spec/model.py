@@ -35,6 +35,9 @@ class Service:
     min_ready: float = DEFAULT_MIN_READY  # seconds a new replica runs without exiting to count as available
     progress_deadline: float = DEFAULT_PROGRESS_DEADLINE  # a rollout not done by then has failed
     build: str | None = None
+    # Runs once per new release, after its build and before any of its replicas start (Heroku's release
+    # phase); a failure fails the deploy and leaves the running release alone.
+    release: str | None = None
     runtime: Runtime | None = None  # None: detected from the files at root
     # Where start came from when stackblaze.yaml did not give it: "Procfile", "package.json scripts.start",
     # "go build"; None when the spec says it.

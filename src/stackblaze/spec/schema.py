@@ -36,6 +36,7 @@ SERVICE_FIELDS = {
     "root": "root: .",
     "start": "start: python worker.py",
     "build": "build: npm run build",
+    "release": "release: python manage.py migrate",
     "runtime": "runtime: python",
     "replicas": "replicas: 2",
     "env": "env: {KEY: value}",
@@ -114,12 +115,16 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
     build = None
     if raw.get("build") is not None:
         build = fields.check_command(raw["build"], where=doc.at(f"{path}.build"), key="build")
+    release = None
+    if raw.get("release") is not None:
+        release = fields.check_command(raw["release"], where=doc.at(f"{path}.release"), key="release")
     return Service(
         name=name,
         type="worker",
         root=root,
         start=start,
         build=build,
+        release=release,
         runtime=runtime,
         start_source=start_source,
         replicas=fields.check_replicas(raw.get("replicas", 1), where=doc.at(f"{path}.replicas")),
