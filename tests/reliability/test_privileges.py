@@ -55,7 +55,7 @@ found = {
     "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
     "no_new_privs": status.get("NoNewPrivs", "?").strip(), "cwd": os.getcwd(),
     "read release": attempt(lambda: read("probe.py")),
-    "write release": attempt(lambda: write("written-by-worker")),
+    "write own copy": attempt(lambda: write("written-by-worker")),
     "list home": attempt(lambda: os.listdir(home)),
     "connect api.sock": attempt(lambda: connect(os.path.join(home, "api.sock"))),
     "connect runner.sock": attempt(lambda: connect(os.path.join(home, "run", "runner.sock"))),
@@ -134,12 +134,17 @@ def test_workers_run_unprivileged_and_reach_only_their_release(root_sb: Stackbla
     assert 0 not in result["groups"]
     assert result["no_new_privs"] == "1"
     assert result["read release"] == "allowed"
+    assert result["write own copy"] == "allowed"  # its working directory is its own copy of the release
     for check, outcome in result.items():
-        if check.startswith(("read ", "write ", "list ", "connect ")) and check != "read release":
+        if check.startswith(("read ", "write ", "list ", "connect ")) and check not in ("read release",
+                                                                                        "write own copy"):
             assert outcome != "allowed", f"a worker could {check}"
-    tree = Path(result["cwd"])
-    print("release tree:", mode(tree), "| probe.py:", mode(tree / "probe.py"))
+    copy = Path(result["cwd"])
+    assert mode(copy) == "0700 stackblaze-worker:stackblaze-worker", mode(copy)
+    tree = Path(sb.run("releases", "probe", "--json", "--project", "mine").json()["releases"][0]["path"])
+    print("release tree:", mode(tree), "| probe.py:", mode(tree / "probe.py"), "| replica's copy:", mode(copy))
     assert not (stat.S_IMODE(tree.stat().st_mode) & 0o022), "the release is writable by others than root"
+    assert tree.stat().st_uid == 0 and not (tree / "written-by-worker").exists()
 
 
 def test_the_home_is_private_and_tightened_on_start(root_sb: Stackblaze, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stackblaze.build.explain import explain
 from stackblaze.build.plan import BuildPlan
@@ -38,7 +39,9 @@ TAIL_LINES = 20
 OUTPUT_LINES = 5000  # of a failed command's output, searched for the lines that say why
 LINE_CHARS = 2000
 Progress = Callable[[str], None]
-MASK = "••••••"  # what a secret's value reads as in a build log (as in `env list`)
+MASK = "••••••"
+# The venv's python comes first on the plan's PATH; -q prints only the files that fail.
+COMPILE = "python -m compileall -q ."  # what a secret's value reads as in a build log (as in `env list`)
 
 # The user env's part in the cache keys, one rule for both: the dependency layer's key takes the variables
 # installers read (full names matched below: an index URL, a registry token, NODE_ENV, compiler flags), so
@@ -175,6 +178,24 @@ class Builder:
                 raise
         return BuildResult(path, build_id, deps_dir, key, installed, built, time.monotonic() - started)
 
+    def run(self, command: str, *, what: str, cwd: Path, env: Mapping[str, str], log_path: Path,
+            progress: Progress, user: Mapping[str, Any] | None = None) -> None:
+        """Run `command` (`sh -c`) with exactly `env` in `cwd`, as `user` (uid, gid, groups) when given, its
+        output appended to `log_path` and said to `progress`, secrets masked; BuildFailed when it fails."""
+        with open(log_path, "a") as log:
+            def say(line: str) -> None:
+                line = self._masked(line)
+                log.write(line + "\n")
+                log.flush()
+                progress(line)
+
+            say(f"==> {what}: {command}")
+            try:
+                self._run(command, cwd=cwd, env=dict(env), say=say, what=what, log_path=log_path, user=user)
+            except BuildFailed as failure:
+                self._mask_failure(failure)
+                raise
+
     def _masked(self, text: str) -> str:
         for secret in self._redact:
             text = text.replace(secret, MASK)
@@ -274,6 +295,8 @@ class Builder:
                     say(f"==> building: {plan.build}")
                     self._run(plan.build, cwd=staging / plan.workdir, env=self._env(plan, deps_dir), say=say,
                               what="build", log_path=log_path)
+                if plan.runtime == "python":
+                    self._byte_compile(plan, staging, deps_dir, say, log_path)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -281,6 +304,18 @@ class Builder:
             shutil.rmtree(target, ignore_errors=True)
             os.rename(staging, target)
         return target, True
+
+    def _byte_compile(self, plan: BuildPlan, tree: Path, deps_dir: Path | None, say: Progress,
+                      log_path: Path) -> None:
+        """The release's .pyc files, made once with its own interpreter: replicas then never write them
+        (a worker user cannot, and a release is never changed) nor compile at each start. A file that does
+        not compile is the import's error to report, when it is imported: said here, never fatal."""
+        say(f"==> byte-compiling: {COMPILE}")
+        try:
+            self._run(COMPILE, cwd=tree, env=self._env(plan, deps_dir), say=say, what="byte-compiling",
+                      log_path=log_path)
+        except BuildFailed as failure:
+            say(f"warning: {failure} (the release is kept; those files compile when imported, or fail then)")
 
     # -- running commands --------------------------------------------------------------------------
 
@@ -297,7 +332,7 @@ class Builder:
         return env
 
     def _run(self, command: str, *, cwd: Path, env: dict[str, str], say: Progress, what: str,
-             log_path: Path) -> None:
+             log_path: Path, user: Mapping[str, Any] | None = None) -> None:
         # explain() needs more than the tail: pipenv prints ~70 lines of hashes after the line that says why.
         # It gets the last OUTPUT_LINES lines rather than the log file read again: the log mixes in our own
         # lines and the other steps', and the lines that explain a failure come near its end. Bounded, since
@@ -306,6 +341,7 @@ class Builder:
         with subprocess.Popen(
             ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            **({"user": user["uid"], "group": user["gid"], "extra_groups": user.get("groups", [])} if user else {}),
         ) as process:
             assert process.stdout is not None
             for raw in process.stdout:

@@ -51,7 +51,8 @@ def secure_home(settings: Settings, *, worker_gid: int | None = None) -> None:
         if entry.is_file() and not entry.is_symlink():
             _set(entry, 0o600)  # the build cache's digest key and locks
     for folder in settings.releases_dir.glob("*/*"):  # a service's build logs; builds/ is shared per tree
-        if folder.name != "builds" and folder.is_dir() and not folder.is_symlink():
+        # builds/ is shared per tree; _replicas/ holds each replica's own copy, owned by its worker user
+        if folder.name not in ("builds", "_replicas") and folder.is_dir() and not folder.is_symlink():
             _set(folder, 0o700)
             _tighten_tree(folder)
 

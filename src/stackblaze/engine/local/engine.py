@@ -12,6 +12,7 @@ from stackblaze.engine.local.sampler import Sampler, Target
 from stackblaze.engine.local.slots import StatusStore
 from stackblaze.engine.local.supervisor import Supervisor
 from stackblaze.engine.protocol import Engine, EngineHooks, UsageSink
+from stackblaze.engine.workdirs import Workdirs
 from stackblaze.errors import StackblazeError
 from stackblaze.settings import Settings
 
@@ -69,6 +70,7 @@ async def open_local(settings: Settings, *, store: StatusStore, hooks: EngineHoo
         runner=runner, store=store, policy=BackoffPolicy(scale=settings.time_scale), logs_dir=settings.logs_dir,
         desired=hooks.desired, services=hooks.services, record_event=hooks.record_event,
         last_lines=hooks.last_lines, rollout_failed=hooks.rollout_failed,
+        workdirs=Workdirs(settings.releases_dir),
     )
     await supervisor.start()
 

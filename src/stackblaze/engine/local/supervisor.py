@@ -7,6 +7,7 @@ asyncio timers set for the exact restart time; nothing here polls.
 from __future__ import annotations
 
 import asyncio
+import errno as errnos
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -22,6 +23,7 @@ from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
 from stackblaze.engine.protocol import RolloutView
 from stackblaze.engine.rollouts import wait_settled
+from stackblaze.engine.workdirs import Workdirs
 from stackblaze.errors import UnavailableError
 from stackblaze.spec.commands import start_argv
 
@@ -56,7 +58,7 @@ class Supervisor:
         desired: Callable[[str, str], Desired | None], services: Callable[[], list[tuple[str, str]]],
         record_event: EventSink, clock: Clock | None = None,
         last_lines: Callable[[str, str, int, float], Awaitable[list[str]]] | None = None,
-        rollout_failed: RolloutSink = lambda _: None,
+        rollout_failed: RolloutSink = lambda _: None, workdirs: Workdirs | None = None,
     ) -> None:
         self._runner = runner
         self._store = store
@@ -70,6 +72,7 @@ class Supervisor:
         # (project, service, replica, since) -> the replica's last log lines (the caller reads files off the loop)
         self._last_lines = last_lines or _no_lines
         self._rollout_failed = rollout_failed  # the control plane puts the service back on the old release
+        self._workdirs = workdirs  # None: replicas run in the release directory itself (unit tests' fakes)
         self._slots: dict[tuple[str, str, int], Slot] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._changed = asyncio.Condition()
@@ -96,6 +99,8 @@ class Supervisor:
                 slot.config = saved.get("config")
                 slot.restart_pending = saved.get("restart_pending", False)
         listing = await self._runner.call("list")
+        if self._workdirs is not None:
+            await asyncio.to_thread(self._workdirs.sweep, {record["key"] for record in listing["instances"]})
         exited = []
         strays: list[tuple[Live, Desired | None]] = []
         # Running instances first, so that an exit we missed is matched against the slot's live replica.
@@ -434,12 +439,15 @@ class Supervisor:
         if not incoming:
             slot.next_restart_at = None
         try:
+            cwd = await self._workdir(slot.project, key, desired)
             reply = await self._runner.call(
-                "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=desired.cwd,
+                "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=cwd,
                 log_path=str(log_path), log_max_bytes=desired.log_max_bytes,
                 log_max_files=desired.log_max_files, meta=meta, user=desired.user,
             )
         except UnavailableError as exc:
+            if self._workdirs is not None:  # no instance: no exit will come to remove its copy
+                await asyncio.to_thread(self._workdirs.discard, slot.project, key)
             if not self._runner.connected:
                 return  # not the worker's fault: the runner is being replaced, which reconciles again
             now = self._clock.time()
@@ -478,6 +486,18 @@ class Supervisor:
 
     # -- exits -------------------------------------------------------------------------------------
 
+    async def _workdir(self, project: str, key: str, desired: Desired) -> str:
+        """The instance's own copy of its release (see engine/workdirs.py); one that cannot be made (a full
+        disk) is a start that failed, reported and retried like any other."""
+        if self._workdirs is None:
+            return desired.cwd
+        try:
+            return await asyncio.to_thread(self._workdirs.prepare, project=project, key=key, cwd=desired.cwd,
+                                           user=desired.user)
+        except OSError as exc:
+            raise SpawnFailed(str(exc), errno=errno_name(exc),
+                              reason=f"its working directory could not be made: {exc}") from None
+
     async def handle_exit(self, record: dict[str, Any]) -> None:
         meta = record.get("meta") or {}
         key = record["key"]
@@ -506,6 +526,8 @@ class Supervisor:
                     if desired is None or slot.replica > desired.replicas:
                         self._drop(slot)
             await self._runner.call("ack", keys=[key])
+            if self._workdirs is not None:
+                await asyncio.to_thread(self._workdirs.discard, project, key)
             await self._reconcile(project, service, fresh=False)
         async with self._changed:
             self._changed.notify_all()
@@ -681,3 +703,8 @@ class LocalLogs:
             if status.get("replica") == replica and status.get("last_exit"):
                 return list(status["last_exit"].get("last_lines") or [])[-count:]
         return []
+
+
+def errno_name(exc: OSError) -> str:
+    """A full disk by its name; anything else as EIO, never as a code that would read as "not runnable"."""
+    return errnos.errorcode[exc.errno] if exc.errno in (errnos.ENOSPC, errnos.EDQUOT) else "EIO"
