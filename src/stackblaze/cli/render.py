@@ -200,8 +200,9 @@ def releases_table(payload: dict[str, Any]) -> None:
     for release in reversed(payload["releases"]):
         marker = " *" if release["number"] == payload["current"] else ""
         created = datetime.fromtimestamp(release["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
-        if release.get("status") == "build-failed":
-            table.add_row(str(release["number"]), created, Text("build failed", "red"), "-", "-", "-", "-",
+        if release.get("status") in ("build-failed", "release-failed"):
+            failed = "build failed" if release["status"] == "build-failed" else "release command failed"
+            table.add_row(str(release["number"]), created, Text(failed, "red"), "-", "-", "-", "-",
                           release.get("error", ""))
             continue
         status = Text("rollout failed", "red") if release.get("rollout") == "failed" else Text("ok")
@@ -220,7 +221,8 @@ def event_line(event: dict[str, Any], *, as_json: bool) -> None:
     when = datetime.fromtimestamp(event["at"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     kind = event["kind"]
     style = {"exit": "red", "restart-scheduled": "yellow", "start": "green", "deploy": "cyan",
-             "build-failed": "bold red", "rollout-failed": "bold red", "rollout-complete": "green"}.get(kind, "")
+             "build-failed": "bold red", "release-failed": "bold red",
+             "rollout-failed": "bold red", "rollout-complete": "green"}.get(kind, "")
     out.print(Text.assemble((when, "dim"), " ", (f"{kind:<18}", style), " ", event["message"]))
     for line in event["details"].get("last_lines") or []:
         out.print(Text.assemble(" " * 24, ("| ", "dim"), _for(out, line)))

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,8 @@ from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, Stack
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
 from stackblaze.server.home import keep_reserve, release_reserve, share_tree, unreachable_by
-from stackblaze.server.user_env import merge_user_env
-from stackblaze.server.worker_user import WorkerUsers
+from stackblaze.server.user_env import UserEnv, merge_user_env
+from stackblaze.server.worker_user import WorkerUser, WorkerUsers
 from stackblaze.settings import Settings
 from stackblaze.spec.fields import check_name
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
@@ -157,22 +157,11 @@ class Control:
         spec = row.spec
         app, target_name = split_key(project)
         remote = target_name != LOCAL
-        # A cluster's pods see only the user's env (in their Secret) and the image's; the local replicas also
-        # the daemon's PATH, HOME and the release's runtime env.
-        env = {} if remote else {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         user = None if remote else self.workers.resolve(spec.get("user"))
-        if user is not None:  # the daemon is root: workers are not, and not at home in root's HOME
-            env.update({"HOME": user.home, "USER": user.name, "LOGNAME": user.name})
+        if user is not None:
             self._share_release(release)
-        if not remote:  # on a cluster the Deployment's own env carries it: the Secret is the user's env only
-            env.update(DEFAULT_ENV)
-        runtime = {} if remote else dict(release.details.get("runtime_env") or {})
-        if "PATH" in runtime:  # e.g. the venv's bin first: "$DEPS/venv/bin:$PATH", $DEPS already resolved
-            runtime["PATH"] = runtime["PATH"].replace("$PATH", env.get("PATH", os.defpath))
-        env.update(runtime)
-        user_env = merge_user_env(project_env=spec["project_env"], service_env=spec["env"],
-                                  stored=self.store.env(project), service=service)
-        env.update(user_env.values)
+        env, user_env = self.replica_env(project, service, spec, release.details.get("runtime_env") or {}, user,
+                                         remote=remote)
         start = release.details["start"]
         # The digest is stored (replica status): secrets enter it keyed, so it confirms no guessed value.
         digested = {k: self.store.secrets.keyed_digest(v) if v in user_env.secrets else v for k, v in env.items()}
@@ -194,6 +183,26 @@ class Control:
             image=release.details.get("image") if remote else None,
         )
 
+    def replica_env(self, project: str, service: str, spec: Mapping[str, Any], runtime_env: Mapping[str, str],
+                    user: WorkerUser | None, *, remote: bool = False) -> tuple[dict[str, str], UserEnv]:
+        """What a replica's process sees but its STACKBLAZE_* names (its release command sees it too), and
+        the user env within it (its secrets: never printed)."""
+        # A cluster's pods see only the user's env (in their Secret) and the image's; the local replicas also
+        # the daemon's PATH, HOME and the release's runtime env.
+        env = {} if remote else {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        if user is not None:  # the daemon is root: workers are not, and not at home in root's HOME
+            env.update({"HOME": user.home, "USER": user.name, "LOGNAME": user.name})
+        if not remote:  # on a cluster the Deployment's own env carries it: the Secret is the user's env only
+            env.update(DEFAULT_ENV)
+        runtime = {} if remote else dict(runtime_env)
+        if "PATH" in runtime:  # e.g. the venv's bin first: "$DEPS/venv/bin:$PATH", $DEPS already resolved
+            runtime["PATH"] = runtime["PATH"].replace("$PATH", env.get("PATH", os.defpath))
+        env.update(runtime)
+        user_env = merge_user_env(project_env=spec["project_env"], service_env=spec["env"],
+                                  stored=self.store.env(project), service=service)
+        env.update(user_env.values)
+        return env, user_env
+
     def check_workers(self, project: Project) -> list[str]:
         """At deploy, before anything is built: each service's `user:` exists, and whoever its workers run
         as can reach the home's releases. Returns notes (a `user:` a non-root daemon ignores)."""
@@ -212,6 +221,10 @@ class Control:
                     f"{self.settings.home} ({blocked} is {blocked.stat().st_mode & 0o777:04o}): use a home they "
                     f"can reach (e.g. STACKBLAZE_HOME=/var/lib/stackblaze) or STACKBLAZE_WORKER_USER=root")
         return notes
+
+    def share_release(self, release: ReleaseRow) -> None:
+        """See _share_release: for a release not recorded yet (its release command runs first)."""
+        self._share_release(release)
 
     def _share_release(self, release: ReleaseRow) -> None:
         """A release's build tree and dependency layer, readable by the worker group (once per daemon: a

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from stackblaze.build.builder import COMPLETE, Builder, BuildFailed, BuildResult, runtime_env
 from stackblaze.build.plan import BuildPlan
+from stackblaze.server.release_phase import run_release_commands
 from stackblaze.server.user_env import merge_user_env
 from stackblaze.spec import fields
 from stackblaze.spec.targets import Target, TargetRequest, resolve_target, split_key
-from stackblaze.state.store import EnvVar, ReleaseRow, ServiceRow
+from stackblaze.state.store import EnvVar, ReleaseRow, ServiceRow, Store
 
 if TYPE_CHECKING:
     from stackblaze.server.control import Control
@@ -120,6 +121,8 @@ class Deployer:
         except BuildFailed as exc:
             self._record_failure(project.name, exc)
             raise
+        await asyncio.to_thread(run_release_commands, self, project, built, progress, target=where,
+                                path_env=path_env)
         images = {} if where.is_local else await asyncio.to_thread(self.publish_all, project, where, built, progress,
                                                                    path_env=path_env)
         results = [self._record(project, service, plan, result, target=where, image=images.get(service.name))
@@ -170,6 +173,17 @@ class Deployer:
                             message=f"{service}: build {number} failed: {exc}",
                             details={"release": number, "error": str(exc), "cause": cause,
                                      "last_lines": exc.tail[-10:], "build_log": str(kept_log)})
+
+    @property
+    def control(self) -> Control:
+        return self._control
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def release_number(self, project: str, service: str, digest: str) -> tuple[int, bool]:
+        return self._number(project, service, digest)
 
     def _number(self, project: str, service: str, digest: str) -> tuple[int, bool]:
         """The release a build with `digest` is (the latest again when nothing changed), and whether it is new."""

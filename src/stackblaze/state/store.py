@@ -84,8 +84,8 @@ class ReleaseRow:
 
     @property
     def built(self) -> bool:
-        """False for a failed build attempt, which is listed but can never run."""
-        return self.details.get("status") != "build-failed"
+        """False for a failed attempt (its build, or its release command), which is listed but never runs."""
+        return self.details.get("status") not in ("build-failed", "release-failed")
 
     def to_dict(self) -> dict[str, Any]:
         return {"project": self.project, "service": self.service, "number": self.number, "path": self.path,
