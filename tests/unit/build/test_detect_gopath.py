@@ -28,7 +28,7 @@ def test_the_import_path_places_the_tree_in_a_gopath(tmp_path: Path, files: dict
                                                     source: str) -> None:
     write(tmp_path, {"main.go": MAIN, **files})
     plan = plan_for(tmp_path, start="myworker")
-    assert (plan.runtime, plan.package_manager, plan.tool_version) == ("go", tool, "1.22.3")
+    assert (plan.runtime, plan.package_manager, plan.resolved_version) == ("go", tool, "1.22.3")
     assert plan.install is not None and plan.install_needs_source
     assert f'cd "$DEPS/gopath/src/{path}"' in plan.install
     assert 'GO111MODULE=off GOFLAGS= GOPATH="$DEPS/gopath:' in plan.install
@@ -48,7 +48,7 @@ def test_go_files_alone_need_a_go_mod(tmp_path: Path) -> None:
 def test_no_import_path_found_says_where_to_put_one(tmp_path: Path) -> None:
     write(tmp_path, {"main.go": MAIN, "Gopkg.lock": ""})
     message = plan_error(tmp_path, start="./bin/run --fast")
-    assert message.startswith("vendor: no import path for GOPATH mode (set rootPath in vendor/vendor.json")
+    assert message.startswith("Gopkg.lock: no import path for GOPATH mode (set rootPath in vendor/vendor.json")
     assert "\n" not in message
 
 

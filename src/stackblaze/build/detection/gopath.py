@@ -45,7 +45,7 @@ def detect_gopath(tree: Tree, go: Interpreter) -> Parts:
     tree.notes.append(f"{said}; go install ./... puts the commands on the replicas' PATH")
     exe = shlex.quote(go.path)
     src = f'"$DEPS/gopath/src/{path}"'
-    parts = Parts(resolved=go, package_manager=tool, tool_version=go.version)
+    parts = Parts(resolved=go, package_manager=tool)  # govendor, godep and dep do not run: go is the tool
     # Godeps' older layout keeps the dependencies in Godeps/_workspace, a GOPATH of its own.
     gopath = '"$DEPS/gopath:$DEPS/gopath/src/' + path + '/Godeps/_workspace"'
     parts.install = (
@@ -93,7 +93,8 @@ def _import_path(tree: Tree) -> tuple[str, str]:
         if _IMPORT_PATH.fullmatch(path) and ".." not in path.split("/"):
             return path, source
     files = " or ".join(name for name, _ in METADATA[:3])
-    raise SpecError(f"{tree.label('vendor')}: no import path for GOPATH mode (set rootPath in vendor/vendor.json, "
+    place = next((name for name, _ in METADATA if tree.has(name)), "vendor")
+    raise SpecError(f"{tree.label(place)}: no import path for GOPATH mode (set rootPath in vendor/vendor.json, "
                     f'ImportPath in Godeps/Godeps.json or root-package in Gopkg.toml; add `// import "<path>"` '
                     f"after `package main`; or add a go.mod) — looked in {files} and the .go files")
 
