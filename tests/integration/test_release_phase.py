@@ -4,11 +4,19 @@ real deploys through the CLI, a ledger file outside the release that commands an
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
-from tests.integration.conftest import PRELUDE, Stackblaze, marker, wait_for, write_project
+from tests.integration.conftest import PRELUDE, Stackblaze, free_port, marker, wait_for, write_project
+from tests.tools import need
 
 # Appends one line to $LEDGER, a file outside the release: what ran, for which release, when, from where.
 LEDGER = """\
@@ -236,3 +244,77 @@ targets:
     assert failed.code == 1 and 'relation "users" already exists' in failed.err
     releases = sb.run("releases", "worker", "--json", "--target", "sim").json()["releases"]
     assert [(r["number"], r.get("status")) for r in releases] == [(1, None), (2, "release-failed")]
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A real PostgreSQL (Debian's `postgresql`) of this test's own on a free loopback port, trusting local
+    connections, stopped by PID. As root it runs as the `postgres` user, which initdb requires."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        need("initdb", "apt-get install postgresql")
+    bin_dir = found[-1].parent
+    base = Path(tempfile.mkdtemp(prefix="sb-postgres-"))
+    base.chmod(0o711)  # pytest's tmp dirs are 0700 root's: the postgres user could not reach them
+    data = base / "data"
+    data.mkdir(mode=0o700)
+    uid = gid = None
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("postgres")
+        uid, gid = entry.pw_uid, entry.pw_gid
+        os.chown(data, uid, gid)
+        os.chown(base, uid, gid)
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, capture_output=True, cwd=base, user=uid, group=gid)
+    port = free_port()
+    server = subprocess.Popen([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(base),
+                               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"], cwd=base,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=uid, group=gid)
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        wait_for("postgres to accept connections", lambda: subprocess.run(
+            ["psql", url, "-c", "select 1"], capture_output=True).returncode == 0, timeout=30)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def sql(url: str, query: str) -> list[str]:
+    done = subprocess.run(["psql", url, "-AtX", "-v", "ON_ERROR_STOP=1", "-c", query], capture_output=True,
+                          text=True, check=True)
+    return done.stdout.splitlines()
+
+
+def test_a_psql_release_line_against_a_real_postgresql(sb: Stackblaze, tmp_path: Path, database_url: str) -> None:
+    """`release: psql "$DATABASE_URL" -f schema.sql` (DATABASE_URL a secret): the schema is there before the
+    worker's first insert, applied once for two deploys of the same tree; a bad schema fails the deploy
+    with psql's error and the old worker goes on."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Procfile").write_text('release: psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 '
+                                  '-v release="$STACKBLAZE_RELEASE" -f schema.sql\nworker: python3 -u worker.py\n')
+    (app / "schema.sql").write_text("CREATE TABLE IF NOT EXISTS migrations (release int, at timestamptz);\n"
+                                    "INSERT INTO migrations VALUES (:'release', clock_timestamp());\n")
+    (app / "worker.py").write_text(
+        "import os, subprocess, time\n"
+        "subprocess.run(['psql', os.environ['DATABASE_URL'], '-X', '-v', 'ON_ERROR_STOP=1', '-c',\n"
+        "    'CREATE TABLE IF NOT EXISTS boots (release int, at timestamptz); INSERT INTO boots SELECT '\n"
+        "    + os.environ['STACKBLAZE_RELEASE'] + ', clock_timestamp() FROM migrations LIMIT 1'], check=True)\n"
+        "print('booted', flush=True)\ntime.sleep(1e6)\n")
+    sb.run("env", "set", "DATABASE_URL", "--secret", "--project", "app", stdin=database_url + "\n")
+    sb.run("env", "set", f"STACKBLAZE_TEST_HOME={sb.home}", "--project", "app")
+    out = sb.run("deploy", str(app), timeout=120)
+    assert database_url not in out.err + out.out and "INSERT 0 1" in out.err
+    wait_for("the worker's insert", lambda: sql(database_url, "SELECT count(*) FROM boots") == ["1"])
+    sb.run("deploy", str(app), timeout=120)
+    assert sql(database_url, "SELECT release FROM migrations") == ["1"]
+    assert sql(database_url, "SELECT count(*) FROM boots b, migrations m WHERE b.at > m.at") == ["1"]
+    pid = sb.replicas("worker")[0]["pid"]
+
+    (app / "schema.sql").write_text("CREATE TABLE oops (;\n")
+    failed = sb.run("deploy", str(app), timeout=120, check=False)
+    print(failed.err)
+    assert failed.code == 1 and 'syntax error at or near ";"' in failed.err
+    assert [(r["pid"], r["release"]) for r in sb.replicas("worker")] == [(pid, 1)]
