@@ -39,7 +39,8 @@ def signal_name(number: int) -> str:
 
 
 def describe_exit(*, code: int | None, sig: int | None, oom_killed: bool = False,
-                  killed_after_grace: float | None = None, stop_signal: int | None = None) -> str:
+                  killed_after_grace: float | None = None, stop_signal: int | None = None,
+                  stop_requested: bool = False) -> str:
     """One line for an exit, from the runner's facts.
 
     `killed_after_grace` (seconds) and `stop_signal`: stackblaze sent SIGKILL because the replica outlived
@@ -62,6 +63,8 @@ def describe_exit(*, code: int | None, sig: int | None, oom_killed: bool = False
             return f"{code} = SIGKILL: {OUT_OF_MEMORY}"
         meaning = SIGNAL_MEANINGS.get(sig_number, "killed by a signal")
         return f"{code} = {signal_name(sig_number)}: {meaning}"
+    if code == 0 and stop_requested:  # a stop, scale-down or rollout asked it to end, and it did, cleanly
+        return f"exit 0 after {signal_name(stop_signal) if stop_signal else 'the stop signal'}, as asked"
     words = f"exit {code}: {CODE_MEANINGS.get(code, 'the process reported an error')}"
     if oom_killed:  # the main process exited by itself, after the kernel killed one of its children
         words += "; the kernel killed a process of it, out of memory"
@@ -74,4 +77,5 @@ def describe_exit_record(record: Mapping[str, Any]) -> str:
     return describe_exit(
         code=record.get("exit_code"), sig=record.get("exit_signal"), oom_killed=bool(record.get("oom_killed")),
         killed_after_grace=record.get("killed_after_grace"), stop_signal=record.get("stop_signal"),
+        stop_requested=bool(record.get("stop_requested")),
     )

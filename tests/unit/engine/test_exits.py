@@ -50,3 +50,10 @@ def test_a_runner_record_is_described_from_its_fields() -> None:
     assert describe_exit_record({"exit_code": None, "exit_signal": 9}) == "killed by SIGKILL (not by stackblaze)"
     oom = {"exit_code": None, "exit_signal": 9, "oom_killed": True}
     assert describe_exit_record(oom).startswith("killed by the kernel")
+
+
+def test_a_clean_exit_after_a_requested_stop_is_not_called_ending_by_itself() -> None:
+    assert describe_exit(code=0, sig=None, stop_requested=True, stop_signal=15) == "exit 0 after SIGTERM, as asked"
+    assert describe_exit(code=0, sig=None).startswith("exit 0: ended by itself")
+    assert describe_exit(code=1, sig=None, stop_requested=True, stop_signal=15) == \
+        "exit 1: general error"  # a failure on the way out is still reported as one
