@@ -13,6 +13,7 @@ Layout: releases/<project>/_replicas/<instance key>/ is a copy of releases/<proj
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -60,7 +61,9 @@ class Workdirs:
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
             shutil.rmtree(target, ignore_errors=True)
-            raise OSError(f"cannot copy release {tree.name} into {target}: {done.stderr.strip()}")
+            full = "No space left" in done.stderr or "Disk quota exceeded" in done.stderr
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          f"cannot copy release {tree.name} into {target}: {done.stderr.strip()}")
         (target / COMPLETE).unlink(missing_ok=True)
         if user is not None:
             _chown_tree(target, int(user["uid"]), int(user["gid"]))

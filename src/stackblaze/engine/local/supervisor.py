@@ -495,6 +495,12 @@ class Supervisor:
             return await asyncio.to_thread(self._workdirs.prepare, project=project, key=key, cwd=desired.cwd,
                                            user=desired.user)
         except OSError as exc:
+            if exc.errno in (errnos.ENOSPC, errnos.EDQUOT):
+                # A full disk must not stop restarts (a crash loop goes on, as the runner's logs do): this start
+                # runs in the shared release itself, as before per-replica copies, and says so.
+                log.warning("%s/%s: no room for a working copy (%s): runs in the release itself", project, key,
+                            exc.strerror)
+                return desired.cwd
             raise SpawnFailed(str(exc), errno=errno_name(exc),
                               reason=f"its working directory could not be made: {exc}") from None
 
