@@ -30,6 +30,15 @@ APPLY = "application/apply-patch+yaml"
 WORKER = "#!/bin/sh\necho working on \"$1\"\nexec sleep 1000000\n"
 # The engine looks at a real cluster every 2 s; a deploy waits for its rollout (min_ready 0s keeps that short).
 SETTLE = 60.0
+# One worker of 2 replicas, available at once (kwok's pods are Running as soon as they are scheduled).
+WORKER_SPEC = """
+project: shop
+services:
+  - name: worker
+    start: ./worker.sh emails
+    replicas: 2
+    min_ready: 0s
+"""
 
 
 @dataclass

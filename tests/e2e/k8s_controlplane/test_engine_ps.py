@@ -15,19 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.k8s_controlplane.stack import SETTLE, TARGET, Cluster
+from tests.e2e.k8s_controlplane.stack import SETTLE, TARGET, WORKER_SPEC, Cluster
 from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SPEC = """
-project: shop
-services:
-  - name: worker
-    start: ./worker.sh emails
-    replicas: 2
-    min_ready: 0s
-"""
+SPEC = WORKER_SPEC
 
 
 def crash_loop(container: str, pod: str) -> dict[str, Any]:

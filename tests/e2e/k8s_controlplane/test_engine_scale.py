@@ -15,19 +15,12 @@ from typing import Any
 import kubernetes
 import pytest
 
-from tests.e2e.k8s_controlplane.stack import APPLY, SETTLE, TARGET, Cluster, managers
+from tests.e2e.k8s_controlplane.stack import APPLY, SETTLE, TARGET, WORKER_SPEC, Cluster, managers
 from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SPEC = """
-project: shop
-services:
-  - name: worker
-    start: ./worker.sh emails
-    replicas: 2
-    min_ready: 0s
-"""
+SPEC = WORKER_SPEC
 APPLIED = ("f:replicas", "f:selector", "f:strategy", "f:template", "f:minReadySeconds", "f:progressDeadlineSeconds")
 
 
