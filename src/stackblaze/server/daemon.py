@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 
 import uvicorn
 
@@ -24,6 +23,7 @@ from stackblaze.server.app import create_app
 from stackblaze.server.control import Control
 from stackblaze.server.drains_api import start_drains
 from stackblaze.server.home import keep_reserve, release_reserve, secure_home
+from stackblaze.server.quiet_server import QuietServer
 from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings, load_settings
 from stackblaze.spec.targets import LOCAL
@@ -33,27 +33,6 @@ from stackblaze.state.store import Store
 from stackblaze.state.usage import UsageStore
 
 log = logging.getLogger("stackblaze.daemon")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal capture (the daemon's loop handles SIGTERM/SIGINT) and without its
-    tick: uvicorn's main loop wakes every 0.1 s to check should_exit and refresh the Date header, which
-    is most of an idle daemon's CPU. Here the loop sleeps until `stop()`; there is no Date header."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._stopping = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        await self._stopping.wait()
-
-    def stop(self) -> None:
-        self.should_exit = True
-        self._stopping.set()
 
 
 def bind_private_socket(path: str) -> socket.socket:
@@ -85,7 +64,7 @@ async def serve(settings: Settings) -> None:
     log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)
 
     stop_all = False
-    server: _Server | None = None
+    server: QuietServer | None = None
 
     def on_shutdown(all_too: bool) -> None:
         nonlocal stop_all
@@ -98,7 +77,7 @@ async def serve(settings: Settings) -> None:
     sock = bind_private_socket(str(settings.api_socket))
     config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False,
                             timeout_graceful_shutdown=1, date_header=False, server_header=False)
-    server = _Server(config)
+    server = QuietServer(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_shutdown, False)

@@ -10,7 +10,6 @@ import ipaddress
 import logging
 import secrets
 import socket
-from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from stackblaze.errors import ConflictError, UserError
 from stackblaze.server.dashboard.auth import TokenGate
+from stackblaze.server.quiet_server import QuietServer
 
 log = logging.getLogger("stackblaze.dashboard")
 LOOPBACK = "127.0.0.1"
@@ -39,25 +39,6 @@ class DashboardAnswer(BaseModel):
     started: bool = Field(description="False: it was already listening.")
 
 
-class _Server(uvicorn.Server):
-    """As the daemon's unix-socket server: no signal capture of its own, no 0.1 s tick while idle."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._stopping = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-    async def main_loop(self) -> None:
-        await self._stopping.wait()
-
-    def stop(self) -> None:
-        self.should_exit = True
-        self._stopping.set()
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -70,7 +51,7 @@ def is_loopback(host: str) -> bool:
 class Dashboard:
     def __init__(self, app: FastAPI) -> None:
         self._app = app
-        self._server: _Server | None = None
+        self._server: QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.host = LOOPBACK
         self.port = 0
@@ -105,7 +86,7 @@ class Dashboard:
         config = uvicorn.Config(TokenGate(self._app, self.token), log_config=None, lifespan="off",
                                 access_log=False, timeout_graceful_shutdown=1, date_header=False,
                                 server_header=False)
-        self._server = _Server(config)
+        self._server = QuietServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="dashboard")
         log.info("dashboard listening on %s:%d", self.host, self.port)
         return DashboardAnswer(url=self.url(), host=self.host, port=self.port, started=True)
