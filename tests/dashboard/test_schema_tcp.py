@@ -4,17 +4,13 @@ as tests/reliability/test_api_schema.py (no 5xx, every answer as documented), th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
 
 from tests.dashboard.conftest import open_dashboard
 from tests.integration.conftest import Stackblaze, wait_for, write_project
-from tests.reliability.test_api_schema import LAST, SKIPPED, SPEC, STREAM_FOR, TICK, Tally, check, send
+from tests.reliability.test_api_schema import SPEC, STREAM_FOR, TICK, Tally, fuzz
 
 EXAMPLES = 10  # per operation and mode: the socket test runs 30; this one is about the gate in front
 
@@ -44,25 +40,7 @@ def test_schemathesis_over_tcp_with_the_token(sb: Stackblaze, tmp_path: Path) ->
     with httpx.Client(transport=ToListener(port), base_url="http://stackblaze",
                       headers={"Authorization": f"Bearer {dash.token}"},
                       timeout=httpx.Timeout(120, read=STREAM_FOR)) as client:
-        schema = schemathesis.openapi.from_dict(client.get("/openapi.json").json())
-        operations = [result.ok() for result in schema.get_all_operations()]
-        operations.sort(key=lambda op: (op.method.upper(), op.path) == LAST)
-        tested = []
-        for operation in operations:
-            if (operation.method.upper(), operation.path) in SKIPPED:
-                continue
-            tested.append(f"{operation.method.upper()} {operation.path}")
-            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-                @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-                          suppress_health_check=list(HealthCheck), derandomize=True)
-                @given(case=operation.as_strategy(generation_mode=mode))
-                def run(case: Any) -> None:
-                    check(case, send(client, case), tally)
-
-                try:
-                    run()
-                except Unsatisfiable:
-                    pass
+        tested = fuzz(client, tally, examples=EXAMPLES)
     print(f"schemathesis over TCP with the token: {len(tested)} operations, {tally.requests} requests, "
           f"statuses {dict(sorted(tally.by_status.items()))}; 5xx: {len(tally.server_errors)}, "
           f"schema violations: {len(tally.violations)}")

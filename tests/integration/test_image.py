@@ -46,6 +46,11 @@ class Buildah:
 
 @pytest.fixture
 def buildah(tmp_path: Path) -> Iterator[Buildah]:
+    yield from busybox_buildah(tmp_path)
+
+
+def busybox_buildah(tmp_path: Path) -> Iterator[Buildah]:
+    """A private buildah storage under tmp_path holding the static-busybox base, removed afterwards."""
     need("buildah")
     busybox = need("busybox")
     if b"ld-linux" in Path(busybox).read_bytes()[:65536]:

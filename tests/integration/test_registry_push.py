@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,9 +20,8 @@ import pytest
 
 from stackblaze.build.plan import BuildPlan
 from stackblaze.build.registry import publish_image
-from tests.integration.test_image import BASE, Buildah, make_base
+from tests.integration.test_image import BASE, Buildah, busybox_buildah
 from tests.registry import Registry, free_port
-from tests.tools import need
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -33,17 +31,7 @@ REFERENCE = re.compile(r"(?P<repository>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Buildah]:
     """A private buildah storage holding the busybox base."""
-    need("buildah")
-    busybox = need("busybox")
-    if b"ld-linux" in Path(busybox).read_bytes()[:65536]:
-        pytest.fail(f"{busybox} is dynamically linked: a scratch image needs busybox-static")
-    tool = Buildah(tmp_path / "buildah")
-    try:
-        make_base(tool, Path(busybox), tmp_path / "base")
-        yield tool
-    finally:
-        subprocess.run(["buildah", *tool.flags, "rm", "--all"], capture_output=True, timeout=60)
-        shutil.rmtree(tool.root, ignore_errors=True)
+    yield from busybox_buildah(tmp_path)
 
 
 def builder_env(store: Buildah, tmp_path: Path) -> dict[str, str]:

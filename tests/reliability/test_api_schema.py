@@ -91,28 +91,35 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(sb: Stackblaze, tmp_p
     tally = Tally()
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(sb.home / "api.sock")), base_url="http://stackblaze",
                       timeout=httpx.Timeout(120, read=STREAM_FOR)) as client:
-        schema = schemathesis.openapi.from_dict(client.get("/openapi.json").json())
-        operations = [result.ok() for result in schema.get_all_operations()]
-        operations.sort(key=lambda op: (op.method.upper(), op.path) == LAST)
-        tested = []
-        for operation in operations:
-            if (operation.method.upper(), operation.path) in SKIPPED:
-                continue
-            tested.append(f"{operation.method.upper()} {operation.path}")
-            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-                @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-                          suppress_health_check=list(HealthCheck), derandomize=True)  # the same cases in CI
-                @given(case=operation.as_strategy(generation_mode=mode))
-                def run(case: Any) -> None:
-                    check(case, send(client, case), tally)
-
-                try:
-                    run()
-                except Unsatisfiable:  # nothing invalid to make (e.g. no parameters at all)
-                    pass
+        tested = fuzz(client, tally, examples=EXAMPLES)
     print(f"schemathesis over the daemon's socket: {len(tested)} operations, {tally.requests} requests, "
           f"statuses {dict(sorted(tally.by_status.items()))}; 5xx: {len(tally.server_errors)}, "
           f"schema violations: {len(tally.violations)}")
     assert len(tested) >= 20 and tally.requests > 20 * EXAMPLES
     assert tally.server_errors == []
     assert tally.violations == []
+
+
+def fuzz(client: httpx.Client, tally: Tally, *, examples: int) -> list[str]:
+    """Every operation of the daemon's /openapi.json (but SKIPPED), positive and negative cases, `examples`
+    each, the same cases in every run; each answer checked into `tally`. Returns the operations tested."""
+    schema = schemathesis.openapi.from_dict(client.get("/openapi.json").json())
+    operations = [result.ok() for result in schema.get_all_operations()]
+    operations.sort(key=lambda op: (op.method.upper(), op.path) == LAST)
+    tested = []
+    for operation in operations:
+        if (operation.method.upper(), operation.path) in SKIPPED:
+            continue
+        tested.append(f"{operation.method.upper()} {operation.path}")
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+            @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
+                      suppress_health_check=list(HealthCheck), derandomize=True)  # the same cases in CI
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case: Any) -> None:
+                check(case, send(client, case), tally)
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing invalid to make (e.g. no parameters at all)
+                pass
+    return tested
