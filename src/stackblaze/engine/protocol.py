@@ -120,7 +120,11 @@ class UsageSink(Protocol):
     def prune_usage(self, before: float) -> int: ...
 
 
+# The TypedDicts above document the shapes; the engines build and return plain dicts (with a few more keys
+# the CLI reads, e.g. crash_loop, incoming), so no static check ties them to these declarations yet.
 ReplicaStatus = dict[str, Any]  # a ReplicaStatusRecord, as the engines build it (mutable, JSON-ready)
+# What every replica's env has unless the user's env sets it, on both engines: worker logs are only useful live.
+DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}
 RolloutRecord = dict[str, Any]  # service, state, release, from_release, reason, exit, counts (engine/rollouts.py)
 EventSink = Callable[..., None]  # record_event(project=, kind=, message=, service=, replica=, details=, at=)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stackblaze.engine.factory import open_target
-from stackblaze.engine.protocol import Desired, Engine, EngineHooks, RolloutView, RunningEngine
+from stackblaze.engine.protocol import DEFAULT_ENV, Desired, Engine, EngineHooks, RolloutView, RunningEngine
 from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, StackblazeError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
@@ -39,7 +39,6 @@ log = logging.getLogger("stackblaze.control")
 # What a worker sees besides its project's env: enough to find its tools, nothing of the daemon's secrets.
 INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
                  "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS")
-DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}  # worker logs are only useful live
 TOOLCHAIN_TTL = 300.0
 TOOLCHAIN_PATHS = 8  # how many PATH values' probes are kept (one per deploying shell, in practice)
 

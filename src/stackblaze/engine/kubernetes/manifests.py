@@ -10,10 +10,11 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stackblaze.engine.protocol import Desired
+from stackblaze.engine.protocol import DEFAULT_ENV, Desired
 from stackblaze.errors import UserError
 from stackblaze.spec.commands import start_argv
 from stackblaze.spec.model import Project, Service
@@ -108,6 +109,10 @@ def _rollout_seconds(min_ready_s: float, progress_deadline: float) -> tuple[int,
     return min_ready, max(math.ceil(progress_deadline), min_ready + 1)
 
 
+def _defaults(user: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in DEFAULT_ENV.items() if key not in user}
+
+
 @dataclass(frozen=True)
 class _Worker:
     """What a worker's Deployment is made of, from the spec (render k8s) or from a Desired (the engine)."""
@@ -124,8 +129,8 @@ class _Worker:
     min_ready: int
     deadline: int
     has_env: bool
-    # The local engine's default (worker logs are only useful live), unless the user's env sets it
-    unbuffered: bool = True
+    # protocol.DEFAULT_ENV, less what the user's env sets (its Secret, read through envFrom, would lose to `env`)
+    default_env: dict[str, str] = field(default_factory=dict)
     # The engine's additions: a label saying the release, and annotations on the object and its template.
     template_labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -142,7 +147,7 @@ def deployment_manifest(project: Project, service: Service, *, namespace: str, i
         start=service.start, replicas=service.replicas, shutdown_grace=service.shutdown_grace,
         strategy=strategy(service), min_ready=min_ready, deadline=deadline,
         has_env=bool(user_env(project, service)),
-        unbuffered="PYTHONUNBUFFERED" not in user_env(project, service)))
+        default_env=_defaults(user_env(project, service))))
 
 
 def _deployment(worker: _Worker) -> Manifest:
@@ -152,8 +157,8 @@ def _deployment(worker: _Worker) -> Manifest:
         {"name": "STACKBLAZE_SHUTDOWN_GRACE_SECONDS", "value": f"{worker.shutdown_grace:g}"},
         # No STACKBLAZE_REPLICA: a Deployment's pods are interchangeable and have no ordinal (only a
         # StatefulSet's do), so nothing can say which of 1..N a pod is.
-        # Python buffers a pipe's output: without this a worker's lines reach `logs` in 8 KiB lumps.
-        *([{"name": "PYTHONUNBUFFERED", "value": "1"}] if worker.unbuffered else []),
+        # e.g. PYTHONUNBUFFERED: Python buffers a pipe's output, so a worker's lines would reach `logs` in lumps
+        *({"name": key, "value": value} for key, value in worker.default_env.items()),
     ]
     container: Manifest = {
         "name": worker.service,
@@ -240,7 +245,7 @@ def deployment_for(desired: Desired) -> Manifest:
         project=app, service=desired.service, namespace=namespace, image=desired.image, release=desired.release,
         start=desired.start, replicas=desired.replicas, shutdown_grace=desired.shutdown_grace,
         strategy=_strategy(desired.strategy, desired.rolling), min_ready=min_ready, deadline=deadline,
-        has_env=bool(desired.env), unbuffered="PYTHONUNBUFFERED" not in desired.env,
+        has_env=bool(desired.env), default_env=_defaults(desired.env),
         template_labels={RELEASE_LABEL: str(desired.release)},
         annotations={CONFIG_ANNOTATION: desired.config, REPLICAS_ANNOTATION: str(desired.replicas)},
         template_annotations={ENV_HASH_ANNOTATION: env_hash(desired.env)} if desired.env else {}))
