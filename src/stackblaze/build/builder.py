@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from stackblaze.build.explain import explain
 from stackblaze.build.plan import BuildPlan
@@ -159,11 +159,7 @@ class Builder:
         started = time.monotonic()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
-            def say(line: str) -> None:
-                line = self._masked(line)
-                log.write(line + "\n")
-                log.flush()
-                progress(line)
+            say = self._sayer(log, progress)
 
             say(f"==> {plan.service}: {plan.runtime} {plan.resolved_version or ''} "
                 f"{('with ' + plan.package_manager) if plan.package_manager else ''}".rstrip())
@@ -183,11 +179,7 @@ class Builder:
         """Run `command` (`sh -c`) with exactly `env` in `cwd`, as `user` (uid, gid, groups) when given, its
         output appended to `log_path` and said to `progress`, secrets masked; BuildFailed when it fails."""
         with open(log_path, "a") as log:
-            def say(line: str) -> None:
-                line = self._masked(line)
-                log.write(line + "\n")
-                log.flush()
-                progress(line)
+            say = self._sayer(log, progress)
 
             say(f"==> {what}: {command}")
             try:
@@ -195,6 +187,15 @@ class Builder:
             except BuildFailed as failure:
                 self._mask_failure(failure)
                 raise
+
+    def _sayer(self, log: IO[str], progress: Progress) -> Callable[[str], None]:
+        """A line, secrets masked, into the build log (flushed: `logs --build` reads it live) and to progress."""
+        def say(line: str) -> None:
+            line = self._masked(line)
+            log.write(line + "\n")
+            log.flush()
+            progress(line)
+        return say
 
     def _masked(self, text: str) -> str:
         for secret in self._redact:
