@@ -156,6 +156,15 @@ class Desired:
     app: str | None = None  # the project's own name ("acme")
     namespace: str | None = None
     image: str | None = None
+    # Backing services (type redis | postgres, see spec/backing.py). `kind` is the service's type; `backing`
+    # what an engine needs to run one: {"port", "auth", "disk_size"} and, locally, {"address", "data_dir"}.
+    kind: str = "worker"
+    backing: dict[str, Any] | None = None
+    # Local engine: the project's hosts file (engine/names.py), bind-mounted over /etc/hosts in each replica's
+    # own mount namespace so that <name>.internal resolves there; None: names unavailable on this machine.
+    hosts: str | None = None
+    # The project's backing services a worker reaches as <name>.internal (Kubernetes: its pods' hostAliases).
+    internal: tuple[str, ...] = ()
 
 
 

@@ -29,6 +29,7 @@ ENV_TOTAL_MAX = 1024 * 1024
 # Room kept in the spec's env for the platform's own variables (PATH, HOME, the runtime's, STACKBLAZE_*).
 PLATFORM_ENV_RESERVE = 64 * 1024
 _NOT_YET = {"cron", "web"}
+_TYPES: dict[str, ServiceType] = {"worker": "worker", "redis": "redis", "postgres": "postgres"}
 _STRATEGIES: tuple[Strategy, ...] = ("rolling", "recreate")
 
 
@@ -50,12 +51,15 @@ def check_name(value: object, *, where: str, key: str) -> str:
 
 
 def check_type(value: object, *, where: str) -> ServiceType:
-    """Return the service type; only workers exist for now."""
-    if value == "worker":
-        return "worker"
+    """Return the service type: a worker, or a backing service (redis, postgres)."""
+    if isinstance(value, str) and value in _TYPES:
+        return _TYPES[value]
     if isinstance(value, str) and value in _NOT_YET:
-        raise fail(where, f"{show(value)} is not supported yet: only workers run for now (e.g. type: worker)")
-    raise fail(where, f"{show(value)} is not a service type (e.g. type: worker)")
+        raise fail(where, f"{show(value)} is not supported yet: workers, redis and postgres run for now "
+                          "(e.g. type: worker)")
+    guess = did_you_mean(value, _TYPES) if isinstance(value, str) else None
+    raise fail(where, f"{show(value)} is not a service type (" + (f"did you mean {guess}?" if guess else
+                      "one of worker, redis, postgres; e.g. type: worker") + ")")
 
 
 def check_replicas(value: object, *, where: str) -> int:

@@ -11,7 +11,10 @@ from typing import Literal
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
 from stackblaze.spec.targets import Target
 
-ServiceType = Literal["worker"]
+ServiceType = Literal["worker", "redis", "postgres"]
+BackingType = Literal["redis", "postgres"]
+BACKING_TYPES: tuple[BackingType, ...] = ("redis", "postgres")
+Auth = Literal["none", "password"]
 Strategy = Literal["rolling", "recreate"]
 Runtime = Literal["python", "node", "go", "ruby"]
 
@@ -45,6 +48,15 @@ class Service:
     log_max_bytes: int = 10 << 20  # per replica file, rotated by rename
     log_max_files: int = 5  # files kept per replica, the live one included
     user: str | None = None  # who the replicas run as when the daemon is root (None: the worker user)
+    # Backing services (type redis | postgres): a server of the machine (locally) or a StatefulSet (Kubernetes)
+    # that the project's workers reach as <name>.internal. `auth: password` generates a password (a secret).
+    auth: Auth = "none"
+    disk_size: str = "1Gi"  # the volume claim's request on Kubernetes; reported, not enforced, locally
+
+    @property
+    def is_backing(self) -> bool:
+        """A project's Redis or PostgreSQL, as opposed to a worker built from the source."""
+        return self.type in BACKING_TYPES
 
     @property
     def stop_signal_number(self) -> int:

@@ -11,6 +11,7 @@ from stackblaze.spec.document import Document
 from stackblaze.spec.logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parse_files, parse_size
 from stackblaze.spec.messages import did_you_mean, fail, join, show
 from stackblaze.spec.model import Project, Service, Strategy
+from stackblaze.spec.references import problem, references
 from stackblaze.spec.rollout import (
     DEFAULT_MIN_READY,
     DEFAULT_PROGRESS_DEADLINE,
@@ -49,6 +50,22 @@ SERVICE_FIELDS = {
     "logs": "logs: {max_size: 10Mi, max_files: 5}",
     "user": "user: stackblaze-worker",
 }
+# A backing service is a server of the machine: no source, build or start of its own.
+BACKING_FIELDS = {
+    "name": "name: cache",
+    "type": "type: redis",
+    "auth": "auth: password",
+    "disk": "disk: {size: 1Gi}",
+    "replicas": "replicas: 1",
+    "shutdown_grace": "shutdown_grace: 30s",
+    "logs": "logs: {max_size: 10Mi, max_files: 5}",
+}
+DISK_FIELDS = {"size": "size: 1Gi"}
+_AUTH = ("none", "password")
+_QUANTITY = re.compile(r"[1-9][0-9]{0,5}(Mi|Gi|Ti)")
+# Redis saves its append-only file on SIGTERM; PostgreSQL's fast shutdown is SIGINT (SIGTERM waits for every
+# session, and a pooled client's never ends).
+BACKING_STOP_SIGNALS = {"redis": "SIGTERM", "postgres": "SIGINT"}
 LOG_FIELDS = {"max_size": "max_size: 10Mi", "max_files": "max_files: 5"}
 ROLLING_FIELDS = {"max_surge": "max_surge: 1", "max_unavailable": "max_unavailable: 0"}
 
@@ -80,6 +97,7 @@ def read_project(doc: Document, *, source: Path, spec_file: Path, find_commands:
     for index, service in enumerate(services.values()):
         where = doc.at(f"services[{index}].env" if "env" in raw_services[index] else f"services[{index}]")
         fields.check_env_total({**env, **service.env}, where=where, reserve=fields.PLATFORM_ENV_RESERVE)
+    _check_references(doc, env, list(services.values()))
     targets = read_targets(data.get("targets"), at=doc.at)
     return Project(name=name, env=env, services=tuple(services.values()), source=source, spec_file=spec_file,
                    targets=targets)
@@ -89,8 +107,8 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
     if not isinstance(raw, dict):
         raise fail(doc.at(path), f"{show(raw)} is not a mapping (e.g. - name: worker)")
     # The type decides which fields make sense, so an unsupported type is reported before anything else.
-    if "type" in raw:
-        fields.check_type(raw["type"], where=doc.at(f"{path}.type"))
+    if "type" in raw and fields.check_type(raw["type"], where=doc.at(f"{path}.type")) != "worker":
+        return _read_backing(doc, raw, path)
     _check_keys(doc, raw, path, SERVICE_FIELDS, required=("name",))
     name = fields.check_name(raw["name"], where=doc.at(f"{path}.name"), key="name")
     root = fields.check_root(raw.get("root", "."), where=doc.at(f"{path}.root"), source=source)
@@ -139,6 +157,57 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         log_max_files=log_files,
         user=_read_user(doc, raw["user"], f"{path}.user") if raw.get("user") is not None else None,
     )
+
+
+def _read_backing(doc: Document, raw: dict[object, object], path: str) -> Service:
+    kind = fields.check_type(raw["type"], where=doc.at(f"{path}.type"))
+    assert kind in BACKING_STOP_SIGNALS
+    for key in raw:
+        if isinstance(key, str) and key in SERVICE_FIELDS and key not in BACKING_FIELDS:
+            raise fail(doc.at(join(path, key), key=True),
+                       f"does not apply to a {kind} service: it runs the machine's own server, not your code "
+                       f"(remove it, or make a worker: type: worker)")
+    _check_keys(doc, raw, path, BACKING_FIELDS, required=("name",))
+    name = fields.check_name(raw["name"], where=doc.at(f"{path}.name"), key="name")
+    replicas = raw.get("replicas", 1)
+    if replicas != 1 or isinstance(replicas, bool):
+        raise fail(doc.at(f"{path}.replicas"), f"{show(replicas)}: a {kind} service runs exactly one server, "
+                                               "its data on one disk (replicas: 1, or leave it out)")
+    auth = raw.get("auth", "none")
+    if auth not in _AUTH:
+        raise fail(doc.at(f"{path}.auth"), f"{show(auth)} is not an auth mode (auth: none, the default on a "
+                                           "private address, or auth: password to generate one)")
+    disk_size = "1Gi"
+    if raw.get("disk") is not None:
+        disk = raw["disk"]
+        if not isinstance(disk, dict):
+            raise fail(doc.at(f"{path}.disk"), f"{show(disk)} is not a mapping (e.g. disk: {{size: 1Gi}})")
+        _check_keys(doc, disk, f"{path}.disk", DISK_FIELDS, required=())
+        size = disk.get("size", "1Gi")
+        if not isinstance(size, str) or not _QUANTITY.fullmatch(size):
+            raise fail(doc.at(f"{path}.disk.size"), f"{show(size)} is not a disk size: a whole number of Mi, Gi "
+                                                    "or Ti (e.g. size: 10Gi)")
+        disk_size = size
+    log_bytes, log_files = _read_logs(doc, raw.get("logs"), f"{path}.logs")
+    return Service(
+        name=name, type=kind, start=kind, start_source=f"type: {kind}", replicas=1, strategy="recreate",
+        min_ready=0.0, auth=auth, disk_size=disk_size,  # type: ignore[arg-type]
+        stop_signal=BACKING_STOP_SIGNALS[kind],
+        shutdown_grace=fields.check_grace(raw.get("shutdown_grace", 30), where=doc.at(f"{path}.shutdown_grace")),
+        log_max_bytes=log_bytes, log_max_files=log_files,
+    )
+
+
+def _check_references(doc: Document, env: Mapping[str, str], services: list[Service]) -> None:
+    """Every `${{service.VAR}}` in the project's and the workers' env names a value that will exist."""
+    backing = {s.name: (s.type, s.auth == "password") for s in services if s.is_backing}
+    scopes = [("env", env)] + [(f"services[{i}].env", s.env) for i, s in enumerate(services)]
+    for path, values in scopes:
+        for key, value in values.items():
+            for service, variable in references(value):
+                wrong = problem(service, variable, backing)  # type: ignore[arg-type]
+                if wrong is not None:
+                    raise fail(doc.at(join(path, key)), f"{wrong}")
 
 
 def _read_user(doc: Document, raw: object, path: str) -> str:

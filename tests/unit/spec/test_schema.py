@@ -124,16 +124,53 @@ CASES = {
     ),
     "cron is not supported yet": (
         "project: acme\nservices:\n  - name: nightly\n    schedule: '0 3 * * *'\n    type: cron\n",
-        "stackblaze.yaml:5: services[0].type: 'cron' is not supported yet: only workers run for now"
+        "stackblaze.yaml:5: services[0].type: 'cron' is not supported yet: workers, redis and postgres run for now"
         " (e.g. type: worker)",
     ),
     "web is not supported yet": (
         HEAD + "    type: web\n",
-        "stackblaze.yaml:5: services[0].type: 'web' is not supported yet: only workers run for now (e.g. type: worker)",
+        "stackblaze.yaml:5: services[0].type: 'web' is not supported yet: workers, redis and postgres run for now"
+        " (e.g. type: worker)",
     ),
     "unknown type": (
         HEAD + "    type: daemon\n",
-        "stackblaze.yaml:5: services[0].type: 'daemon' is not a service type (e.g. type: worker)",
+        "stackblaze.yaml:5: services[0].type: 'daemon' is not a service type (one of worker, redis, postgres;"
+        " e.g. type: worker)",
+    ),
+    "misspelt backing type": (
+        HEAD + "    type: rediss\n",
+        "stackblaze.yaml:5: services[0].type: 'rediss' is not a service type (did you mean redis?)",
+    ),
+    "a worker field on a backing service": (
+        "project: acme\nservices:\n  - name: cache\n    type: redis\n    start: redis-server\n",
+        "stackblaze.yaml:5: services[0].start: does not apply to a redis service: it runs the machine's own server,"
+        " not your code (remove it, or make a worker: type: worker)",
+    ),
+    "two replicas of a backing service": (
+        "project: acme\nservices:\n  - name: db\n    type: postgres\n    replicas: 2\n",
+        "stackblaze.yaml:5: services[0].replicas: 2: a postgres service runs exactly one server, its data on one"
+        " disk (replicas: 1, or leave it out)",
+    ),
+    "bad auth": (
+        "project: acme\nservices:\n  - name: cache\n    type: redis\n    auth: yes-please\n",
+        "stackblaze.yaml:5: services[0].auth: 'yes-please' is not an auth mode (auth: none, the default on a private"
+        " address, or auth: password to generate one)",
+    ),
+    "bad disk size": (
+        "project: acme\nservices:\n  - name: cache\n    type: redis\n    disk: {size: 1GB}\n",
+        "stackblaze.yaml:5: services[0].disk.size: '1GB' is not a disk size: a whole number of Mi, Gi or Ti"
+        " (e.g. size: 10Gi)",
+    ),
+    "a reference to a missing service": (
+        "project: acme\nenv:\n  REDIS_URL: ${{cach.REDIS_URL}}\nservices:\n  - name: cache\n    type: redis\n"
+        "  - name: worker\n    start: python w.py\n",
+        "stackblaze.yaml:3: env.REDIS_URL: ${{cach.REDIS_URL}} names no redis or postgres service of the project"
+        " (did you mean cache?)",
+    ),
+    "a reference to a missing variable": (
+        "project: acme\nservices:\n  - name: db\n    type: postgres\n  - name: worker\n    start: python w.py\n"
+        "    env: {PW: '${{db.PASSWORD}}'}\n",
+        "stackblaze.yaml:7: services[1].env.PW: ${{db.PASSWORD}}: db has no password (set auth: password on it)",
     ),
     "bad strategy": (
         HEAD + "    strategy: rollin\n",
