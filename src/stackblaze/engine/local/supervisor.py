@@ -443,7 +443,7 @@ class Supervisor:
             reply = await self._runner.call(
                 "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=cwd,
                 log_path=str(log_path), log_max_bytes=desired.log_max_bytes,
-                log_max_files=desired.log_max_files, meta=meta, user=desired.user,
+                log_max_files=desired.log_max_files, meta=meta, user=desired.user, hosts=desired.hosts,
             )
         except UnavailableError as exc:
             if self._workdirs is not None:  # no instance: no exit will come to remove its copy
