@@ -28,8 +28,8 @@ ENV_STRING_MAX = 128 * 1024
 ENV_TOTAL_MAX = 1024 * 1024
 # Room kept in the spec's env for the platform's own variables (PATH, HOME, the runtime's, STACKBLAZE_*).
 PLATFORM_ENV_RESERVE = 64 * 1024
-_NOT_YET = {"cron", "web"}
-_TYPES: dict[str, ServiceType] = {"worker": "worker", "redis": "redis", "postgres": "postgres"}
+_NOT_YET = {"web"}
+_TYPES: dict[str, ServiceType] = {"worker": "worker", "cron": "cron", "redis": "redis", "postgres": "postgres"}
 _STRATEGIES: tuple[Strategy, ...] = ("rolling", "recreate")
 
 
@@ -55,11 +55,11 @@ def check_type(value: object, *, where: str) -> ServiceType:
     if isinstance(value, str) and value in _TYPES:
         return _TYPES[value]
     if isinstance(value, str) and value in _NOT_YET:
-        raise fail(where, f"{show(value)} is not supported yet: workers, redis and postgres run for now "
+        raise fail(where, f"{show(value)} is not supported yet: workers, cron, redis and postgres run for now "
                           "(e.g. type: worker)")
     guess = did_you_mean(value, _TYPES) if isinstance(value, str) else None
     raise fail(where, f"{show(value)} is not a service type (" + (f"did you mean {guess}?" if guess else
-                      "one of worker, redis, postgres; e.g. type: worker") + ")")
+                      "one of worker, cron, redis, postgres; e.g. type: worker") + ")")
 
 
 def check_replicas(value: object, *, where: str) -> int:

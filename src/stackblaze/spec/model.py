@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from stackblaze.spec.cron import Cron
+from stackblaze.spec.disks import Disk
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
 from stackblaze.spec.targets import Target
 
-ServiceType = Literal["worker", "redis", "postgres"]
+ServiceType = Literal["worker", "cron", "redis", "postgres"]
 BackingType = Literal["redis", "postgres"]
 BACKING_TYPES: tuple[BackingType, ...] = ("redis", "postgres")
 Auth = Literal["none", "password"]
@@ -52,6 +54,8 @@ class Service:
     # that the project's workers reach as <name>.internal. `auth: password` generates a password (a secret).
     auth: Auth = "none"
     disk_size: str = "1Gi"  # the volume claim's request on Kubernetes; reported, not enforced, locally
+    cron: Cron | None = None  # type: cron: its schedule; its runs are one-off processes, not replicas
+    disk: Disk | None = None  # a worker's or cron service's own storage, mounted at disk.mount_path
 
     @property
     def is_backing(self) -> bool:

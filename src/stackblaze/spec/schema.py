@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from stackblaze.spec import fields
+from stackblaze.spec.cron import read_cron
+from stackblaze.spec.disks import check_size, read_disk
 from stackblaze.spec.document import Document
 from stackblaze.spec.logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parse_files, parse_size
 from stackblaze.spec.messages import did_you_mean, fail, join, show
@@ -29,6 +31,18 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}", re.ASCII)  # what Debian's useradd
 # Maps a service root to the Procfile commands found there ({} when there is no Procfile).
 FindCommands = Callable[[str], Mapping[str, str]]
 
+# Only for type: cron.
+CRON_FIELDS = {
+    "schedule": "schedule: '0 3 * * *'",
+    "timezone": "timezone: UTC",
+    "concurrency": "concurrency: forbid",
+    "timeout": "timeout: 30m",
+    "catch_up": "catch_up: true",
+    "retries": "retries: 2",
+    "history": "history: 10",
+}
+# A cron run is one process, started by the schedule: no replicas to count or roll.
+NOT_FOR_CRON = ("replicas", "strategy", "rolling", "min_ready", "progress_deadline")
 PROJECT_FIELDS = {"project": "project: my-app", "env": "env: {KEY: value}", "services": "services: [...]",
                   "targets": "targets: {prod: {kind: kubernetes, registry: registry.example.com/acme}}"}
 SERVICE_FIELDS = {
@@ -49,6 +63,8 @@ SERVICE_FIELDS = {
     "progress_deadline": "progress_deadline: 10m",
     "logs": "logs: {max_size: 10Mi, max_files: 5}",
     "user": "user: stackblaze-worker",
+    "disk": "disk: {name: data, mount_path: /var/data, size: 1Gi}",
+    **CRON_FIELDS,
 }
 # A backing service is a server of the machine: no source, build or start of its own.
 BACKING_FIELDS = {
@@ -62,7 +78,6 @@ BACKING_FIELDS = {
 }
 DISK_FIELDS = {"size": "size: 1Gi"}
 _AUTH = ("none", "password")
-_QUANTITY = re.compile(r"[1-9][0-9]{0,5}(Mi|Gi|Ti)")
 # Redis saves its append-only file on SIGTERM; PostgreSQL's fast shutdown is SIGINT (SIGTERM waits for every
 # session, and a pooled client's never ends).
 BACKING_STOP_SIGNALS = {"redis": "SIGTERM", "postgres": "SIGINT"}
@@ -107,9 +122,17 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
     if not isinstance(raw, dict):
         raise fail(doc.at(path), f"{show(raw)} is not a mapping (e.g. - name: worker)")
     # The type decides which fields make sense, so an unsupported type is reported before anything else.
-    if "type" in raw and fields.check_type(raw["type"], where=doc.at(f"{path}.type")) != "worker":
+    kind = fields.check_type(raw["type"], where=doc.at(f"{path}.type")) if "type" in raw else "worker"
+    if kind in ("redis", "postgres"):
         return _read_backing(doc, raw, path)
-    _check_keys(doc, raw, path, SERVICE_FIELDS, required=("name",))
+    _check_keys(doc, raw, path, SERVICE_FIELDS, required=("name",) + (("schedule",) if kind == "cron" else ()))
+    for key in raw:
+        if kind == "cron" and key in NOT_FOR_CRON:
+            raise fail(doc.at(join(path, str(key)), key=True), "does not apply to a cron service: each tick runs "
+                                                               "one process (remove it, or make a worker)")
+        if kind == "worker" and key in CRON_FIELDS:
+            raise fail(doc.at(join(path, str(key)), key=True), "only applies to a cron service (add type: cron, "
+                                                               "or remove it)")
     name = fields.check_name(raw["name"], where=doc.at(f"{path}.name"), key="name")
     root = fields.check_root(raw.get("root", "."), where=doc.at(f"{path}.root"), source=source)
     runtime = None
@@ -136,16 +159,27 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
     release = None
     if raw.get("release") is not None:
         release = fields.check_command(raw["release"], where=doc.at(f"{path}.release"), key="release")
+    cron = read_cron(raw, at=lambda key: doc.at(f"{path}.{key}")) if kind == "cron" else None
+    disk = None
+    if raw.get("disk") is not None:
+        disk = read_disk(raw["disk"], at=lambda key: doc.at(f"{path}.disk" + (f".{key}" if key else "")),
+                         service=name)
+    replicas = fields.check_replicas(raw.get("replicas", 1), where=doc.at(f"{path}.replicas"))
+    if disk is not None and replicas > 1:
+        raise fail(doc.at(f"{path}.replicas"), f"{replicas}: a service with a disk runs one replica, the only one "
+                                               "that may write it (replicas: 1, or move the data to a database)")
     return Service(
         name=name,
-        type="worker",
+        type=kind,
+        cron=cron,
+        disk=disk,
         root=root,
         start=start,
         build=build,
         release=release,
         runtime=runtime,
         start_source=start_source,
-        replicas=fields.check_replicas(raw.get("replicas", 1), where=doc.at(f"{path}.replicas")),
+        replicas=replicas,
         env=_read_env(doc, raw["env"], f"{path}.env") if "env" in raw else {},
         stop_signal=parse_signal(raw.get("stop_signal", "SIGTERM"), where=doc.at(f"{path}.stop_signal")),
         shutdown_grace=fields.check_grace(raw.get("shutdown_grace", 30), where=doc.at(f"{path}.shutdown_grace")),
@@ -183,11 +217,7 @@ def _read_backing(doc: Document, raw: dict[object, object], path: str) -> Servic
         if not isinstance(disk, dict):
             raise fail(doc.at(f"{path}.disk"), f"{show(disk)} is not a mapping (e.g. disk: {{size: 1Gi}})")
         _check_keys(doc, disk, f"{path}.disk", DISK_FIELDS, required=())
-        size = disk.get("size", "1Gi")
-        if not isinstance(size, str) or not _QUANTITY.fullmatch(size):
-            raise fail(doc.at(f"{path}.disk.size"), f"{show(size)} is not a disk size: a whole number of Mi, Gi "
-                                                    "or Ti (e.g. size: 10Gi)")
-        disk_size = size
+        disk_size = check_size(disk.get("size", "1Gi"), where=doc.at(f"{path}.disk.size"))
     log_bytes, log_files = _read_logs(doc, raw.get("logs"), f"{path}.logs")
     return Service(
         name=name, type=kind, start=kind, start_source=f"type: {kind}", replicas=1, strategy="recreate",

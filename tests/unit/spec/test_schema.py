@@ -122,20 +122,51 @@ CASES = {
         "stackblaze.yaml:5: services[0].root: '/etc' is absolute, not a path inside the project directory"
         " (e.g. root: services/email)",
     ),
-    "cron is not supported yet": (
-        "project: acme\nservices:\n  - name: nightly\n    schedule: '0 3 * * *'\n    type: cron\n",
-        "stackblaze.yaml:5: services[0].type: 'cron' is not supported yet: workers, redis and postgres run for now"
-        " (e.g. type: worker)",
+    "a cron service with six fields": (
+        "project: acme\nservices:\n  - name: nightly\n    schedule: '0 0 3 * * *'\n    type: cron\n"
+        "    start: python report.py\n",
+        "stackblaze.yaml:4: services[0].schedule: '0 0 3 * * *' has 6 fields, a schedule has 5: minute hour"
+        " day-of-month month day-of-week (e.g. schedule: '*/15 * * * *', or '0 3 * * *' for 03:00 every day)",
+    ),
+    "a cron service without a schedule": (
+        "project: acme\nservices:\n  - name: nightly\n    type: cron\n    start: python report.py\n",
+        "stackblaze.yaml:3: services[0].schedule: missing (e.g. schedule: '0 3 * * *')",
+    ),
+    "an unknown time zone": (
+        "project: acme\nservices:\n  - name: nightly\n    type: cron\n    schedule: '@daily'\n"
+        "    timezone: Mars/Olympus\n    start: python report.py\n",
+        "stackblaze.yaml:6: services[0].timezone: 'Mars/Olympus' is not a time zone of the IANA database"
+        " (e.g. timezone: Europe/Paris, or UTC)",
+    ),
+    "replicas on a cron service": (
+        "project: acme\nservices:\n  - name: nightly\n    type: cron\n    schedule: '@daily'\n    replicas: 2\n"
+        "    start: python report.py\n",
+        "stackblaze.yaml:6: services[0].replicas: does not apply to a cron service: each tick runs one process"
+        " (remove it, or make a worker)",
+    ),
+    "a schedule on a worker": (
+        HEAD + "    schedule: '@daily'\n",
+        "stackblaze.yaml:5: services[0].schedule: only applies to a cron service (add type: cron, or remove it)",
+    ),
+    "a disk over /etc": (
+        HEAD + "    disk: {name: data, mount_path: /etc}\n",
+        "stackblaze.yaml:5: services[0].disk.mount_path: '/etc' would hide a system directory: mount the disk"
+        " elsewhere (e.g. mount_path: /var/data)",
+    ),
+    "a disk on two replicas": (
+        HEAD + "    replicas: 2\n    disk: {name: data, mount_path: /var/data}\n",
+        "stackblaze.yaml:5: services[0].replicas: 2: a service with a disk runs one replica, the only one that"
+        " may write it (replicas: 1, or move the data to a database)",
     ),
     "web is not supported yet": (
         HEAD + "    type: web\n",
-        "stackblaze.yaml:5: services[0].type: 'web' is not supported yet: workers, redis and postgres run for now"
-        " (e.g. type: worker)",
+        "stackblaze.yaml:5: services[0].type: 'web' is not supported yet: workers, cron, redis and postgres run"
+        " for now (e.g. type: worker)",
     ),
     "unknown type": (
         HEAD + "    type: daemon\n",
-        "stackblaze.yaml:5: services[0].type: 'daemon' is not a service type (one of worker, redis, postgres;"
-        " e.g. type: worker)",
+        "stackblaze.yaml:5: services[0].type: 'daemon' is not a service type (one of worker, cron, redis,"
+        " postgres; e.g. type: worker)",
     ),
     "misspelt backing type": (
         HEAD + "    type: rediss\n",
