@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from stackblaze.spec.autoscale import Autoscale
 from stackblaze.spec.cron import Cron
 from stackblaze.spec.disks import Disk
 from stackblaze.spec.rollout import DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE, Rolling
@@ -56,6 +57,7 @@ class Service:
     disk_size: str = "1Gi"  # the volume claim's request on Kubernetes; reported, not enforced, locally
     cron: Cron | None = None  # type: cron: its schedule; its runs are one-off processes, not replicas
     disk: Disk | None = None  # a worker's or cron service's own storage, mounted at disk.mount_path
+    autoscale: Autoscale | None = None  # a worker whose replica count follows its queues' work
 
     @property
     def is_backing(self) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from stackblaze.spec import fields
+from stackblaze.spec.autoscale import read_autoscale
 from stackblaze.spec.cron import read_cron
 from stackblaze.spec.disks import check_size, read_disk
 from stackblaze.spec.document import Document
@@ -42,7 +43,7 @@ CRON_FIELDS = {
     "history": "history: 10",
 }
 # A cron run is one process, started by the schedule: no replicas to count or roll.
-NOT_FOR_CRON = ("replicas", "strategy", "rolling", "min_ready", "progress_deadline")
+NOT_FOR_CRON = ("replicas", "strategy", "rolling", "min_ready", "progress_deadline", "autoscale")
 PROJECT_FIELDS = {"project": "project: my-app", "env": "env: {KEY: value}", "services": "services: [...]",
                   "targets": "targets: {prod: {kind: kubernetes, registry: registry.example.com/acme}}"}
 SERVICE_FIELDS = {
@@ -64,6 +65,7 @@ SERVICE_FIELDS = {
     "logs": "logs: {max_size: 10Mi, max_files: 5}",
     "user": "user: stackblaze-worker",
     "disk": "disk: {name: data, mount_path: /var/data, size: 1Gi}",
+    "autoscale": "autoscale: {min: 0, max: 8, queues: {kind: celery, url: ${{cache.REDIS_URL}}}}",
     **CRON_FIELDS,
 }
 # A backing service is a server of the machine: no source, build or start of its own.
@@ -165,6 +167,13 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         disk = read_disk(raw["disk"], at=lambda key: doc.at(f"{path}.disk" + (f".{key}" if key else "")),
                          service=name)
     replicas = fields.check_replicas(raw.get("replicas", 1), where=doc.at(f"{path}.replicas"))
+    autoscale = None
+    if raw.get("autoscale") is not None:
+        autoscale = read_autoscale(raw["autoscale"],
+                                   lambda key: doc.at(f"{path}.autoscale" + (f".{key}" if key else "")))
+        if disk is not None and autoscale.max > 1:
+            raise fail(doc.at(f"{path}.autoscale.max"), f"{autoscale.max}: a service with a disk runs one replica, the "
+                                                        "only one that may write it (max: 1, or remove the disk)")
     if disk is not None and replicas > 1:
         raise fail(doc.at(f"{path}.replicas"), f"{replicas}: a service with a disk runs one replica, the only one "
                                                "that may write it (replicas: 1, or move the data to a database)")
@@ -173,6 +182,7 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         type=kind,
         cron=cron,
         disk=disk,
+        autoscale=autoscale,
         root=root,
         start=start,
         build=build,
@@ -232,6 +242,8 @@ def _check_references(doc: Document, env: Mapping[str, str], services: list[Serv
     """Every `${{service.VAR}}` in the project's and the workers' env names a value that will exist."""
     backing = {s.name: (s.type, s.auth == "password") for s in services if s.is_backing}
     scopes = [("env", env)] + [(f"services[{i}].env", s.env) for i, s in enumerate(services)]
+    scopes += [(f"services[{i}].autoscale.queues", {"url": s.autoscale.queues.url})
+               for i, s in enumerate(services) if s.autoscale is not None]
     for path, values in scopes:
         for key, value in values.items():
             for service, variable in references(value):
