@@ -6,12 +6,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stackblaze.cli.options import JsonOpt, examples, project_root
 from stackblaze.errors import UserError
+
+if TYPE_CHECKING:
+    from stackblaze.spec.model import Project
 
 app = typer.Typer(no_args_is_help=True, help="Render the project for another platform, deploying nothing.")
 
@@ -42,7 +45,8 @@ def render_k8s(
 ) -> None:
     """Print a Deployment per worker, its env as a Secret and the project's Namespace, as multi-document YAML.
 
-    No Service and no Ingress: workers take no traffic."""
+    No Service and no Ingress for workers: they take no traffic. A redis or postgres service is a ClusterIP
+    Service and a one-replica StatefulSet with a volume claim."""
     from stackblaze.engine.kubernetes.manifests import DEFAULT_IMAGE, render_manifests
     from stackblaze.spec import load_project
 
@@ -59,8 +63,10 @@ def render_k8s(
     manifests = render_manifests(project, namespace=namespace, image=image or DEFAULT_IMAGE, release=release)
     for note in project.notes:
         _note(note)
+    for note in backing_notes(project, namespace or project.name):
+        _note(note)
     for service in project.services:
-        if service.stop_signal != "SIGTERM":
+        if service.stop_signal != "SIGTERM" and not service.is_backing:
             _note(f"{service.name} stops with {service.stop_signal}: on Kubernetes that is the image's STOPSIGNAL "
                   f"(stackblaze build --image sets it; another image must set it itself)")
     files = write_manifests(manifests, out) if out is not None else None
@@ -73,6 +79,27 @@ def render_k8s(
         sys.stdout.write("".join(f"{file}\n" for file in files))
     else:
         sys.stdout.write(to_yaml(manifests))
+
+
+def backing_notes(project: Project, namespace: str) -> list[str]:
+    """What a rendered backing service lacks offline: the Service's cluster IP (so the workers' hostAliases)
+    and a generated password."""
+    from stackblaze.engine.kubernetes.manifests import object_name, secret_name
+
+    backing = [service for service in project.services if service.is_backing]
+    notes = []
+    if backing and any(not service.is_backing for service in project.services):
+        names = ", ".join(f"{service.name}.internal" for service in backing)
+        services = ", ".join(object_name(project.name, service.name) for service in backing)
+        notes.append(f"the workers are rendered without hostAliases for {names}: a Service's cluster IP is known "
+                     f"only once it exists (deploy --target fills them in from the live Service; or reach "
+                     f"{services} by the Service's cluster DNS name)")
+    for service in backing:
+        if service.auth == "password":
+            notes.append(f"{service.name} has auth: password: create its Secret before applying: kubectl create "
+                         f"secret generic {secret_name(project.name, service.name)} -n {namespace} "
+                         f"--from-literal=PASSWORD=\"$(openssl rand -hex 24)\"")
+    return notes
 
 
 def to_yaml(manifests: list[dict[str, Any]]) -> str:

@@ -16,8 +16,10 @@ from typing import Any
 
 from stackblaze.engine.protocol import DEFAULT_ENV, Desired
 from stackblaze.errors import UserError
+from stackblaze.spec.backing import service_variables
 from stackblaze.spec.commands import start_argv
-from stackblaze.spec.model import Project, Service
+from stackblaze.spec.model import BackingType, Project, Service
+from stackblaze.spec.references import expand, references
 from stackblaze.spec.rollout import Rolling
 
 Manifest = dict[str, Any]
@@ -73,8 +75,20 @@ def namespace_manifest(project: str) -> Manifest:
 
 
 def user_env(project: Project, service: Service) -> dict[str, str]:
-    """The spec's env as the local engine merges it: the project's, then the service's (which wins)."""
-    return {**project.env, **service.env}
+    """The spec's env as the local engine merges it: the project's, then the service's (which wins), with
+    `${{cache.REDIS_URL}}` references expanded as a deploy expands them (spec/references.py)."""
+    values = {**project.env, **service.env}
+    backing: dict[str, tuple[BackingType, bool]] = {
+        s.name: (s.type, s.auth == "password") for s in project.services if s.type == "redis" or s.type == "postgres"}
+    for key, value in values.items():
+        for name, variable in references(value):
+            if backing.get(name, ("", False))[1] and variable in ("PASSWORD", "REDIS_URL", "DATABASE_URL"):
+                # The password is generated at the first deploy and kept by the daemon: offline there is none.
+                raise UserError(f"render k8s: env {key}: ${{{{{name}.{variable}}}}} carries {name}'s password, "
+                                f"which exists only once deployed (auth: password): deploy with --target, or "
+                                f"render with auth: none on {name}")
+    variables = {name: service_variables(kind, name) for name, (kind, _) in backing.items()}
+    return expand(values, variables, backing=backing).values
 
 
 def secret_manifest(project: Project, service: Service, *, namespace: str) -> Manifest | None:
@@ -259,14 +273,21 @@ def image_for(template: str, *, project: str, service: str) -> str:
 def render_manifests(project: Project, *, namespace: str | None = None, image: str = DEFAULT_IMAGE,
                      release: int = 1) -> list[Manifest]:
     """Every object of the project in the order `kubectl apply -f` needs: the Namespace (the project's
-    name unless `namespace` is given, which must then exist), then per service its Secret and Deployment."""
+    name unless `namespace` is given, which must then exist), then per service its Secret and Deployment, or
+    a backing service's Service and StatefulSet (the backing services first, as a deploy applies them)."""
     manifests: list[Manifest] = []
     if namespace is None:
         namespace = project.name
         manifests.append(namespace_manifest(project.name))
     else:
         check_namespace(namespace)
-    for service in project.services:
+    for service in sorted(project.services, key=lambda each: not each.is_backing):
+        if service.is_backing:
+            # Imported here: backing.py builds on this module's names and labels.
+            from stackblaze.engine.kubernetes.backing import render_backing
+
+            manifests.extend(render_backing(project, service, namespace=namespace))
+            continue
         secret = secret_manifest(project, service, namespace=namespace)
         if secret is not None:
             manifests.append(secret)
