@@ -55,6 +55,11 @@ class Settings:
         return self.home / "run"
 
     @property
+    def disks_dir(self) -> Path:
+        """Backing services' data: disks/<project>/<service>/, owned by whoever runs the server."""
+        return self.home / "disks"
+
+    @property
     def api_socket(self) -> Path:
         return self.home / "api.sock"
 

@@ -207,17 +207,21 @@ def start(
                          f"project {status['project']}: nothing to start (no service is stopped)", markup=False)
 
 
-@app.command(epilog=examples("stackblaze destroy", "stackblaze destroy --project demo --yes"))
+@app.command(epilog=examples("stackblaze destroy", "stackblaze destroy --project demo --yes",
+                             "stackblaze destroy --disks --yes"))
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
     = False,
+    disks: Annotated[bool, typer.Option("--disks", help="Also delete the data of its Redis and PostgreSQL "
+                                                        "services (kept by default).")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
     target: TargetOpt = None,
 ) -> None:
     """Stop a project and delete all it has.
 
-    Stops every service of the project and deletes its releases, logs, env and events. Asks first on a
+    Stops every service of the project and deletes its releases, logs, env and events. Its backing
+    services' data (Redis, PostgreSQL) stays under the home's disks/ unless --disks. Asks first on a
     terminal; elsewhere --yes is needed."""
     from stackblaze.cli import render
 
@@ -228,10 +232,11 @@ def destroy(
     c = client(name, target)
     if not yes:
         target = c.request("GET", "/v1/ps")["project"]  # which project, checked before asking about it
+        data = ", and its Redis/PostgreSQL data" if disks else ""
         if not typer.confirm(f"Destroy project {target}: stop its workers, delete its releases, logs, env "
-                             "and events?", default=False):
+                             f"and events{data}?", default=False):
             raise StackblazeError(f"destroy: not confirmed; project {target} is left as it was")
         c.project = target
-    result = c.request("POST", "/v1/destroy")
+    result = c.request("POST", "/v1/destroy", params={"disks": "true"} if disks else None)
     render.print_json(result) if as_json else render.out.print(f"project {result['project']} destroyed",
                                                                 markup=False)

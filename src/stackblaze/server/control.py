@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stackblaze.engine.factory import open_target
+from stackblaze.engine.names import NamesMode
 from stackblaze.engine.protocol import DEFAULT_ENV, Desired, Engine, EngineHooks, RolloutView, RunningEngine
 from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, StackblazeError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
+from stackblaze.server.backing import BackingServices, is_backing
 from stackblaze.server.home import keep_reserve, release_reserve, share_tree, unreachable_by
 from stackblaze.server.user_env import UserEnv, merge_user_env
 from stackblaze.server.worker_user import WorkerUser, WorkerUsers
@@ -48,6 +50,9 @@ class Control:
         self.settings = settings
         self.store = store
         self.supervisor: Engine | None = None  # set once the runner is connected
+        # How replicas get <name>.internal here (engine/names.py): the daemon probes once at start; until then,
+        # and where nothing works, mode None and references use IP URLs.
+        self.names = NamesMode(None, "not checked yet (the daemon probes at start)")
         self._new_event = asyncio.Event()
         self.events_lost: dict[str, int] = {}  # per project, while the disk is full
         self.workers = WorkerUsers()
@@ -56,6 +61,7 @@ class Control:
         # PATH -> (when probed, the probe, its fingerprint then); least recently used first
         self._toolchains: dict[str, tuple[float, SystemToolchains, tuple[object, ...]]] = {}
         self._targets: dict[str, tuple[Target, RunningEngine]] = {}  # by target name: kubernetes and fake ones
+        self.backing = BackingServices(self)  # the projects' Redis and PostgreSQL (server/backing.py)
 
     def toolchains(self, path: str | None = None) -> SystemToolchains:
         """This machine's interpreters and tools as found on `path` (the deploying CLI's PATH; the daemon's
@@ -153,6 +159,8 @@ class Control:
         release = self.store.release(project, service, row.release)
         if release is None:
             return None
+        if is_backing(row.spec):
+            return self.backing.desired(row, release)
         spec = row.spec
         app, target_name = split_key(project)
         remote = target_name != LOCAL
@@ -179,7 +187,7 @@ class Control:
             progress_deadline=spec.get("progress_deadline", DEFAULT_PROGRESS_DEADLINE),
             rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
             app=app if remote else None, namespace=(target.namespace or app) if target else None,
-            image=release.details.get("image") if remote else None,
+            image=release.details.get("image") if remote else None, **self.backing.worker_fields(project),
         )
 
     def replica_env(self, project: str, service: str, spec: Mapping[str, Any], runtime_env: Mapping[str, str],
@@ -199,6 +207,7 @@ class Control:
         env.update(runtime)
         user_env = merge_user_env(project_env=spec["project_env"], service_env=spec["env"],
                                   stored=self.store.env(project), service=service)
+        user_env = self.backing.expand(project, user_env, strict=False)  # ${{cache.REDIS_URL}}
         env.update(user_env.values)
         return env, user_env
 
@@ -271,7 +280,8 @@ class Control:
 
     def start_command(self, row: ServiceRow) -> str:
         release = self.store.release(row.project, row.name, row.release)
-        return str(release.details["start"]) if release is not None else "-"
+        # A backing service's command line is long and its own: ps shows what runs where instead.
+        return str(release.details.get("shown") or release.details["start"]) if release is not None else "-"
 
     async def read_last_lines(self, project: str, service: str, replica: int, since: float) -> list[str]:
         """last_lines, read in a worker thread: the supervisor's loop never waits on a file."""
@@ -409,6 +419,9 @@ class Control:
         if not 0 <= replicas <= 1000:
             raise UserError(f"--replicas: {replicas} is out of range (use 0 to 1000)")
         row = self.row(project, service)
+        if is_backing(row.spec) and replicas != 1:
+            raise UserError(f"--replicas: {service} is a {row.spec['type']} service: it runs exactly one server "
+                            f"(stop it instead: stackblaze stop {service})")
         self.store.save_service(ServiceRow(row.project, row.name, row.spec, replicas, row.release,
                                            row.running, row.generation))
         self.event(project=project, service=service, kind="scale",
@@ -451,12 +464,13 @@ class Control:
         await self.engine_for(project).reconcile(project, service, fresh=True)
         return {"service": service, "strategy": row.spec["strategy"]}
 
-    async def destroy(self, project: str) -> dict[str, Any]:
+    async def destroy(self, project: str, *, disks: bool = False) -> dict[str, Any]:
         """Stop everything, then delete the project's state, events, releases and logs. Works on a full
         disk: the replicas are stopped before anything is written (the project wants none from here on),
         and when the deletes find no room for their few journal pages, the project's logs and releases
         are emptied first. What stays is one `destroy` event without details, so that a follower of the
-        project's events hears of it (and a later deploy of the same name shows when it happened)."""
+        project's events hears of it (and a later deploy of the same name shows when it happened). Backing
+        services' data stays on its disk unless `disks`; their addresses are freed either way."""
         rows = self.store.services(project)
         self._destroying.add(project)
         try:
@@ -469,6 +483,7 @@ class Control:
             except DiskFullError:
                 await asyncio.to_thread(self._free_space, project)
                 self.store.delete_project(project)
+            self.backing.destroy(project, disks=disks)
         finally:
             self._destroying.discard(project)
         await asyncio.to_thread(keep_reserve, self.settings)  # held again when the freed space allows
@@ -512,7 +527,8 @@ class Control:
         if missing:
             raise NotFoundError(f"env: {', '.join(missing)} not set (see: stackblaze env list)")
         described = [f"{k} (secret)" if secret else k for k in set_values] + [f"-{k}" for k in unset]
-        targets = [service] if service else [r.name for r in self.store.services(project)]
+        # A backing service's env is its own (server/backing.py): an env change never restarts it.
+        targets = [service] if service else [r.name for r in self.store.services(project) if not is_backing(r.spec)]
         self.event(project=project, service=service, kind="env",
                    message=f"env changed: {', '.join(described)}; restarting {', '.join(targets) or 'nothing'}",
                    details={"set": list(set_values), "unset": unset, "secret": secret})

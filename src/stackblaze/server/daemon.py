@@ -17,6 +17,7 @@ import sys
 import uvicorn
 
 from stackblaze.engine.factory import open_engine
+from stackblaze.engine.names import probe as probe_names
 from stackblaze.errors import DiskFullError
 from stackblaze.server import daemon_log, dashboard
 from stackblaze.server.app import create_app
@@ -58,9 +59,13 @@ async def serve(settings: Settings) -> None:
         store = Store(settings.state_db, SecretBox(settings.secret_key), limits=settings.events)
     keep_reserve(settings)
     control = Control(settings=settings, store=store)
+    # Before the engine opens (it reconciles at once): the answer decides <name>.internal or IP URLs. ~60 ms.
+    control.names = await asyncio.to_thread(probe_names)
+    log.info("internal hostnames: %s (%s)", control.names.mode or "unavailable", control.names.reason)
     running = await open_engine(settings, store=store, hooks=control.hooks(LOCAL), usage=UsageStore(store))
     control.supervisor = running.engine
     await control.connect_stored()
+    await asyncio.to_thread(control.backing.sync_all_hosts)  # after the names probe: the files replicas mount
     log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)
 
     stop_all = False

@@ -65,6 +65,7 @@ class Deployer:
         if path_env is not None:
             base_env["PATH"] = path_env
         user = merge_user_env(project_env=project.env, service_env=service.env, stored=stored, service=service.name)
+        user = self._control.backing.expand(project.name, user)  # ${{cache.REDIS_URL}} (its password masked)
         # The spec checked its own env; with the `env set` values too, it must still reach a process.
         fields.check_env_total(user.values, where=f"{service.name}: env (the spec's and env set's)",
                                reserve=fields.PLATFORM_ENV_RESERVE)
@@ -81,6 +82,8 @@ class Deployer:
         stored = self._store.env(project.name)  # set before the first deploy too
         built = []
         for service in project.services:
+            if service.is_backing:  # the machine's own server: nothing to build (server/backing.py)
+                continue
             plan = detect_plan(project.source, service, toolchains=toolchains)
             log_path = self._settings.releases_dir / project.name / service.name / "build.log"
             builder = self.builder(project, service, stored=stored, path_env=path_env)
@@ -116,6 +119,9 @@ class Deployer:
         # Known from the start, so that a failed first deploy still has events and a build log to show.
         self._store.save_project(project.name, str(project.source),
                                  str(project.spec_file) if project.spec_file else None)
+        backing = self._control.backing
+        # Addresses and passwords first (references expand in builds too); a port held already fails here.
+        await asyncio.to_thread(backing.ensure, project, where)
         try:
             built = await asyncio.to_thread(self.build_all, project, progress, path_env=path_env)
         except BuildFailed as exc:
@@ -125,8 +131,10 @@ class Deployer:
                                 path_env=path_env)
         images = {} if where.is_local else await asyncio.to_thread(self.publish_all, project, where, built, progress,
                                                                    path_env=path_env)
-        results = [self._record(project, service, plan, result, target=where, image=images.get(service.name))
-                   for service, plan, result in built]
+        served = [await asyncio.to_thread(backing.record, self, project, service, where)
+                  for service in project.services if service.is_backing]
+        results = served + [self._record(project, service, plan, result, target=where, image=images.get(service.name))
+                            for service, plan, result in built]
         for item in results:
             if item["scale_note"]:
                 progress(item["scale_note"])
@@ -140,8 +148,10 @@ class Deployer:
         engine = self._control.engine_for(project.name)
         for name in removed:
             await engine.reconcile(project.name, name)
-        rollouts = {}
-        for item in results:
+        backing.forget(project.name, removed)
+        # Backing services first, each answering its probe, before any worker starts against it.
+        rollouts = await backing.roll(project.name, served, progress)
+        for item in results[len(served):]:
             before = engine.rollout(project.name, item["service"])
             await engine.reconcile(project.name, item["service"], fresh=True)
             after = engine.rollout(project.name, item["service"])

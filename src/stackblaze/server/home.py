@@ -9,6 +9,7 @@ group (read and traverse, never write).
       releases/P/builds/ID/  cache/deps/KEY/   (shared trees)  group worker, g=r-x of the owner's bits, o=---
       releases/P/SERVICE/ (build logs), cache/*.key             0700 / 0600
       run/disk-reserve   0600: space held back for a full disk (see keep_reserve)
+      disks/ disks/P/    0700, or 0710 group worker; disks/P/S/ (a backing service's data): its server's user, 0700
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from stackblaze.settings import Settings
 
 log = logging.getLogger("stackblaze.home")
-SHARED_TOP = ("releases", "cache")  # where workers may traverse (only with the worker group)
+SHARED_TOP = ("releases", "cache", "disks")  # where workers may traverse (only with the worker group)
 RESERVE = 4 << 20  # ample for the journal pages of deleting a project with 24 MiB of events
 
 
@@ -62,16 +63,21 @@ def share_tree(tree: Path, *, top: Path, gid: int) -> bool:
     directories from `top` (the home) down to it. Idempotent; False when the tree is not there."""
     if not tree.is_dir():
         return False
-    with contextlib.suppress(ValueError):  # a tree outside the home has no gate of ours to open
-        _set(top, 0o710, gid)
-        for parent in reversed(tree.relative_to(top).parents):
-            if parent != Path("."):
-                _set(top / parent, 0o710, gid)
+    open_gates(tree, top=top, gid=gid)
     for root, dirs, files in os.walk(tree):
         _share(Path(root), gid)
         for name in dirs + files:
             _share(Path(root) / name, gid)
     return True
+
+
+def open_gates(path: Path, *, top: Path, gid: int) -> None:
+    """Let group `gid` traverse (not list) the directories from `top` (the home) down to `path`'s parent."""
+    with contextlib.suppress(ValueError):  # a path outside the home has no gate of ours to open
+        _set(top, 0o710, gid)
+        for parent in reversed(path.relative_to(top).parents):
+            if parent != Path("."):
+                _set(top / parent, 0o710, gid)
 
 
 def keep_reserve(settings: Settings) -> bool:

@@ -31,7 +31,9 @@ def ps(control: Control, projects: list[str], service: str | None) -> dict[str, 
                 "project": name, "service": row.name, "desired": row.replicas if row.running else 0,
                 "running_flag": row.running, "release": row.release, "start": control.start_command(row),
                 "strategy": row.spec["strategy"], "running": sum(1 for r in replicas if r["state"] == "running"),
-                "replicas": replicas,
+                "replicas": replicas, "type": row.spec.get("type", "worker"),
+                **({"address": control.backing.address(name, row.name)} if row.spec.get("type", "worker") != "worker"
+                   else {}),
             })
     return {"project": projects[0] if len(projects) == 1 else None, "projects": projects, "services": services}
 
