@@ -18,6 +18,8 @@ from stackblaze.cli import daemon, demo, lifecycle, render_k8s, status
 from stackblaze.cli.build import build
 from stackblaze.cli.dashboard import EXAMPLES as DASHBOARD_EXAMPLES
 from stackblaze.cli.dashboard import dashboard
+from stackblaze.cli.doctor import EXAMPLES as DOCTOR_EXAMPLES
+from stackblaze.cli.doctor import doctor
 from stackblaze.cli.drains import drains_app
 from stackblaze.cli.env import app as env_app
 from stackblaze.cli.exit_codes import INTERRUPTED, OK, USAGE, exit_code_for
@@ -65,6 +67,7 @@ tools.command(epilog=examples("stackblaze build --plan", "stackblaze build servi
                             "stackblaze build --image --tag 'registry.local/{project}-{service}:v1'",
                             "stackblaze build --image --dry-run"))(build)
 tools.command(epilog=DASHBOARD_EXAMPLES)(dashboard)
+tools.command(epilog=DOCTOR_EXAMPLES)(doctor)
 app.add_typer(env_app, name="env")
 app.add_typer(daemon.app, name="daemon")
 app.add_typer(drains_app, name="drains")
