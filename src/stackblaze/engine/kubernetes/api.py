@@ -19,7 +19,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # the pod-template annotatio
 class ClusterApi(Protocol):
     async def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply (PATCH, application/apply-patch+yaml, fieldManager=stackblaze, force=true) of a
-        Namespace, Secret or Deployment; the object as stored comes back."""
+        Namespace, Secret, Deployment, Service or StatefulSet; the object as stored comes back."""
         ...
 
     async def deployment(self, name: str, namespace: str) -> Manifest | None:
@@ -27,6 +27,14 @@ class ClusterApi(Protocol):
         ...
 
     async def deployments(self, namespace: str, selector: dict[str, str]) -> list[Manifest]: ...
+
+    async def service(self, name: str, namespace: str) -> Manifest | None:
+        """The Service (spec.clusterIP is what a backing service's hostAliases point at); None when absent."""
+        ...
+
+    async def stateful_set(self, name: str, namespace: str) -> Manifest | None:
+        """The StatefulSet with its status; None when there is none."""
+        ...
 
     async def scale(self, name: str, namespace: str, replicas: int) -> Manifest:
         """PATCH the Deployment's /scale subresource (spec.replicas only)."""
@@ -37,11 +45,13 @@ class ClusterApi(Protocol):
         ...
 
     async def delete(self, kind: str, name: str, namespace: str) -> bool:
-        """Delete a Deployment or Secret (foreground: a Deployment's pods go with it); False when absent."""
+        """Delete a Deployment, Secret, Service or StatefulSet (foreground: a Deployment's or StatefulSet's pods go
+        with it, never its volume claims); False when absent."""
         ...
 
     async def prune(self, selector: dict[str, str], keep: set[str], namespace: str) -> list[str]:
-        """Delete every Deployment and Secret with these labels whose name is not in `keep`: `kind/name` each."""
+        """Delete every Deployment, Secret, Service and StatefulSet with these labels whose name is not in `keep`:
+        `kind/name` each. PersistentVolumeClaims stay: a removed backing service's data is kept."""
         ...
 
     async def replica_sets(self, namespace: str, selector: dict[str, str]) -> list[Manifest]: ...

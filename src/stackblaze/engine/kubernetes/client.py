@@ -28,7 +28,7 @@ T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
-PRUNED_KINDS = ("Deployment", "Secret")
+PRUNED_KINDS = ("Deployment", "Secret", "Service", "StatefulSet")  # never a PVC: data outlives its service
 _END = object()  # what the log pump puts on the queue when the stream ends
 
 
@@ -75,7 +75,14 @@ class KubeClient:
         if kind == "Deployment":
             return await self._call("apply", f"deployment {namespace}/{name}",
                                     self._apps.patch_namespaced_deployment, name, namespace, **options)
-        raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies (Namespace, Secret, Deployment)")
+        if kind == "Service":
+            return await self._call("apply", f"service {namespace}/{name}", self._core.patch_namespaced_service,
+                                    name, namespace, **options)
+        if kind == "StatefulSet":
+            return await self._call("apply", f"statefulset {namespace}/{name}",
+                                    self._apps.patch_namespaced_stateful_set, name, namespace, **options)
+        raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies "
+                         f"(Namespace, Secret, Deployment, Service, StatefulSet)")
 
     async def scale(self, name: str, namespace: str, replicas: int) -> Manifest:
         return await self._call("scale", f"deployment {namespace}/{name}",
@@ -89,7 +96,9 @@ class KubeClient:
                                 name, namespace, body=patch, field_manager=FIELD_MANAGER, _content_type=STRATEGIC)
 
     async def delete(self, kind: str, name: str, namespace: str) -> bool:
-        calls = {"Deployment": self._apps.delete_namespaced_deployment, "Secret": self._core.delete_namespaced_secret}
+        calls = {"Deployment": self._apps.delete_namespaced_deployment, "Secret": self._core.delete_namespaced_secret,
+                 "Service": self._core.delete_namespaced_service,
+                 "StatefulSet": self._apps.delete_namespaced_stateful_set}
         if kind not in calls:
             raise ValueError(f"delete: kind {kind!r} is not one stackblaze deletes ({', '.join(calls)})")
         try:
@@ -101,10 +110,12 @@ class KubeClient:
         return True
 
     async def prune(self, selector: dict[str, str], keep: set[str], namespace: str) -> list[str]:
+        listed = await asyncio.gather(self.deployments(namespace, selector), self._secrets(namespace, selector),
+                                      self._list("services", self._core.list_namespaced_service, namespace, selector),
+                                      self._list("statefulsets", self._apps.list_namespaced_stateful_set, namespace,
+                                                 selector))
         stale = [(kind, item["metadata"]["name"])
-                 for kind, items in zip(PRUNED_KINDS, await asyncio.gather(self.deployments(namespace, selector),
-                                                                            self._secrets(namespace, selector)),
-                                        strict=True)
+                 for kind, items in zip(PRUNED_KINDS, listed, strict=True)
                  for item in items if item["metadata"]["name"] not in keep]
         return [f"{kind}/{name}" for kind, name in stale if await self.delete(kind, name, namespace)]
 
@@ -114,6 +125,20 @@ class KubeClient:
         try:
             return await self._call("get", f"deployment {namespace}/{name}", self._apps.read_namespaced_deployment,
                                     name, namespace)
+        except NotFoundError:
+            return None
+
+    async def service(self, name: str, namespace: str) -> Manifest | None:
+        try:
+            return await self._call("get", f"service {namespace}/{name}", self._core.read_namespaced_service,
+                                    name, namespace)
+        except NotFoundError:
+            return None
+
+    async def stateful_set(self, name: str, namespace: str) -> Manifest | None:
+        try:
+            return await self._call("get", f"statefulset {namespace}/{name}",
+                                    self._apps.read_namespaced_stateful_set, name, namespace)
         except NotFoundError:
             return None
 

@@ -2,9 +2,10 @@
 as the local supervisor.
 
 `reconcile` applies (server-side) the Namespace, Secret and Deployment a Desired says, scales through /scale
-and restarts through the pod template's restartedAt. Everything it reports comes from a poll loop's snapshot of
-each service's Deployment, ReplicaSets and pods: `status` (ps), rollouts, exit events, the cluster's own
-Events, and the pod logs it pumps into the CRI files (observe.py takes each look; logpump.py pumps).
+and restarts through the pod template's restartedAt; a redis or postgres service is a Service and a StatefulSet
+(backing_services.py), which the workers reach through hostAliases. Everything it reports comes from a poll
+loop's snapshot of each service's Deployment, ReplicaSets and pods: `status` (ps), rollouts, exit events, the
+cluster's own Events, and the pod logs it pumps into the CRI files (observe.py takes each look; logpump.py pumps).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from stackblaze.engine.clock import Clock, Handle, ScaledClock, SystemClock
 from stackblaze.engine.kubernetes.api import RESTARTED_AT, ClusterApi, Manifest
+from stackblaze.engine.kubernetes.backing import with_host_aliases
+from stackblaze.engine.kubernetes.backing_services import BackingServices
 from stackblaze.engine.kubernetes.events import EventImporter
 from stackblaze.engine.kubernetes.logpump import ReplicaNumbers
 from stackblaze.engine.kubernetes.manifests import (
@@ -45,6 +48,7 @@ from stackblaze.engine.protocol import EngineHooks, ReplicaStatus, RolloutRecord
 from stackblaze.engine.rollouts import wait_settled
 from stackblaze.errors import StackblazeError
 from stackblaze.settings import Settings
+from stackblaze.spec.model import BACKING_TYPES
 from stackblaze.spec.targets import Target, split_key
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,7 @@ class KubernetesEngine:
         self._sync_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._events = EventImporter(hooks.record_event, self._time.wall)
+        self._backing = BackingServices(api, hooks, self._reconcile_later)
         self._timer: Handle | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._started = False
@@ -97,6 +102,9 @@ class KubernetesEngine:
     def _tick(self) -> None:
         task = self._later(self.sync())
         task.add_done_callback(lambda _: self._schedule())
+
+    def _reconcile_later(self, project: str, service: str) -> None:
+        self._later(self.reconcile(project, service))
 
     def _later(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(work)
@@ -140,6 +148,7 @@ class KubernetesEngine:
             self._events.take(await self._api.events(namespace),
                               {name: (e.key, e.service, replica) for e in entries for name, replica in e.names.items()},
                               baseline=baseline)
+        await self._backing.check()
 
     def _entry(self, key: str, service: str) -> Observed:
         entry = self._services.get((key, service))
@@ -247,8 +256,10 @@ class KubernetesEngine:
         name = object_name(app, service)
         desired = self._hooks.desired(key, service)
         if desired is None:
-            # As `kubectl apply --prune`: by label, every Deployment and Secret of this project that no
-            # service of it names any more (this one, and any a lost daemon left behind).
+            # As `kubectl apply --prune`: by label, every Deployment, Secret, Service and StatefulSet of this
+            # project that no service of it names any more (this one, and any a lost daemon left behind). Never
+            # a volume claim: a removed redis or postgres service's data stays until its PVC is deleted.
+            self._backing.forget(key, service)  # first: a sync must not apply again what is being removed
             keep = {each for project, other in self._hooks.services()
                     if project == key and other != service and self._hooks.desired(key, other) is not None
                     for each in (object_name(app, other), secret_name(app, other))}
@@ -264,7 +275,10 @@ class KubernetesEngine:
         if self._target.namespace is None and namespace not in self._namespaces:
             await self._api.apply(namespace_manifest(app))  # one per project, as render k8s makes it
             self._namespaces.add(namespace)
-        manifest = deployment_for(desired)
+        if desired.kind in BACKING_TYPES:
+            await self._backing.apply(desired)
+            return
+        manifest = with_host_aliases(deployment_for(desired), await self._backing.aliases(desired))
         last = self._applied.get((key, service))
         if last is not None and _without_replicas(last.manifest) == _without_replicas(manifest):
             if last.manifest["spec"]["replicas"] != desired.replicas:
@@ -341,6 +355,7 @@ class KubernetesEngine:
         for (key, name), entry in list(self._services.items()):
             if key == project and (service is None or name == service):
                 self._drop(entry)
+                self._backing.forget(key, name)
                 self._rollouts.pop((key, name), None)
                 self._applied.pop((key, name), None)
                 self._stable.pop((key, name), None)

@@ -28,7 +28,7 @@ available counts move the deadline); field ownership and conflicts (a later appl
 annotation), resourceVersion, watches; envFrom and ConfigMaps (a Secret is stored, never resolved into a
 container's env, and its content, like a namespace's existence, changes nothing: any namespace name works);
 log streams by stream (stdout and stderr are one log, as the pod log API serves them); `sinceTime` to
-the microsecond (the real API may round it to the second).
+the microsecond (the real API may round it to the second). Services and StatefulSets: fake_stateful.py.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from typing import Any
 
 from stackblaze.engine.clock import Clock, Handle
 from stackblaze.engine.kubernetes.fake_kubelet import Behaviour, FakePod, Kubelet, stamp, stamp_nano
+from stackblaze.engine.kubernetes.fake_stateful import FakeStateful
 from stackblaze.errors import NotFoundError, UserError
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -113,6 +114,7 @@ class FakeCluster:
         self._events: list[dict[str, Any]] = []
         self._suffixes = itertools.count()
         self.kubelet = Kubelet(clock, self._behaviour_of, self._emit, self._sync_all)
+        self.stateful = FakeStateful(clock, self.kubelet, self._emit, self._sync_all)
         self._syncing = False
 
     @property
@@ -139,6 +141,10 @@ class FakeCluster:
         A v1 Namespace or Secret is stored as given."""
         if manifest.get("apiVersion") == "v1" and manifest.get("kind") in ("Namespace", "Secret"):
             return self._apply_object(manifest)
+        if manifest.get("apiVersion") == "v1" and manifest.get("kind") == "Service":
+            return self.stateful.apply_service(manifest)
+        if manifest.get("apiVersion") == "apps/v1" and manifest.get("kind") == "StatefulSet":
+            return self.stateful.apply_stateful_set(manifest)
         name, namespace = self._name_of(manifest)
         applied = copy.deepcopy(manifest)
         spec = applied.setdefault("spec", {})
@@ -218,9 +224,11 @@ class FakeCluster:
         del self._deployments[(namespace, name)]
 
     def delete_object(self, kind: str, name: str, namespace: str = "default") -> bool:
-        """Delete a Deployment (as `delete`) or a Secret; False when there is none."""
+        """Delete a Deployment (as `delete`), a Secret, a Service or a StatefulSet; False when there is none."""
         if kind == "Secret":
             return self.secrets.pop((namespace, name), None) is not None
+        if kind in ("Service", "StatefulSet"):
+            return self.stateful.delete(kind, name, namespace)
         if kind != "Deployment":
             raise UserError(f"fake cluster: cannot delete a {kind!r} (a Deployment or a Secret)")
         if (namespace, name) not in self._deployments:
@@ -242,6 +250,7 @@ class FakeCluster:
         gone += [f"Secret/{name}" for (ns, name), secret in sorted(self.secrets.items())
                  if ns == namespace and name not in kept
                  and _matches(secret["metadata"].get("labels", {}), selector)]
+        gone += self.stateful.selected(selector, kept, namespace)
         for item in gone:
             kind, name = item.split("/", 1)
             self.delete_object(kind, name, namespace)
@@ -308,6 +317,7 @@ class FakeCluster:
                     for rs in deployment.replica_sets:
                         self._sync_replica_set(deployment, rs)
                     self._sync_status(deployment)
+                self.stateful.sync()
                 if self._fingerprint() == before:
                     return
         finally:
@@ -315,7 +325,7 @@ class FakeCluster:
 
     def _fingerprint(self) -> list[tuple[str, int, int]]:
         return [(rs.name, rs.replicas, len(rs.pods) + len(rs.terminating)) for d in self._deployments.values()
-                for rs in d.replica_sets]
+                for rs in d.replica_sets] + self.stateful.fingerprint()
 
     def _sync_deployment(self, deployment: FakeDeployment) -> None:
         spec, new = deployment.spec, deployment.new_set()
@@ -509,7 +519,7 @@ class FakeCluster:
 
     def _all_pods(self, namespace: str) -> list[FakePod]:
         return [pod for (ns, _), d in self._deployments.items() if ns == namespace
-                for rs in d.replica_sets for pod in [*rs.pods, *rs.terminating]]
+                for rs in d.replica_sets for pod in [*rs.pods, *rs.terminating]] + self.stateful.pods(namespace)
 
     @staticmethod
     def _name_of(manifest: dict[str, Any]) -> tuple[str, str]:

@@ -41,6 +41,12 @@ class FakeApi:
         except NotFoundError:
             return None
 
+    async def service(self, name: str, namespace: str) -> Manifest | None:
+        return self.cluster.stateful.service(name, namespace)
+
+    async def stateful_set(self, name: str, namespace: str) -> Manifest | None:
+        return self.cluster.stateful.stateful_set(name, namespace)
+
     async def deployments(self, namespace: str, selector: dict[str, str]) -> list[Manifest]:
         return self.cluster.deployments(namespace, selector)
 

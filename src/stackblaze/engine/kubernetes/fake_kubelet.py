@@ -64,6 +64,7 @@ class FakePod:
     timers: list[Handle] = field(default_factory=list)
     watched: float | None = None  # the ready_since the controllers already wait on for availability
     deleted_at: float | None = None  # deletionTimestamp: Terminating until the container has stopped
+    owner_kind: str = "ReplicaSet"  # or StatefulSet (fake_stateful.py)
 
     def available(self, now: float, min_ready: float) -> bool:
         return self.ready_since is not None and now - self.ready_since >= min_ready
@@ -79,7 +80,7 @@ class FakePod:
                       {"type": "ContainersReady", "status": "True" if ready else "False"}]
         metadata = {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels),
                     "creationTimestamp": stamp(self.created_at),
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": self.owner,
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": self.owner_kind, "name": self.owner,
                                          "controller": True}]}
         if self.deleted_at is not None:
             metadata["deletionTimestamp"] = stamp(self.deleted_at)

@@ -214,8 +214,9 @@ async def test_follow_ends_when_the_log_does(kmock: kmock.RawHandler, kube: Kube
 @EMULATOR
 async def test_prune_deletes_only_what_the_spec_no_longer_has(kmock: kmock.KubernetesEmulator,
                                                               kube: KubeClient) -> None:
-    """Proves: prune lists Deployments and Secrets with the project's labelSelector, then sends a foreground
-    DELETE for each one not kept, and none for the kept; it reports `Kind/name`. Cannot prove: the selector's
+    """Proves: prune lists Deployments, Secrets, Services and StatefulSets with the project's labelSelector,
+    then sends a foreground DELETE for each one not kept, and none for the kept; it reports `Kind/name`; it
+    lists no PersistentVolumeClaims (a removed backing service's data stays). Cannot prove: the selector's
     filtering (kmock's emulator ignores labelSelector, so only labelled objects are stored here) or the
     foreground cascade to ReplicaSets and pods."""
     for name in ("shop-mailer", "shop-old"):
@@ -223,20 +224,32 @@ async def test_prune_deletes_only_what_the_spec_no_longer_has(kmock: kmock.Kuber
     for name in ("shop-mailer-env", "shop-old-env"):
         kmock.objects["v1/secrets", NS, name] = {"apiVersion": "v1", "kind": "Secret",
                                                  "metadata": {"name": name, "namespace": NS, "labels": SELECTOR}}
+    for name in ("shop-cache", "shop-queue"):
+        kmock.objects["v1/services", NS, name] = {"apiVersion": "v1", "kind": "Service",
+                                                  "metadata": {"name": name, "namespace": NS, "labels": SELECTOR}}
+        kmock.objects["apps/v1/statefulsets", NS, name] = {
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name, "namespace": NS,
+                                                                         "labels": SELECTOR},
+            "spec": {"selector": {"matchLabels": SELECTOR}, "template": {"metadata": {"labels": SELECTOR}}}}
 
-    pruned = await kube.prune(SELECTOR, {"shop-mailer", "shop-mailer-env"}, NS)
+    pruned = await kube.prune(SELECTOR, {"shop-mailer", "shop-mailer-env", "shop-cache"}, NS)
 
-    assert sorted(pruned) == ["Deployment/shop-old", "Secret/shop-old-env"]
+    assert sorted(pruned) == ["Deployment/shop-old", "Secret/shop-old-env", "Service/shop-queue",
+                              "StatefulSet/shop-queue"]
     lists = sorted((request.url.path, request.params["labelSelector"]) for request in kmock
                    if request.method == "GET")
     selector = "app.kubernetes.io/managed-by=stackblaze,app.kubernetes.io/part-of=shop"
-    assert lists == [(f"/api/v1/namespaces/{NS}/secrets", selector), (DEPLOYMENTS, selector)]
+    assert lists == [(f"/api/v1/namespaces/{NS}/secrets", selector), (f"/api/v1/namespaces/{NS}/services", selector),
+                     (DEPLOYMENTS, selector), (f"/apis/apps/v1/namespaces/{NS}/statefulsets", selector)]
     deletes = sorted((request.url.path, request.params.get("propagationPolicy")) for request in kmock
                      if request.method == "DELETE")
     assert deletes == [(f"/api/v1/namespaces/{NS}/secrets/shop-old-env", "Foreground"),
-                       (f"{DEPLOYMENTS}/shop-old", "Foreground")]
+                       (f"/api/v1/namespaces/{NS}/services/shop-queue", "Foreground"),
+                       (f"{DEPLOYMENTS}/shop-old", "Foreground"),
+                       (f"/apis/apps/v1/namespaces/{NS}/statefulsets/shop-queue", "Foreground")]
     assert kmock.objects["apps/v1/deployments", NS, "shop-old"].deleted
     assert not kmock.objects["apps/v1/deployments", NS, "shop-mailer"].deleted
+    assert not kmock.objects["apps/v1/statefulsets", NS, "shop-cache"].deleted
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:

@@ -348,7 +348,10 @@ def test_a_manifest_the_fake_cannot_honour_is_refused_with_the_field_named() -> 
         with pytest.raises(UserError, match="exactly one container"):
             cluster.apply(manifest)
         with pytest.raises(UserError, match="apply an apps/v1 Deployment"):
-            cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}})
+            cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}})
+        with pytest.raises(UserError, match="'LoadBalancer' is not served here"):
+            cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                           "spec": {"type": "LoadBalancer"}})
 
     run(body)
 
