@@ -99,10 +99,6 @@ def test_hosts_path_is_per_project_under_the_home(tmp_path: Path) -> None:
             hosts_path(tmp_path, bad)
 
 
-def sysctls(**values: str) -> dict[str, str]:
-    return {name.replace("__", "."): value for name, value in values.items()}
-
-
 @pytest.mark.parametrize(("step", "err", "settings", "words"), [
     ("userns", errno.ENOSPC, {"user.max_user_namespaces": "0"},
      "unprivileged user namespaces are disabled (user.max_user_namespaces=0)"),
