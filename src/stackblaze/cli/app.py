@@ -16,6 +16,7 @@ import typer
 
 from stackblaze.cli import daemon, demo, lifecycle, render_k8s, status
 from stackblaze.cli.build import build
+from stackblaze.cli.cron import cron_app
 from stackblaze.cli.dashboard import EXAMPLES as DASHBOARD_EXAMPLES
 from stackblaze.cli.dashboard import dashboard
 from stackblaze.cli.doctor import EXAMPLES as DOCTOR_EXAMPLES
@@ -71,6 +72,7 @@ tools.command(epilog=DOCTOR_EXAMPLES)(doctor)
 app.add_typer(env_app, name="env")
 app.add_typer(daemon.app, name="daemon")
 app.add_typer(drains_app, name="drains")
+app.add_typer(cron_app, name="cron")
 app.add_typer(lifecycle.rollout_app, name="rollout")
 app.add_typer(render_k8s.app, name="render")
 app.add_typer(demo.app)

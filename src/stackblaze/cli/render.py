@@ -101,6 +101,19 @@ def ps_table(payload: dict[str, Any]) -> None:
         out.print(f"project {payload['project']}: no services")
         return
     for service in payload["services"]:
+        if service.get("cron"):  # runs, not replicas: one line (stackblaze cron list says more)
+            cron = service["cron"]
+            last = cron["last_run"]
+            ended = "" if not last else f"exit {last['exit_code']}" if last["exit_code"] is not None \
+                else str(last["exit_signal"])
+            out.print(Text.assemble(
+                (service["service"], "bold"),
+                f"  cron '{cron['schedule']}' {cron['timezone']}  {cron['state']}  release {service['release']}  "
+                f"next {clock(cron['next_run']) if cron['next_run'] else '-'}  last "
+                + (f"run {last['run']}: {ended} after {last['duration'] or 0:.1f}s" if last else "-"),
+            ))
+            out.print()
+            continue
         flag = "" if service["running_flag"] else "  [stopped by user]"
         counts = f"{service['running']}/{service['desired']} running" if service["desired"] or service["running"] \
             else "stopped"

@@ -71,6 +71,8 @@ def logs(
         show_default=False)] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only lines newer than this, e.g. 10m, 2h.")] = None,
     replica: Annotated[int | None, typer.Option("--replica", min=1, help="Only this replica.")] = None,
+    run: Annotated[int | None, typer.Option("--run", min=1, help="A cron service: only this run (cron list "
+                                            "shows the last one; cron run prints its number).")] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show each line's time.")] = False,
     level: Annotated[str | None, typer.Option("--level", help="JSON lines at this level and above.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", help="Only lines containing TEXT.")] = None,
@@ -116,6 +118,13 @@ def logs(
         if not any(item["lines"] for item in payload["replicas"]):
             render.err.print(f"{service}: no previous run recorded", markup=False)
         return
+    if run is not None:
+        if service is None or replica is not None:
+            raise UserError("logs --run: name the cron service, without --replica (e.g. stackblaze logs nightly "
+                            "--run 12)")
+        # A run's log is <service>/<run>.log: the logs route reads it as a replica numbered by the run.
+        client(project_here(project), target).request("GET", f"/v1/cron/{service}/runs/{run}")
+        replica = run
     # As `docker logs`: --since alone shows every line since then, -n keeps the last N of them.
     count = whole_number(lines, option="-n", low=0, high=10_000_000) if lines is not None else None
     if count is None and since is None:

@@ -93,11 +93,12 @@ class ScaledClock:
     minReadySeconds are written in unscaled seconds, as the real ones are. `to_wall` and `from_wall` map its
     times to real ones and back, so that what users read (ps, events, logs) is on the real clock."""
 
-    def __init__(self, scale: float) -> None:
+    def __init__(self, scale: float, *, origin: float | None = None) -> None:
         if scale <= 0:
             raise ValueError(f"ScaledClock: scale {scale!r} must be above 0")
         self.scale = scale
-        self._origin = time.time()
+        # A stored origin (the cron scheduler's) keeps platform time continuous across daemon restarts.
+        self._origin = time.time() if origin is None else origin
 
     def time(self) -> float:
         return self.from_wall(time.time())

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NotRequired, Protocol, TypedDict
 
+from stackblaze.spec.cron import Cron
 from stackblaze.spec.rollout import Rolling
 
 
@@ -165,6 +166,9 @@ class Desired:
     hosts: str | None = None
     # The project's backing services a worker reaches as <name>.internal (Kubernetes: its pods' hostAliases).
     internal: tuple[str, ...] = ()
+    # type: cron (kind "cron"): its schedule; no replica runs, each tick is a run (replicas 0: stopped).
+    cron: Cron | None = None
+    suspended: bool = False  # `cron suspend`: no tick runs (a cluster's CronJob gets spec.suspend)
 
 
 

@@ -22,6 +22,7 @@ from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, Stack
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
 from stackblaze.server.backing import BackingServices, is_backing
+from stackblaze.server.cron_desired import cron_fields, is_cron
 from stackblaze.server.home import keep_reserve, release_reserve, share_tree, unreachable_by
 from stackblaze.server.user_env import UserEnv, merge_user_env
 from stackblaze.server.worker_user import WorkerUser, WorkerUsers
@@ -188,6 +189,7 @@ class Control:
             rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
             app=app if remote else None, namespace=(target.namespace or app) if target else None,
             image=release.details.get("image") if remote else None, **self.backing.worker_fields(project),
+            **cron_fields(self.store, project, service, spec),
         )
 
     def replica_env(self, project: str, service: str, spec: Mapping[str, Any], runtime_env: Mapping[str, str],
@@ -419,6 +421,9 @@ class Control:
         if not 0 <= replicas <= 1000:
             raise UserError(f"--replicas: {replicas} is out of range (use 0 to 1000)")
         row = self.row(project, service)
+        if is_cron(row.spec):
+            raise UserError(f"scale {service}: a cron service has no replicas, each tick runs once (pause it: "
+                            f"stackblaze cron suspend {service}; run it now: stackblaze cron run {service})")
         if is_backing(row.spec) and replicas != 1:
             raise UserError(f"--replicas: {service} is a {row.spec['type']} service: it runs exactly one server "
                             f"(stop it instead: stackblaze stop {service})")

@@ -29,6 +29,7 @@ from stackblaze.server.worker_user import WorkerUsers
 from stackblaze.settings import Settings, load_settings
 from stackblaze.spec.targets import LOCAL
 from stackblaze.state import daemon_lock
+from stackblaze.state.cron import CronStore
 from stackblaze.state.secrets import SecretBox
 from stackblaze.state.store import Store
 from stackblaze.state.usage import UsageStore
@@ -62,7 +63,8 @@ async def serve(settings: Settings) -> None:
     # Before the engine opens (it reconciles at once): the answer decides <name>.internal or IP URLs. ~60 ms.
     control.names = await asyncio.to_thread(probe_names)
     log.info("internal hostnames: %s (%s)", control.names.mode or "unavailable", control.names.reason)
-    running = await open_engine(settings, store=store, hooks=control.hooks(LOCAL), usage=UsageStore(store))
+    running = await open_engine(settings, store=store, hooks=control.hooks(LOCAL), usage=UsageStore(store),
+                                runs=CronStore.of(store))
     control.supervisor = running.engine
     await control.connect_stored()
     await asyncio.to_thread(control.backing.sync_all_hosts)  # after the names probe: the files replicas mount

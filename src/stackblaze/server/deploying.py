@@ -42,6 +42,7 @@ def service_spec(project: Project, service: Service) -> dict[str, Any]:
         "progress_deadline": service.progress_deadline, "rolling": service.rolling.to_dict(),
         "replicas": service.replicas,  # the spec's count: a scale is kept until this changes
         "user": service.user,
+        "cron": service.cron.to_dict() if service.cron else None,  # type: cron: its schedule (server/cron_desired.py)
     }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stackblaze.errors import NotFoundError
+from stackblaze.server.cron_api import cron_view
+from stackblaze.server.cron_desired import is_cron
 
 if TYPE_CHECKING:
     from stackblaze.server.control import Control
@@ -27,6 +29,7 @@ def ps(control: Control, projects: list[str], service: str | None) -> dict[str, 
             if service is not None and row.name != service:
                 continue
             replicas = control.engine_for(name).status(name, row.name)
+            cron = cron_view(control, name, row) if is_cron(row.spec) else None
             services.append({
                 "project": name, "service": row.name, "desired": row.replicas if row.running else 0,
                 "running_flag": row.running, "release": row.release, "start": control.start_command(row),
@@ -34,6 +37,7 @@ def ps(control: Control, projects: list[str], service: str | None) -> dict[str, 
                 "replicas": replicas, "type": row.spec.get("type", "worker"),
                 **({"address": control.backing.address(name, row.name)} if row.spec.get("type", "worker") != "worker"
                    else {}),
+                **({"cron": cron, "desired": 0} if cron else {}),  # runs, not replicas: cron_api.cron_view
             })
     return {"project": projects[0] if len(projects) == 1 else None, "projects": projects, "services": services}
 

@@ -106,6 +106,8 @@ class Supervisor:
         # Running instances first, so that an exit we missed is matched against the slot's live replica.
         for record in sorted(listing["instances"], key=lambda r: r["state"] == "exited"):
             meta = record.get("meta") or {}
+            if meta.get("cron"):
+                continue  # a cron run: the scheduler's (engine/local/cron.py), never a replica or a stray
             if meta.get("project") not in known:
                 if record["state"] == "exited":
                     await self._runner.call("ack", keys=[record["key"]])
