@@ -83,8 +83,7 @@ class BackingServices:
         return f"{row.address or internal_host(service)}:{PORTS[row.kind]}"  # type: ignore[index]
 
     def names_available(self) -> bool:
-        names = getattr(self._control, "names", None)  # engine/names.py's NamesMode, probed at daemon start
-        return names is not None and names.mode is not None
+        return self._control.names.mode is not None  # engine/names.py's NamesMode, probed at daemon start
 
     def hosts(self, project: str) -> str | None:
         """The project's hosts file for its replicas (local projects, where names work here), made if missing."""
