@@ -11,6 +11,9 @@ they do not model); tests/e2e/k8s_controlplane/test_backing.py checks the same a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from stackblaze.engine.kubernetes.backing import backing_for, with_host_aliases
 from stackblaze.engine.kubernetes.manifests import deployment_for, render_manifests
@@ -256,3 +260,22 @@ def test_a_removed_backing_service_loses_its_service_and_stateful_set_and_is_not
         assert w.cluster.get("acme-worker", "acme")["metadata"]["name"] == "acme-worker"
 
     run(body, tmp_path)
+
+
+def test_render_k8s_says_on_stderr_what_it_cannot_know_offline(tmp_path: Path) -> None:
+    """The real CLI: the YAML on stdout (Services and StatefulSets before the workers), and on stderr a note
+    that the workers have no hostAliases and how to create the auth: password service's Secret."""
+    (tmp_path / "stackblaze.yaml").write_text(textwrap.dedent(SHOP).replace('"${{db.DATABASE_URL}}"', "x"),
+                                              encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "stackblaze.cli", "render", "k8s", "--namespace", "jobs"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "STACKBLAZE_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(result.stdout)]
+    assert kinds.index(("Service", "shop-cache")) < kinds.index(("Deployment", "shop-worker"))
+    assert result.stderr.splitlines() == [
+        "note: the workers are rendered without hostAliases for cache.internal, queue.internal, db.internal: a "
+        "Service's cluster IP is known only once it exists (deploy --target fills them in from the live Service; "
+        "or reach shop-cache, shop-queue, shop-db by the Service's cluster DNS name)",
+        "note: queue has auth: password: create its Secret before applying: kubectl create secret generic "
+        "shop-queue-env -n jobs --from-literal=PASSWORD=\"$(openssl rand -hex 24)\""]
