@@ -360,7 +360,7 @@ class Scheduler:
                 words = f"replaced by a newer run (concurrency: replace): {words}"
             self._event(project=project, service=service, kind="cron-run",
                         message=f"{service}: run {number} finished: {words} after {row.duration or 0:.1f}s",
-                        details={"run": number, "state": "finished", **row.to_dict()}, at=row.ended)
+                        details={**row.to_dict(), "state": "finished", "ok": row.ok}, at=row.ended)
             if not row.ok and reason not in ("replaced", "stopped"):
                 lines = await self._last_lines(project, service, number, row.started) if self._last_lines else []
                 lines = lines[-LAST_LINES:]
