@@ -1,0 +1,132 @@
+"""The brokers read over HTTP, one GET per poll: RabbitMQ's management API (which, unlike AMQP, counts the
+unacknowledged messages) and NATS's monitoring endpoint (JetStream consumers' pending and ack-pending)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import httpx
+
+from stackblaze.engine.autoscale.work import QueueWork, ReadError, Work, redact
+
+RABBITMQ_COLUMNS = "name,messages_ready,messages_unacknowledged,head_message_timestamp"
+
+
+class HttpReader:
+    """A GET of one JSON document per poll; anything but a JSON answer is a ReadError naming the URL."""
+
+    kind = ""
+
+    def __init__(self, url: str, names: Sequence[str], *, timeout: float = 5.0) -> None:
+        self.url = url
+        self.names = tuple(names)
+        parts = urlsplit(url)
+        auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else None
+        self.base = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path="", query="",
+                                              fragment=""))
+        self._client = httpx.AsyncClient(auth=auth, timeout=timeout)
+
+    async def get(self, path: str, params: dict[str, str]) -> Any:
+        try:
+            answer = await self._client.get(self.base + path, params=params)
+        except httpx.HTTPError as error:
+            raise ReadError.reading(self.url, error) from None
+        if answer.status_code == 404:
+            return None
+        if answer.status_code in (401, 403):
+            raise ReadError.reading(self.url, f"HTTP {answer.status_code}: login refused (check the user and "
+                                              "password in the url)")
+        if answer.status_code != 200:
+            raise ReadError.reading(self.url, f"HTTP {answer.status_code} from {path}")
+        try:
+            return answer.json()
+        except ValueError:
+            raise ReadError.reading(self.url, f"{path} did not answer JSON") from None
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class RabbitMQReader(HttpReader):
+    """GET /api/queues/<vhost>?columns=...: messages_ready and messages_unacknowledged per queue. The url's path
+    is the vhost (%2F, or empty, for "/"). The management plugin refreshes these numbers every
+    collect_statistics_interval (5 s by default), so they lag the broker by up to that."""
+
+    kind = "rabbitmq"
+
+    def __init__(self, url: str, names: Sequence[str], *, timeout: float = 5.0) -> None:
+        super().__init__(url, names, timeout=timeout)
+        self.vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"
+
+    async def read(self, now: float) -> Work:
+        found = await self.get(f"/api/queues/{quote(self.vhost, safe='')}", {"columns": RABBITMQ_COLUMNS})
+        if found is None:
+            return Work.of((QueueWork(name) for name in self.names),
+                           [f"rabbitmq vhost {self.vhost!r} not found on {redact(self.url)}: none of its queues "
+                            "counted (the url's path is the vhost, %2F for /)"])
+        if not isinstance(found, list):
+            raise ReadError.reading(self.url, "/api/queues did not answer a list of queues")
+        queues = {q.get("name"): q for q in found if isinstance(q, dict)}
+        warnings: list[str] = []
+        rows = []
+        for name in self.names:
+            queue = queues.get(name)
+            if queue is None:
+                warnings.append(f"rabbitmq queue {name!r} not found in vhost {self.vhost!r} on {redact(self.url)}: "
+                                "check names")
+                rows.append(QueueWork(name))
+                continue
+            ready, unacked = queue.get("messages_ready"), queue.get("messages_unacknowledged")
+            if not isinstance(ready, int) or not isinstance(unacked, int):
+                warnings.append(f"rabbitmq queue {name!r}: no message counts yet (the management plugin reports "
+                                "them every collect_statistics_interval, 5 s by default)")
+            stamp = queue.get("head_message_timestamp")  # set only when publishers set the timestamp property
+            age = max(0.0, now - stamp) if isinstance(stamp, int | float) and stamp > 0 else None
+            rows.append(QueueWork(name, ready=ready if isinstance(ready, int) else 0,
+                                  in_flight=unacked if isinstance(unacked, int) else 0, oldest_age=age))
+        return Work.of(rows, warnings)
+
+
+class NatsReader(HttpReader):
+    """GET /jsz?consumers=true on the monitoring port: per STREAM/CONSUMER, num_pending (not yet delivered)
+    is ready and num_ack_pending (delivered, not acknowledged) in flight, as KEDA's nats-jetstream scaler
+    counts them. A url query such as ?acc=ACCOUNT is passed on; without one every account is searched."""
+
+    kind = "nats"
+
+    async def read(self, now: float) -> Work:
+        params = {"consumers": "true", **dict(_query(self.url))}
+        found = await self.get("/jsz", params)
+        if not isinstance(found, dict):
+            raise ReadError.reading(self.url, "/jsz did not answer a JetStream report (is JetStream enabled?)")
+        consumers: dict[str, dict[str, dict[str, Any]]] = {}
+        for account in found.get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                by_name = consumers.setdefault(str(stream.get("name")), {})
+                for consumer in stream.get("consumer_detail") or []:
+                    by_name.setdefault(str(consumer.get("name")), consumer)
+        warnings: list[str] = []
+        rows = []
+        for name in self.names:
+            stream, _, durable = name.partition("/")
+            consumer = consumers.get(stream, {}).get(durable)
+            if consumer is None:
+                what = f"consumer {durable!r}" if stream in consumers else f"stream {stream!r}"
+                warnings.append(f"nats queue {name!r}: {what} not found on {redact(self.url)}: check names "
+                                "(STREAM/CONSUMER)")
+                rows.append(QueueWork(name))
+                continue
+            rows.append(QueueWork(name, ready=_int(consumer.get("num_pending")),
+                                  in_flight=_int(consumer.get("num_ack_pending"))))
+        return Work.of(rows, warnings)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _query(url: str) -> list[tuple[str, str]]:
+    query = urlsplit(url).query
+    return [(key, unquote(value)) for key, _, value in (item.partition("=") for item in query.split("&") if item)]
