@@ -17,6 +17,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from stackblaze.engine.kubernetes.client import KubeClient
 from stackblaze.engine.kubernetes.engine import KubernetesEngine
 from stackblaze.engine.kubernetes.manifests import deployment_for
 from stackblaze.engine.protocol import Desired
+from stackblaze.errors import UserError
 from stackblaze.spec.backing import service_variables
 from stackblaze.spec.targets import Target
 from tests.k8s.controlplane import ControlPlane
@@ -201,6 +203,32 @@ def test_the_engine_points_the_workers_at_the_services_cluster_ip_and_leaves_it_
             assert host_aliases() == {"cache.internal": new, "db.internal": cluster_ip("acme-db")}
             assert [e["message"] for e in hooks.kinds("recreate")] == [
                 f"cache: its Service acme-cache was deleted from namespace {namespace}: applied again"]
+        finally:
+            await engine.close()
+            await client.close()
+
+    asyncio.run(body())
+
+
+def test_a_new_disk_size_is_refused_by_the_api_server_with_the_way_out(control_plane: ControlPlane, namespace: str,
+                                                                      tmp_path: Path) -> None:
+    """The real API server's refusal of a changed volumeClaimTemplates becomes one line with the fix."""
+    target = Target(name="cp", kind="kubernetes", context=control_plane.context, namespace=namespace)
+
+    async def body() -> None:
+        hooks = Hooks()
+        client = KubeClient(context=control_plane.context, kubeconfig=str(control_plane.kubeconfig))
+        engine = KubernetesEngine(client, target, hooks.engine_hooks(), SystemClock(), tmp_path / "logs", poll=0.5)
+        await engine.start()
+        try:
+            hooks.set(backing(namespace))
+            await engine.reconcile(KEY, "cache")
+            bigger = backing(namespace)
+            hooks.set(replace(bigger, backing={**(bigger.backing or {}), "disk_size": "5Gi"}))
+            with pytest.raises(UserError) as refused:
+                await engine.reconcile(KEY, "cache")
+            assert str(refused.value).startswith("service cache: its StatefulSet acme-cache cannot take this change")
+            assert f"kubectl delete statefulset acme-cache -n {namespace} --cascade=orphan" in str(refused.value)
         finally:
             await engine.close()
             await client.close()

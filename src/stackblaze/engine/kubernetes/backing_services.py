@@ -19,6 +19,7 @@ from stackblaze.engine.kubernetes.api import ClusterApi
 from stackblaze.engine.kubernetes.backing import BackingObjects, backing_for
 from stackblaze.engine.kubernetes.manifests import object_name
 from stackblaze.engine.protocol import Desired, EngineHooks
+from stackblaze.errors import UserError
 from stackblaze.spec.backing import internal_host
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,18 @@ class BackingServices:
         if objects.secret is not None:
             await self._api.apply(objects.secret)
         service = await self._api.apply(objects.service)
-        await self._api.apply(objects.stateful_set)
+        try:
+            await self._api.apply(objects.stateful_set)
+        except UserError as error:
+            # 1.37 says "spec.volumeClaimTemplates: ... field is immutable", older servers "spec: Forbidden:
+            # updates to statefulset spec for fields other than ..."
+            if not any(words in str(error) for words in ("spec.volumeClaimTemplates", "updates to statefulset spec")):
+                raise
+            name = objects.stateful_set["metadata"]["name"]
+            raise UserError(f"service {desired.service}: its StatefulSet {name} cannot take this change (a "
+                            f"volume claim's size is fixed once made): kubectl delete statefulset {name} -n "
+                            f"{desired.namespace} --cascade=orphan, then deploy again (the PVC and its data stay; "
+                            f"grow the PVC itself if its StorageClass allows)") from error
         metadata = objects.service["metadata"]
         self._where[key] = (metadata["namespace"], metadata["name"])
         self._applied[key] = objects

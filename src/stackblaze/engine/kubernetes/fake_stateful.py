@@ -118,6 +118,9 @@ class FakeStateful:
         if current is None:
             self.stateful_sets[(namespace, name)] = FakeStatefulSet(name, namespace, applied)
         else:
+            if current.spec.get("volumeClaimTemplates") != spec.get("volumeClaimTemplates"):
+                raise UserError(f'StatefulSet.apps "{name}" is invalid: spec.volumeClaimTemplates: Invalid value: '
+                                f"{spec.get('volumeClaimTemplates')}: field is immutable")  # as 1.37 says it
             if _frozen(current.spec) != _frozen(spec):
                 raise UserError(f'StatefulSet.apps "{name}" is invalid: spec: Forbidden: updates to statefulset '
                                 "spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', "

@@ -279,3 +279,16 @@ def test_render_k8s_says_on_stderr_what_it_cannot_know_offline(tmp_path: Path) -
         "or reach shop-cache, shop-queue, shop-db by the Service's cluster DNS name)",
         "note: queue has auth: password: create its Secret before applying: kubectl create secret generic "
         "shop-queue-env -n jobs --from-literal=PASSWORD=\"$(openssl rand -hex 24)\""]
+
+
+def test_a_new_disk_size_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """The API server refuses a change of volumeClaimTemplates (the fake as the real one): one line naming
+    the StatefulSet and how to replace it keeping the data."""
+    async def body(w: World) -> None:
+        await w.deploy(backing())
+        with pytest.raises(UserError) as refused:
+            await w.deploy(replace(backing(disk="5Gi"), config="other"))
+        assert str(refused.value).startswith("service cache: its StatefulSet acme-cache cannot take this change")
+        assert "kubectl delete statefulset acme-cache -n acme --cascade=orphan" in str(refused.value)
+
+    run(body, tmp_path)
