@@ -291,6 +291,12 @@ def render_manifests(project: Project, *, namespace: str | None = None, image: s
         secret = secret_manifest(project, service, namespace=namespace)
         if secret is not None:
             manifests.append(secret)
+        if service.cron is not None:  # type: cron: a CronJob, its pods as the Deployment's would be
+            from stackblaze.engine.kubernetes.cronjob import cronjob_manifest
+
+            manifests.append(cronjob_manifest(project, service, namespace=namespace, release=release,
+                                              image=image_for(image, project=project.name, service=service.name)))
+            continue
         manifests.append(deployment_manifest(
             project, service, namespace=namespace, release=release,
             image=image_for(image, project=project.name, service=service.name)))
