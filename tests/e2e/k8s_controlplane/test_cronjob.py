@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 
@@ -32,13 +33,13 @@ def test_the_cronjob_is_accepted_and_the_controller_makes_a_job_on_schedule(
     assert applied.spec.job_template.spec.active_deadline_seconds == 300
     started = time.time()
 
-    def jobs() -> list[object]:
+    def jobs() -> list[Any]:
         found = batch.list_namespaced_job(namespace).items
         return [job for job in found if any(ref.kind == "CronJob" and ref.name == cronjob["metadata"]["name"]
                                             for ref in job.metadata.owner_references or [])]
     (job, *_) = wait_for("a Job made by the CronJob controller", jobs, timeout=75, interval=1.0)
-    assert job.spec.template.spec.restart_policy == "Never"  # type: ignore[attr-defined]
-    assert job.spec.template.spec.containers[0].args == ["./report"]  # type: ignore[attr-defined]
+    assert job.spec.template.spec.restart_policy == "Never"
+    assert job.spec.template.spec.containers[0].args == ["./report"]
     status = batch.read_namespaced_cron_job(cronjob["metadata"]["name"], namespace).status
     assert status.last_schedule_time is not None
-    print(f"Job {job.metadata.name} after {time.time() - started:.1f}s")  # type: ignore[attr-defined]
+    print(f"Job {job.metadata.name} after {time.time() - started:.1f}s")
