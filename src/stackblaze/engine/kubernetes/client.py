@@ -28,7 +28,7 @@ T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
-PRUNED_KINDS = ("Deployment", "Secret", "Service", "StatefulSet")  # never a PVC: data outlives its service
+PRUNED_KINDS = ("Deployment", "Secret", "Service", "StatefulSet", "CronJob")  # never a PVC: data outlives its service
 _END = object()  # what the log pump puts on the queue when the stream ends
 
 
@@ -59,6 +59,7 @@ class KubeClient:
         self.server = str(self._api_client.configuration.host)
         self._core = kubernetes.client.CoreV1Api(self._api_client)
         self._apps = kubernetes.client.AppsV1Api(self._api_client)
+        self._batch = kubernetes.client.BatchV1Api(self._api_client)  # cron services' CronJobs
 
     # -- writes ------------------------------------------------------------------------------------------
 
@@ -81,6 +82,9 @@ class KubeClient:
         if kind == "StatefulSet":
             return await self._call("apply", f"statefulset {namespace}/{name}",
                                     self._apps.patch_namespaced_stateful_set, name, namespace, **options)
+        if kind == "CronJob":
+            return await self._call("apply", f"cronjob {namespace}/{name}", self._batch.patch_namespaced_cron_job,
+                                    name, namespace, **options)
         raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies "
                          f"(Namespace, Secret, Deployment, Service, StatefulSet)")
 
@@ -98,7 +102,8 @@ class KubeClient:
     async def delete(self, kind: str, name: str, namespace: str) -> bool:
         calls = {"Deployment": self._apps.delete_namespaced_deployment, "Secret": self._core.delete_namespaced_secret,
                  "Service": self._core.delete_namespaced_service,
-                 "StatefulSet": self._apps.delete_namespaced_stateful_set}
+                 "StatefulSet": self._apps.delete_namespaced_stateful_set,
+                 "CronJob": self._batch.delete_namespaced_cron_job}
         if kind not in calls:
             raise ValueError(f"delete: kind {kind!r} is not one stackblaze deletes ({', '.join(calls)})")
         try:
@@ -113,7 +118,8 @@ class KubeClient:
         listed = await asyncio.gather(self.deployments(namespace, selector), self._secrets(namespace, selector),
                                       self._list("services", self._core.list_namespaced_service, namespace, selector),
                                       self._list("statefulsets", self._apps.list_namespaced_stateful_set, namespace,
-                                                 selector))
+                                                 selector),
+                                      self._list("cronjobs", self._batch.list_namespaced_cron_job, namespace, selector))
         stale = [(kind, item["metadata"]["name"])
                  for kind, items in zip(PRUNED_KINDS, listed, strict=True)
                  for item in items if item["metadata"]["name"] not in keep]

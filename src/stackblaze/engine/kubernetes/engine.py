@@ -278,6 +278,14 @@ class KubernetesEngine:
         if desired.kind in BACKING_TYPES:
             await self._backing.apply(desired)
             return
+        if desired.kind == "cron":  # a CronJob: the cluster's controller runs the ticks (kubernetes/cronjob.py)
+            from stackblaze.engine.kubernetes.cronjob import cronjob_for
+
+            secret = secret_for(desired)
+            if secret is not None:
+                await self._api.apply(secret)
+            await self._api.apply(cronjob_for(desired))
+            return
         manifest = with_host_aliases(deployment_for(desired), await self._backing.aliases(desired))
         last = self._applied.get((key, service))
         if last is not None and _without_replicas(last.manifest) == _without_replicas(manifest):

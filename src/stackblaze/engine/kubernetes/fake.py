@@ -111,6 +111,7 @@ class FakeCluster:
         self._deployments: dict[tuple[str, str], FakeDeployment] = {}
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name): as applied
+        self.cron_jobs: dict[tuple[str, str], dict[str, Any]] = {}  # stored as applied: no controller runs them
         self._events: list[dict[str, Any]] = []
         self._suffixes = itertools.count()
         self.kubelet = Kubelet(clock, self._behaviour_of, self._emit, self._sync_all)
@@ -141,6 +142,10 @@ class FakeCluster:
         A v1 Namespace or Secret is stored as given."""
         if manifest.get("apiVersion") == "v1" and manifest.get("kind") in ("Namespace", "Secret"):
             return self._apply_object(manifest)
+        if manifest.get("apiVersion") == "batch/v1" and manifest.get("kind") == "CronJob":
+            stored = copy.deepcopy(manifest)
+            self.cron_jobs[(stored["metadata"].get("namespace", "default"), stored["metadata"]["name"])] = stored
+            return copy.deepcopy(stored)
         if manifest.get("apiVersion") == "v1" and manifest.get("kind") == "Service":
             return self.stateful.apply_service(manifest)
         if manifest.get("apiVersion") == "apps/v1" and manifest.get("kind") == "StatefulSet":
@@ -227,6 +232,8 @@ class FakeCluster:
         """Delete a Deployment (as `delete`), a Secret, a Service or a StatefulSet; False when there is none."""
         if kind == "Secret":
             return self.secrets.pop((namespace, name), None) is not None
+        if kind == "CronJob":
+            return self.cron_jobs.pop((namespace, name), None) is not None
         if kind in ("Service", "StatefulSet"):
             return self.stateful.delete(kind, name, namespace)
         if kind != "Deployment":
@@ -251,6 +258,8 @@ class FakeCluster:
                  if ns == namespace and name not in kept
                  and _matches(secret["metadata"].get("labels", {}), selector)]
         gone += self.stateful.selected(selector, kept, namespace)
+        gone += [f"CronJob/{name}" for (ns, name), job in sorted(self.cron_jobs.items())
+                 if ns == namespace and name not in kept and _matches(job["metadata"].get("labels", {}), selector)]
         for item in gone:
             kind, name = item.split("/", 1)
             self.delete_object(kind, name, namespace)
