@@ -147,7 +147,15 @@ class _Verdict:
 def decide(spec: Autoscale, state: LoopState, reading: WorkLike | Exception, *, current: int, target: int,
            now: float) -> tuple[Decision, LoopState]:
     """One evaluation. `current`: the service's active (non-draining) replica count as the engine holds it,
-    starting ones included; `reading`: the poll's Work, or the exception the read raised."""
+    starting ones included (the HPA's scale.spec.replicas); `reading`: the poll's Work, or the ReadError.
+
+    The contract for the engine integration: every `spec.poll` seconds (and at once on a push wake) read the
+    queues, call decide() with `resolve_target(spec, env)[0]`, append the Decision to the service's
+    DecisionLog and save `state.to_dict()` with the service (a restart reads it back, or calls `start`). When
+    `desired != current`, apply it now: a change is counted against the policies' periods as made. A
+    scale-down stops `choose_victims(..., current - desired, spec.scale_down.prefer)`, each leaving the desired
+    set before it is signalled. A manual scale calls `pause`, `scale --auto` calls `resume`; a deploy runs
+    `count_for_deploy(spec, current)` replicas and keeps the state."""
     if isinstance(reading, Exception):
         verdict, state = _on_error(spec, state, current, now, reading)
     elif state.paused is not None:
