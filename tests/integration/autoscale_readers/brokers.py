@@ -152,7 +152,8 @@ def rabbitmq_server(home: Path) -> Iterator[RabbitMQ]:
            "RABBITMQ_NODENAME": f"sbtest{amqp}@localhost", "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
            "RABBITMQ_NODE_PORT": str(amqp), "RABBITMQ_DIST_PORT": str(dist),
            "RABBITMQ_MNESIA_BASE": str(home / "mnesia"), "RABBITMQ_LOG_BASE": str(home / "log"),
-           "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
+           "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
+           "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
            "RABBITMQ_PID_FILE": str(home / "rabbit.pid"), "RABBITMQ_LOGS": "-"}
     with open(home / "server.log", "wb") as log:
         server = subprocess.Popen([str(RABBITMQ_SERVER)], env=env, stdout=log, stderr=subprocess.STDOUT,
