@@ -95,6 +95,14 @@ def usage(replica: dict[str, Any], key: str, *, pods: bool) -> str:
     return f"{value:.1f}%" if key == "cpu" else size(value)
 
 
+def disk_line(disk: dict[str, Any]) -> str:
+    """`disk data at /var/data: 12.0 KiB used of 1Gi (size reported, not enforced)`."""
+    used = "size not measured yet" if disk.get("used_bytes") is None else f"{size(disk['used_bytes'])} used"
+    if disk.get("path") is None:  # a cluster's volume: its size is the claim's, enforced by the storage
+        return f"  disk {disk['name']} at {disk['mount_path']}: {disk['size']} volume"
+    return f"  disk {disk['name']} at {disk['mount_path']}: {used} of {disk['size']} (size reported, not enforced)"
+
+
 def ps_table(payload: dict[str, Any]) -> None:
     now = time.time()
     if not payload["services"]:
@@ -121,6 +129,8 @@ def ps_table(payload: dict[str, Any]) -> None:
             (service["service"], "bold"),
             f"  {counts}  release {service['release']}  start: {service['start']}{flag}",
         ))
+        if service.get("disk"):
+            out.print(disk_line(service["disk"]), markup=False)
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="dim")
         pods = any(replica.get("pod") for replica in service["replicas"])  # a Kubernetes target: pods, no pids
         for column in ("REPLICA", "STATE", "POD" if pods else "PID", "RELEASE", "UPTIME", "RESTARTS", "CPU", "MEM",

@@ -169,6 +169,10 @@ class Desired:
     # type: cron (kind "cron"): its schedule; no replica runs, each tick is a run (replicas 0: stopped).
     cron: Cron | None = None
     suspended: bool = False  # `cron suspend`: no tick runs (a cluster's CronJob gets spec.suspend)
+    # A worker's or cron service's disk (spec/disks.py): {"name", "mount_path", "size", "path"}; `path` is the
+    # directory on this machine (bind-mounted at mount_path in the replica, and STACKBLAZE_DISK_PATH), None on a
+    # cluster (a PersistentVolumeClaim there).
+    disk: dict[str, Any] | None = None
 
 
 

@@ -23,6 +23,7 @@ from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
 from stackblaze.server.backing import BackingServices, is_backing
 from stackblaze.server.cron_desired import cron_fields, is_cron
+from stackblaze.server.disks import DiskUsage, desired_disk
 from stackblaze.server.home import keep_reserve, release_reserve, share_tree, unreachable_by
 from stackblaze.server.user_env import UserEnv, merge_user_env
 from stackblaze.server.worker_user import WorkerUser, WorkerUsers
@@ -63,6 +64,7 @@ class Control:
         self._toolchains: dict[str, tuple[float, SystemToolchains, tuple[object, ...]]] = {}
         self._targets: dict[str, tuple[Target, RunningEngine]] = {}  # by target name: kubernetes and fake ones
         self.backing = BackingServices(self)  # the projects' Redis and PostgreSQL (server/backing.py)
+        self.disk_usage = DiskUsage(settings)  # workers' disks, measured for ps (server/disks.py)
 
     def toolchains(self, path: str | None = None) -> SystemToolchains:
         """This machine's interpreters and tools as found on `path` (the deploying CLI's PATH; the daemon's
@@ -171,12 +173,14 @@ class Control:
         env, user_env = self.replica_env(project, service, spec, release.details.get("runtime_env") or {}, user,
                                          remote=remote)
         start = release.details["start"]
+        disk = desired_disk(self.settings, project, spec, user=user, gid=None if remote else self.workers.worker_gid(),
+                            remote=remote)
         # The digest is stored (replica status): secrets enter it keyed, so it confirms no guessed value.
         digested = {k: self.store.secrets.keyed_digest(v) if v in user_env.secrets else v for k, v in env.items()}
         config = hashlib.sha256(json.dumps(
             [row.release, start, digested, spec["stop_signal_number"], spec["shutdown_grace"],
              row.generation, *([user.spawn_fields()] if user else []),
-             *([release.details.get("image")] if remote else [])],
+             *([release.details.get("image")] if remote else []), *([disk] if disk else [])],
             sort_keys=True).encode()).hexdigest()[:16]
         target = Target.from_dict(spec["target"]) if remote else None
         return Desired(
@@ -189,7 +193,7 @@ class Control:
             rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
             app=app if remote else None, namespace=(target.namespace or app) if target else None,
             image=release.details.get("image") if remote else None, **self.backing.worker_fields(project),
-            **cron_fields(self.store, project, service, spec),
+            **cron_fields(self.store, project, service, spec), disk=disk,
         )
 
     def replica_env(self, project: str, service: str, spec: Mapping[str, Any], runtime_env: Mapping[str, str],
@@ -424,6 +428,10 @@ class Control:
         if is_cron(row.spec):
             raise UserError(f"scale {service}: a cron service has no replicas, each tick runs once (pause it: "
                             f"stackblaze cron suspend {service}; run it now: stackblaze cron run {service})")
+        if row.spec.get("disk") and replicas > 1:
+            raise UserError(f"--replicas: {replicas}: {service} has a disk ({row.spec['disk']['name']} at "
+                            f"{row.spec['disk']['mount_path']}) that one replica at a time may write, so it runs at "
+                            f"most 1 (as on Render and Railway; share data through a database or a queue instead)")
         if is_backing(row.spec) and replicas != 1:
             raise UserError(f"--replicas: {service} is a {row.spec['type']} service: it runs exactly one server "
                             f"(stop it instead: stackblaze stop {service})")

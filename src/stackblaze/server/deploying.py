@@ -43,6 +43,7 @@ def service_spec(project: Project, service: Service) -> dict[str, Any]:
         "replicas": service.replicas,  # the spec's count: a scale is kept until this changes
         "user": service.user,
         "cron": service.cron.to_dict() if service.cron else None,  # type: cron: its schedule (server/cron_desired.py)
+        "disk": service.disk.to_dict() if service.disk else None,  # server/disks.py
     }
 
 

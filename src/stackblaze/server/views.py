@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from stackblaze.errors import NotFoundError
 from stackblaze.server.cron_api import cron_view
 from stackblaze.server.cron_desired import is_cron
+from stackblaze.server.disks import disk_view
+from stackblaze.spec.targets import LOCAL, split_key
 
 if TYPE_CHECKING:
     from stackblaze.server.control import Control
@@ -38,6 +40,8 @@ def ps(control: Control, projects: list[str], service: str | None) -> dict[str, 
                 **({"address": control.backing.address(name, row.name)} if row.spec.get("type", "worker") != "worker"
                    else {}),
                 **({"cron": cron, "desired": 0} if cron else {}),  # runs, not replicas: cron_api.cron_view
+                **({"disk": disk_view(control.disk_usage, control.settings, name, row.spec,
+                                      local=split_key(name)[1] == LOCAL)} if row.spec.get("disk") else {}),
             })
     return {"project": projects[0] if len(projects) == 1 else None, "projects": projects, "services": services}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stackblaze.spec import fields
 from stackblaze.spec.autoscale import read_autoscale
-from stackblaze.spec.cron import read_cron
+from stackblaze.spec.cron import Cron, read_cron
 from stackblaze.spec.disks import check_size, read_disk
 from stackblaze.spec.document import Document
 from stackblaze.spec.logs import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, parse_files, parse_size
@@ -115,6 +115,7 @@ def read_project(doc: Document, *, source: Path, spec_file: Path, find_commands:
         where = doc.at(f"services[{index}].env" if "env" in raw_services[index] else f"services[{index}]")
         fields.check_env_total({**env, **service.env}, where=where, reserve=fields.PLATFORM_ENV_RESERVE)
     _check_references(doc, env, list(services.values()))
+    _check_disks(doc, list(services.values()))
     targets = read_targets(data.get("targets"), at=doc.at)
     return Project(name=name, env=env, services=tuple(services.values()), source=source, spec_file=spec_file,
                    targets=targets)
@@ -177,6 +178,8 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
     if disk is not None and replicas > 1:
         raise fail(doc.at(f"{path}.replicas"), f"{replicas}: a service with a disk runs one replica, the only one "
                                                "that may write it (replicas: 1, or move the data to a database)")
+    if disk is not None:
+        strategy = _disk_strategy(doc, raw, path, cron)
     return Service(
         name=name,
         type=kind,
@@ -201,6 +204,35 @@ def _read_service(doc: Document, raw: object, path: str, source: Path, find_comm
         log_max_files=log_files,
         user=_read_user(doc, raw["user"], f"{path}.user") if raw.get("user") is not None else None,
     )
+
+
+def _disk_strategy(doc: Document, raw: dict[object, object], path: str, cron: Cron | None) -> Strategy:
+    """A disk is written by one process at a time: a rollout stops the old replica before the new one starts
+    (a surge replica would share it), and a cron service's runs never overlap."""
+    why = "two processes would write the disk at once"
+    if "rolling" in raw or raw.get("strategy") == "rolling":
+        key = "rolling" if "rolling" in raw else "strategy"
+        raise fail(doc.at(f"{path}.{key}", key=key == "rolling"),
+                   f"a service with a disk is deployed with strategy: recreate, since a rolling deploy's new replica "
+                   f"would share the disk with the old one (remove {key}:, or set strategy: recreate)")
+    if cron is not None and cron.concurrency == "allow":
+        raise fail(doc.at(f"{path}.concurrency"), f"'allow': {why} (concurrency: forbid, or remove the disk)")
+    return "recreate"
+
+
+def _check_disks(doc: Document, services: list[Service]) -> None:
+    """Disk names are the project's own: each is one directory under disks/<project>/ (where a backing
+    service keeps its data under its own name) and one PersistentVolumeClaim."""
+    taken = {s.name: f"the {s.type} service {s.name}'s data" for s in services if s.is_backing}
+    for index, service in enumerate(services):
+        if service.disk is None:
+            continue
+        where = f"services[{index}].disk" + (".name" if f"services[{index}].disk.name" in doc.lines else "")
+        if service.disk.name in taken:
+            raise fail(doc.at(where), f"{show(service.disk.name)} is already the name of "
+                                      f"{taken[service.disk.name]} (give the disk its own name, e.g. "
+                                      f"name: {service.name}-data)")
+        taken[service.disk.name] = f"services[{index}]'s disk"
 
 
 def _read_backing(doc: Document, raw: dict[object, object], path: str) -> Service:

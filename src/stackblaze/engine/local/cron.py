@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from stackblaze.engine.clock import Clock, Handle
 from stackblaze.engine.cron import RunRow, RunStore
 from stackblaze.engine.exits import describe_exit_record, signal_name
+from stackblaze.engine.local.isolation import disk_env, spawn_fields
 from stackblaze.engine.protocol import Desired, EventSink
 from stackblaze.engine.schedule import describe, next_tick, ticks_between
 from stackblaze.engine.workdirs import Workdirs
@@ -273,6 +274,7 @@ class Scheduler:
             "STACKBLAZE_SHUTDOWN_GRACE_SECONDS": f"{desired.shutdown_grace:g}",
             "STACKBLAZE_RUN": str(row.number), "STACKBLAZE_RUN_ATTEMPT": str(attempt),
         })
+        env.update(disk_env(desired))
         meta = {"cron": True, "project": project, "service": service, "run": row.number, "attempt": attempt,
                 "trigger": trigger, "release": desired.release, "config": desired.config}
         try:
@@ -280,7 +282,7 @@ class Scheduler:
             reply = await self._runner.call(
                 "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=cwd, log_path=row.log_path,
                 log_max_bytes=desired.log_max_bytes, log_max_files=desired.log_max_files, meta=meta,
-                user=desired.user, hosts=desired.hosts)
+                **spawn_fields(desired))
         except UnavailableError as exc:
             if self._workdirs is not None:
                 await asyncio.to_thread(self._workdirs.discard, project, key)

@@ -6,7 +6,8 @@ pure resolver) in this replica and nowhere else; nscd, which would answer from t
 As root: unshare(CLONE_NEWNS). As another user: an unprivileged user namespace where we are root for the
 mounts, then a second, nested one that maps the real uid back, so the worker sees its own uid and cannot
 undo the mount (it has no capability over the namespace that owns it). No fork: the PID stays the one the
-runner recorded. Standard library only.
+runner recorded. A service's disk (server/disks.py) is bind-mounted the same way at its mount_path. Standard
+library only.
 
 `python -m stackblaze.engine.local.mountns --probe HOSTS NAME [--userns]` runs the same steps in a fresh
 process and prints what NAME resolved to (names.probe uses it at daemon start).
@@ -23,7 +24,7 @@ import sys
 
 TYPE_CHECKING = False  # the runner imports this: no typing at run time
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -45,6 +46,7 @@ LOCKED = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATI
 ETC_HOSTS = "/etc/hosts"
 NSCD_DIRS = ("/run/nscd", "/var/run/nscd")
 SAY = "stackblaze: <name>.internal names unavailable in this replica: {reason}\n"
+SAY_DISK = "stackblaze: the disk is not mounted at {target} in this replica: {reason} (use $STACKBLAZE_DISK_PATH)\n"
 
 
 class Unavailable(Exception):
@@ -83,7 +85,7 @@ def explain(step: str, err: int, *, sysctl: Callable[[str], str | None] = read_s
                 "as in a container without it)")
     words = {"userns": "creating a user namespace", "mountns": "creating a mount namespace",
              "uid_map": "mapping the uid in the user namespace", "gid_map": "mapping the gid in the user namespace",
-             "setgroups": "denying setgroups in the user namespace",
+             "setgroups": "denying setgroups in the user namespace", "bind": "bind-mounting the disk",
              "mount": "mounting the project's hosts file over /etc/hosts"}.get(step, step)
     return f"{words} failed: {os.strerror(err)} ({code})"
 
@@ -122,31 +124,63 @@ def enter(hosts: str, libc: Any = None, *, userns: bool | None = None) -> str:
     """Give this process a mount namespace whose /etc/hosts is `hosts`; the mode used ("mount" or
     "userns"). `userns`: None chooses by the effective uid (a user namespace unless root). Raises
     Unavailable with the reason; a failure part-way leaves the process with the host's /etc/hosts."""
+    mode, missed = settle(hosts, (), libc, userns=userns)
+    if missed:
+        raise missed[0][1]
+    assert mode is not None
+    return mode
+
+
+def settle(hosts: str | None, binds: Sequence[Mapping[str, str]], libc: Any = None, *,
+           userns: bool | None = None) -> tuple[str | None, list[tuple[str, Unavailable]]]:
+    """Enter a mount namespace with `hosts` over /etc/hosts (when given) and each bind's `source` directory
+    mounted at its `target`, made (0755, with its missing parents) when absent. Returns the mode (None: no
+    namespace was entered) and what could not be done: ("names", why) or (a bind's target, why)."""
+    missed: list[tuple[str, Unavailable]] = []
+    topics = (["names"] if hosts is not None else []) + [bind["target"] for bind in binds]
+    if not topics:
+        return None, missed
     if libc is None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
         except OSError as exc:
-            raise Unavailable(f"the C library could not be loaded ({exc})") from None
-    if not os.path.isfile(hosts):
-        raise Unavailable(f"the project's hosts file {hosts} does not exist")
+            return None, [(topic, Unavailable(f"the C library could not be loaded ({exc})")) for topic in topics]
+    if hosts is not None and not os.path.isfile(hosts):
+        missed.append(("names", Unavailable(f"the project's hosts file {hosts} does not exist")))
+        hosts = None
+    mounted = []
+    for bind in binds:  # on the host, before any namespace: a user namespace's root may not create it either
+        try:
+            make_mount_point(bind["target"])
+            mounted.append(bind)
+        except Unavailable as exc:
+            missed.append((bind["target"], exc))
+    if hosts is None and not mounted:
+        return None, missed
     steps = _Steps(libc)
     uid, gid = os.geteuid(), os.getegid()
     if userns is None:
         userns = uid != 0
+    every = (["names"] if hosts is not None else []) + [bind["target"] for bind in mounted]
     if not userns:
-        steps.unshare(CLONE_NEWNS, "mountns")
-        _mounts(steps, hosts)
-        return "mount"
-    steps.unshare(CLONE_NEWUSER | CLONE_NEWNS, "userns")
-    failed: Unavailable | None = None
+        try:
+            steps.unshare(CLONE_NEWNS, "mountns")
+            _mounts(steps, hosts, mounted, missed)
+        except Unavailable as exc:
+            return None, missed + [(topic, exc) for topic in every]
+        return "mount", missed
+    try:
+        steps.unshare(CLONE_NEWUSER | CLONE_NEWNS, "userns")
+    except Unavailable as exc:
+        return None, missed + [(topic, exc) for topic in every]
     try:
         # Root in this namespace (only our own uid mapped): allowed to mount in the mount namespace it owns.
         steps.write("/proc/self/setgroups", "deny", "setgroups")
         steps.write("/proc/self/uid_map", f"0 {uid} 1", "uid_map")
         steps.write("/proc/self/gid_map", f"0 {gid} 1", "gid_map")
-        _mounts(steps, hosts)
+        _mounts(steps, hosts, mounted, missed)
     except Unavailable as exc:
-        failed = exc
+        missed += [(topic, exc) for topic in every]
     # Even after a failure: the worker must see its real uid, not 0. The nested namespace has no capability
     # over the one owning the mounts, so the worker cannot unmount the file either.
     if os.geteuid() == 0:
@@ -156,16 +190,50 @@ def enter(hosts: str, libc: Any = None, *, userns: bool | None = None) -> str:
             steps.write("/proc/self/uid_map", f"{uid} 0 1", "uid_map")
             steps.write("/proc/self/gid_map", f"{gid} 0 1", "gid_map")
         except Unavailable as exc:
-            failed = failed or exc
-    if failed is not None:
-        raise failed
-    return "userns"
+            missed += [(topic, exc) for topic in every if topic not in dict(missed)]
+    return "userns", missed
 
 
-def _mounts(steps: _Steps, hosts: str) -> None:
-    # Slave first, never skipped: on a shared root (systemd's default) the bind below would otherwise appear
+def make_mount_point(target: str) -> None:
+    """`target` as an (empty) directory to mount over, made 0755 with its missing parents when absent: the
+    worker's user must be able to walk down to it."""
+    missing = []
+    path = target
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o755)
+            os.chmod(folder, 0o755)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            who = "" if os.geteuid() == 0 else ", which a daemon that is not root may not do"
+            raise Unavailable(f"{target} does not exist and could not be created{who} "
+                              f"({os.strerror(exc.errno or errnos.EIO)}; create it as root)") from None
+    if not os.path.isdir(target):
+        raise Unavailable(f"{target} exists and is not a directory")
+
+
+def _mounts(steps: _Steps, hosts: str | None, binds: Sequence[Mapping[str, str]],
+            missed: list[tuple[str, Unavailable]]) -> None:
+    # Slave first, never skipped: on a shared root (systemd's default) the binds below would otherwise appear
     # on the host. Slave, not private, so that host mounts made later still reach the replica.
     steps.mount(None, "/", None, MS_REC | MS_SLAVE, None)
+    if hosts is not None:
+        try:
+            _hosts_mounts(steps, hosts)
+        except Unavailable as exc:
+            missed.append(("names", exc))
+    for bind in binds:
+        try:
+            steps.mount(bind["source"], bind["target"], None, MS_BIND | MS_REC, None, step="bind")
+        except Unavailable as exc:
+            missed.append((bind["target"], exc))
+
+
+def _hosts_mounts(steps: _Steps, hosts: str) -> None:
     steps.mount(hosts, ETC_HOSTS, None, MS_BIND, None)
     try:  # read-only is a second fence (the file is the daemon's and 0644 anyway): not worth failing for
         locked = os.statvfs(hosts).f_flag & LOCKED
@@ -183,21 +251,22 @@ def _mounts(steps: _Steps, hosts: str) -> None:
                     step=f"mount over {real} (to hide nscd)")
 
 
-def enter_or_say(hosts: str, libc: Any = None) -> bool:
-    """For the runner's child: enter, or write one line saying why not to the replica's stderr (fd 2 is
-    already its log pipe) and go on: a replica without names still starts."""
+def enter_or_say(hosts: str | None, libc: Any = None, binds: Sequence[Mapping[str, str]] = ()) -> bool:
+    """For the runner's child: settle, writing one line per thing left undone to the replica's stderr (fd 2 is
+    already its log pipe), and go on: a replica without names, or without its disk at mount_path (its
+    STACKBLAZE_DISK_PATH still works), still starts. True when a namespace was entered."""
     try:
-        enter(hosts, libc)
-        return True
-    except Unavailable as exc:
-        reason = str(exc)
+        mode, missed = settle(hosts, binds, libc)
     except Exception as exc:  # a bug here must not cost the replica its start
-        reason = f"{type(exc).__name__}: {exc}"
-    try:
-        os.write(2, SAY.format(reason=reason).encode(errors="replace"))
-    except OSError:
-        pass
-    return False
+        why = Unavailable(f"{type(exc).__name__}: {exc}")
+        mode, missed = None, [(topic, why) for topic in ["names"] * (hosts is not None) + [b["target"] for b in binds]]
+    for topic, why in missed:
+        line = SAY.format(reason=why) if topic == "names" else SAY_DISK.format(target=topic, reason=why)
+        try:
+            os.write(2, line.encode(errors="replace"))
+        except OSError:
+            pass
+    return mode is not None
 
 
 def _probe(hosts: str, name: str, userns: bool | None) -> dict[str, Any]:

@@ -220,7 +220,8 @@ class Runner:
             popen = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=out_w, stderr=err_w, start_new_session=True, restore_signals=True, close_fds=True,
-                preexec_fn=lambda: self._in_child(groups, request.get("user"), request.get("hosts")),
+                preexec_fn=lambda: self._in_child(groups, request.get("user"), request.get("hosts"),
+                                                  request.get("binds") or []),
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             for fd in fds:
@@ -249,7 +250,8 @@ class Runner:
         self.by_pid[popen.pid] = instance
         return {"instance": instance.record()}
 
-    def _in_child(self, groups: list[str], user: dict[str, Any] | None = None, hosts: str | None = None) -> None:
+    def _in_child(self, groups: list[str], user: dict[str, Any] | None = None, hosts: str | None = None,
+                  binds: list[dict[str, str]] | None = None) -> None:
         """Between fork and exec. Nothing here may fail the spawn: each step is best effort, and the
         marker sweep covers a replica that could not join its cgroup. Except becoming `user`: a replica
         that cannot drop root does not start."""
@@ -265,9 +267,10 @@ class Runner:
             join(groups)  # before exec, so not even a process forked at once escapes it
         except OSError:
             pass
-        # The project's hosts file over /etc/hosts (<name>.internal), before dropping root: mounting needs it.
-        # A failure is said on the replica's stderr, and it starts anyway. A user namespace clears PDEATHSIG.
-        if hosts is not None and enter_or_say(hosts, self.libc) and self.libc is not None:
+        # The project's hosts file over /etc/hosts (<name>.internal) and the disk at its mount_path, before
+        # dropping root: mounting needs it. A failure is said on the replica's stderr, and it starts anyway.
+        # A user namespace clears PDEATHSIG.
+        if (hosts is not None or binds) and enter_or_say(hosts, self.libc, binds or []) and self.libc is not None:
             self.libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
             if os.getppid() != self.pid:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.clock import Clock, SystemClock
+from stackblaze.engine.local.isolation import disk_env, spawn_fields
 from stackblaze.engine.local.reports import exit_details, exit_words, note_log_drops, report_exit, report_restart
 from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
 from stackblaze.engine.local.runner_client import SpawnFailed
@@ -435,6 +436,7 @@ class Supervisor:
             "STACKBLAZE_RELEASE": str(desired.release),
             "STACKBLAZE_SHUTDOWN_GRACE_SECONDS": f"{desired.shutdown_grace:g}",
         })
+        env.update(disk_env(desired))
         meta = {"project": slot.project, "service": slot.service, "replica": slot.replica,
                 "release": desired.release, "config": desired.config}
         log_path = self._logs_dir / slot.project / slot.service / f"{slot.replica}.log"
@@ -445,7 +447,7 @@ class Supervisor:
             reply = await self._runner.call(
                 "spawn", key=key, argv=start_argv(desired.start), env=env, cwd=cwd,
                 log_path=str(log_path), log_max_bytes=desired.log_max_bytes,
-                log_max_files=desired.log_max_files, meta=meta, user=desired.user, hosts=desired.hosts,
+                log_max_files=desired.log_max_files, meta=meta, **spawn_fields(desired),
             )
         except UnavailableError as exc:
             if self._workdirs is not None:  # no instance: no exit will come to remove its copy

@@ -1,0 +1,106 @@
+"""A worker's disk on the local engine: a real daemon and runner, a real worker writing to its disk at its
+mount_path (a bind mount in the replica's own mount namespace) through a restart, a redeploy, a rollback and a
+destroy without --disks; `scale` to 2 refused; `ps` showing what the disk holds; `destroy --disks` removing it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import PRELUDE, Stackblaze, wait_for, write_project
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a bind mount in the replica's mount namespace needs a "
+                                "root runner (CI runs as root)")
+
+WORKER = PRELUDE + """\
+import json
+mount = os.environ["MOUNT_AT"]
+with open(os.path.join(mount, "lines.txt"), "a") as file:
+    file.write(f"release {os.environ['STACKBLAZE_RELEASE']} pid {os.getpid()}\\n")
+with open(os.path.join(mount, "lines.txt")) as file:
+    count = len(file.read().splitlines())
+mark(f"start-{count}", json.dumps({
+    "count": count, "release": int(os.environ["STACKBLAZE_RELEASE"]), "pid": os.getpid(),
+    # A bind mount from the same filesystem has the same st_dev: os.path.ismount cannot tell, mountinfo can.
+    "mounted": any(line.split()[4] == mount for line in open("/proc/self/mountinfo")),
+    "disk_path": os.environ.get("STACKBLAZE_DISK_PATH"),
+}))
+while True:
+    time.sleep(1)
+"""
+
+
+def _project(tmp_path: Path, sb: Stackblaze, mount: Path, *, version: int = 1) -> Path:
+    markers = tmp_path / "markers"
+    markers.mkdir(exist_ok=True)
+    spec = f"""\
+project: diskapp
+env:
+  MARKERS: "{markers}"
+  MOUNT_AT: "{mount}"
+  STACKBLAZE_TEST_HOME: "{sb.home}"
+services:
+  - name: worker
+    start: python3 -u worker.py
+    shutdown_grace: 100s
+    disk: {{name: data, mount_path: "{mount}", size: 2Gi}}
+"""
+    return write_project(tmp_path / "app", spec, {"worker.py": WORKER + f"# version {version}\n"})
+
+
+def _started(tmp_path: Path, count: int) -> dict[str, Any]:
+    """The report of the worker start that found `count` lines on its disk (its own included)."""
+    path = tmp_path / "markers" / f"start-{count}"
+    found = wait_for(f"a worker start that reads {count} lines from its disk", lambda: path.exists(), timeout=30)
+    assert found
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def test_a_disk_keeps_what_the_worker_wrote(tmp_path: Path, sb: Stackblaze) -> None:
+    mount = tmp_path / "mnt" / "data"  # not there: stackblaze makes the empty mount point
+    app = _project(tmp_path, sb, mount)
+    sb.run("deploy", str(app))
+    disk = sb.home / "disks" / "diskapp" / "data"
+    first = _started(tmp_path, 1)
+    # What the worker wrote at its mount_path is in the disk's directory; the host's mount point stays empty.
+    assert first["mounted"] is True and first["disk_path"] == str(disk)
+    assert mount.is_dir() and os.listdir(mount) == []
+    assert (disk / "lines.txt").read_text().count("\n") == 1
+    assert (disk.stat().st_mode & 0o777) == 0o700
+    assert sb.ps("worker")["services"][0]["strategy"] == "recreate"  # the disk's one writer at a time
+
+    sb.run("restart", "worker", cwd=app)
+    assert _started(tmp_path, 2)["release"] == 1
+
+    app = _project(tmp_path, sb, mount, version=2)  # a new build: release 2
+    sb.run("deploy", str(app))
+    assert _started(tmp_path, 3)["release"] == 2
+
+    sb.run("rollback", "worker", cwd=app)
+    back = _started(tmp_path, 4)
+    assert back["release"] == 1 and back["mounted"] is True
+    assert os.listdir(mount) == []
+
+    refused = sb.run("scale", "worker", "--replicas", "2", cwd=app, check=False)
+    assert refused.code != 0
+    assert "worker has a disk (data at " in refused.err and "runs at most 1" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+    assert [r["state"] for r in sb.replicas("worker")] == ["running"]
+
+    shown = wait_for("ps showing the disk's used bytes",
+                     lambda: (sb.ps("worker")["services"][0].get("disk") or {}).get("used_bytes"))
+    view = sb.ps("worker")["services"][0]["disk"]
+    assert shown >= 4096 and view["size"] == "2Gi" and view["mount_path"] == str(mount)
+    assert view["path"] == str(disk) and view["enforced"] is False
+    assert "disk data at " in sb.run("ps", "worker", cwd=app).out
+
+    sb.run("destroy", "--yes", cwd=app)
+    assert (disk / "lines.txt").read_text().count("\n") == 4  # kept without --disks
+    sb.run("deploy", str(app))  # the same project again: the same disk, five starts on it
+    assert _started(tmp_path, 5)["release"] == 1
+    sb.run("destroy", "--disks", "--yes", cwd=app)
+    assert not disk.exists()
