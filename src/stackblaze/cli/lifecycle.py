@@ -63,8 +63,8 @@ def deploy(
             render.err.print(f"note: {note}", markup=False)
         for item in result["services"]:
             fresh = "new release" if item["new_release"] else "unchanged"
-            render.out.print(f"{item['service']}: release {item['release']} ({fresh}), {item['replicas']} replica(s)",
-                             markup=False)
+            runs = "runs on its schedule" if item.get("type") == "cron" else f"{item['replicas']} replica(s)"
+            render.out.print(f"{item['service']}: release {item['release']} ({fresh}), {runs}", markup=False)
         for name in result["removed"]:
             render.out.print(f"{name}: removed from the spec, stopping", markup=False)
         for item in result["services"] if not detach else []:

@@ -271,7 +271,8 @@ class Deployer:
             self._control.event(project=project.name, service=service.name, kind="scale",
                                 message=f"{service.name} scaled {old.replicas} -> {replicas} (replicas: in the spec)",
                                 details={"from": old.replicas, "to": replicas, "by": "spec"})
-        return {"service": service.name, "release": number, "new_release": new, "replicas": replicas,
+        return {"service": service.name, "type": service.type, "release": number, "new_release": new,
+                "replicas": replicas,
                 "spec_replicas": service.replicas, "scale_note": note,
                 "installed": result.installed, "built": result.built, "runtime": plan.runtime,
                 "resolved_version": plan.resolved_version, "warnings": list(plan.warnings)}

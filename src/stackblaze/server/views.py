@@ -9,6 +9,7 @@ from stackblaze.errors import NotFoundError
 from stackblaze.server.cron_api import cron_view
 from stackblaze.server.cron_desired import is_cron
 from stackblaze.server.disks import disk_view
+from stackblaze.spec.model import BACKING_TYPES
 from stackblaze.spec.targets import LOCAL, split_key
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ def ps(control: Control, projects: list[str], service: str | None) -> dict[str, 
                 "running_flag": row.running, "release": row.release, "start": control.start_command(row),
                 "strategy": row.spec["strategy"], "running": sum(1 for r in replicas if r["state"] == "running"),
                 "replicas": replicas, "type": row.spec.get("type", "worker"),
-                **({"address": control.backing.address(name, row.name)} if row.spec.get("type", "worker") != "worker"
-                   else {}),
+                **({"address": control.backing.address(name, row.name)}
+                   if row.spec.get("type", "worker") in BACKING_TYPES else {}),
                 **({"cron": cron, "desired": 0} if cron else {}),  # runs, not replicas: cron_api.cron_view
                 **({"disk": disk_view(control.disk_usage, control.settings, name, row.spec,
                                       local=split_key(name)[1] == LOCAL)} if row.spec.get("disk") else {}),

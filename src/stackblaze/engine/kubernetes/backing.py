@@ -219,3 +219,12 @@ def with_host_aliases(deployment: Manifest, ips: Mapping[str, str]) -> Manifest:
     template = deployment["spec"]["template"]
     pod_spec: dict[str, Any] = {**template["spec"], "hostAliases": host_aliases(ips)}
     return {**deployment, "spec": {**deployment["spec"], "template": {**template, "spec": pod_spec}}}
+
+
+def with_job_host_aliases(cronjob: Manifest, ips: Mapping[str, str]) -> Manifest:
+    """A cron service's CronJob with the same hostAliases in its jobs' pod template."""
+    if not ips:
+        return cronjob
+    job = cronjob["spec"]["jobTemplate"]
+    pod = with_host_aliases({"spec": job["spec"]}, ips)["spec"]
+    return {**cronjob, "spec": {**cronjob["spec"], "jobTemplate": {**job, "spec": pod}}}

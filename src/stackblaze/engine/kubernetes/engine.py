@@ -19,8 +19,9 @@ from typing import Any
 
 from stackblaze.engine.clock import Clock, Handle, ScaledClock, SystemClock
 from stackblaze.engine.kubernetes.api import RESTARTED_AT, ClusterApi, Manifest
-from stackblaze.engine.kubernetes.backing import with_host_aliases
+from stackblaze.engine.kubernetes.backing import with_host_aliases, with_job_host_aliases
 from stackblaze.engine.kubernetes.backing_services import BackingServices
+from stackblaze.engine.kubernetes.disks import claim_for
 from stackblaze.engine.kubernetes.events import EventImporter
 from stackblaze.engine.kubernetes.logpump import ReplicaNumbers
 from stackblaze.engine.kubernetes.manifests import (
@@ -284,7 +285,10 @@ class KubernetesEngine:
             secret = secret_for(desired)
             if secret is not None:
                 await self._api.apply(secret)
-            await self._api.apply(cronjob_for(desired))
+            if desired.disk is not None:
+                await self._api.apply(claim_for(desired))
+            # Its runs reach the project's backing services by the same <name>.internal names as its workers.
+            await self._api.apply(with_job_host_aliases(cronjob_for(desired), await self._backing.aliases(desired)))
             return
         manifest = with_host_aliases(deployment_for(desired), await self._backing.aliases(desired))
         last = self._applied.get((key, service))
@@ -296,6 +300,8 @@ class KubernetesEngine:
                 self._start_rollout(desired, applied)
             self._applied[(key, service)] = _Applied(manifest, desired.config)
             return
+        if desired.disk is not None:  # the claim first: a pod that mounts a missing one stays Pending
+            await self._api.apply(claim_for(desired))
         secret = secret_for(desired)
         if secret is not None:
             await self._api.apply(secret)

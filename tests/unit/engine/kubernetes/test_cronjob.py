@@ -96,3 +96,16 @@ def test_the_engine_suspends_a_suspended_or_stopped_service() -> None:
     applied = cronjob_for(desired())
     kubernetes_validate.validate(applied, "1.35.0", strict=True)
     assert applied["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["stackblaze.dev/release"] == "3"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_cron_jobs_pods_get_the_backing_services_host_aliases(tmp_path: Path, version: str) -> None:
+    """What the engine applies for a cron service of a project with `cache`: its jobs' pods resolve
+    cache.internal to the Service's cluster IP, as the workers' pods do (and the manifest stays valid)."""
+    from stackblaze.engine.kubernetes.backing import with_job_host_aliases
+
+    job = with_job_host_aliases(cronjob(rendered(tmp_path, 'schedule: "@hourly"\n')), {"cache": "10.96.0.17"})
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["hostAliases"] == [{"ip": "10.96.0.17", "hostnames": ["cache.internal"]}]
+    assert pod["restartPolicy"] == "Never"
+    kubernetes_validate.validate(job, version, strict=True)
