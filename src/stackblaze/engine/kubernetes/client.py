@@ -85,8 +85,11 @@ class KubeClient:
         if kind == "CronJob":
             return await self._call("apply", f"cronjob {namespace}/{name}", self._batch.patch_namespaced_cron_job,
                                     name, namespace, **options)
+        if kind == "PersistentVolumeClaim":  # a disk (kubernetes/disks.py): applied, never pruned or deleted
+            return await self._call("apply", f"persistentvolumeclaim {namespace}/{name}",
+                                    self._core.patch_namespaced_persistent_volume_claim, name, namespace, **options)
         raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies "
-                         f"(Namespace, Secret, Deployment, Service, StatefulSet)")
+                         f"(Namespace, Secret, Deployment, Service, StatefulSet, CronJob, PersistentVolumeClaim)")
 
     async def scale(self, name: str, namespace: str, replicas: int) -> Manifest:
         return await self._call("scale", f"deployment {namespace}/{name}",

@@ -72,7 +72,8 @@ def cronjob_manifest(project: Project, service: Service, *, namespace: str, imag
         project=project.name, service=service.name, namespace=namespace, image=image, release=release,
         start=service.start, replicas=0, shutdown_grace=service.shutdown_grace,
         strategy=_strategy("recreate", Rolling()),
-        min_ready=0, deadline=1, has_env=bool(values), default_env=_defaults(values)), service.cron, suspend=False)
+        min_ready=0, deadline=1, has_env=bool(values), default_env=_defaults(values),
+        disk=service.disk.to_dict() if service.disk else None), service.cron, suspend=False)
 
 
 def cronjob_for(desired: Desired) -> Manifest:
@@ -84,7 +85,7 @@ def cronjob_for(desired: Desired) -> Manifest:
         start=desired.start, replicas=0, shutdown_grace=desired.shutdown_grace,
         strategy=_strategy("recreate", Rolling()), min_ready=0, deadline=1, has_env=bool(desired.env),
         default_env=_defaults(desired.env), template_labels={"stackblaze.dev/release": str(desired.release)},
-        annotations={"stackblaze.dev/config": desired.config}), desired.cron,
+        annotations={"stackblaze.dev/config": desired.config}, disk=desired.disk), desired.cron,
         suspend=desired.suspended or desired.replicas == 0)
 
 

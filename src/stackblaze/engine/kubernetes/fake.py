@@ -112,6 +112,7 @@ class FakeCluster:
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name): as applied
         self.cron_jobs: dict[tuple[str, str], dict[str, Any]] = {}  # stored as applied: no controller runs them
+        self.claims: dict[tuple[str, str], dict[str, Any]] = {}  # PersistentVolumeClaims, as applied (always bound)
         self._events: list[dict[str, Any]] = []
         self._suffixes = itertools.count()
         self.kubelet = Kubelet(clock, self._behaviour_of, self._emit, self._sync_all)
@@ -145,6 +146,10 @@ class FakeCluster:
         if manifest.get("apiVersion") == "batch/v1" and manifest.get("kind") == "CronJob":
             stored = copy.deepcopy(manifest)
             self.cron_jobs[(stored["metadata"].get("namespace", "default"), stored["metadata"]["name"])] = stored
+            return copy.deepcopy(stored)
+        if manifest.get("apiVersion") == "v1" and manifest.get("kind") == "PersistentVolumeClaim":
+            stored = copy.deepcopy(manifest)
+            self.claims[(stored["metadata"].get("namespace", "default"), stored["metadata"]["name"])] = stored
             return copy.deepcopy(stored)
         if manifest.get("apiVersion") == "v1" and manifest.get("kind") == "Service":
             return self.stateful.apply_service(manifest)

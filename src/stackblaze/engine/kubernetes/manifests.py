@@ -149,6 +149,7 @@ class _Worker:
     template_labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     template_annotations: dict[str, str] = field(default_factory=dict)
+    disk: Mapping[str, Any] | None = None  # {"name", "mount_path", "size"}: a claim mounted (kubernetes/disks.py)
 
 
 def deployment_manifest(project: Project, service: Service, *, namespace: str, image: str,
@@ -161,7 +162,7 @@ def deployment_manifest(project: Project, service: Service, *, namespace: str, i
         start=service.start, replicas=service.replicas, shutdown_grace=service.shutdown_grace,
         strategy=strategy(service), min_ready=min_ready, deadline=deadline,
         has_env=bool(user_env(project, service)),
-        default_env=_defaults(user_env(project, service))))
+        default_env=_defaults(user_env(project, service)), disk=service.disk.to_dict() if service.disk else None))
 
 
 def _deployment(worker: _Worker) -> Manifest:
@@ -208,7 +209,7 @@ def _deployment(worker: _Worker) -> Manifest:
                           "labels": labels(worker.project, worker.service)}
     if worker.annotations:
         metadata["annotations"] = dict(worker.annotations)
-    return {
+    deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata,
         "spec": {
@@ -220,6 +221,11 @@ def _deployment(worker: _Worker) -> Manifest:
             "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
+    if worker.disk is not None:
+        from stackblaze.engine.kubernetes.disks import mount_disk  # it builds on this module's names
+
+        return mount_disk(deployment, worker.project, worker.disk)
+    return deployment
 
 
 def _secret(project: str, service: str, namespace: str, values: dict[str, str]) -> Manifest:
@@ -262,7 +268,8 @@ def deployment_for(desired: Desired) -> Manifest:
         has_env=bool(desired.env), default_env=_defaults(desired.env),
         template_labels={RELEASE_LABEL: str(desired.release)},
         annotations={CONFIG_ANNOTATION: desired.config, REPLICAS_ANNOTATION: str(desired.replicas)},
-        template_annotations={ENV_HASH_ANNOTATION: env_hash(desired.env)} if desired.env else {}))
+        template_annotations={ENV_HASH_ANNOTATION: env_hash(desired.env)} if desired.env else {},
+        disk=desired.disk))
 
 
 def image_for(template: str, *, project: str, service: str) -> str:
@@ -291,6 +298,10 @@ def render_manifests(project: Project, *, namespace: str | None = None, image: s
         secret = secret_manifest(project, service, namespace=namespace)
         if secret is not None:
             manifests.append(secret)
+        if service.disk is not None:  # its PersistentVolumeClaim, before the pods that mount it
+            from stackblaze.engine.kubernetes.disks import claim_manifest
+
+            manifests.append(claim_manifest(project.name, namespace, service.disk.to_dict()))
         if service.cron is not None:  # type: cron: a CronJob, its pods as the Deployment's would be
             from stackblaze.engine.kubernetes.cronjob import cronjob_manifest
 
