@@ -12,6 +12,10 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import PRELUDE, Stackblaze, wait_for, write_project
+from tests.integration.test_internal_names import NOBODY, nobody_runner, said, spawn
+from tests.reliability.conftest import RunnerConnection
+
+__all__ = ["nobody_runner"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a bind mount in the replica's mount namespace needs a "
                                 "root runner (CI runs as root)")
@@ -104,3 +108,36 @@ def test_a_disk_keeps_what_the_worker_wrote(tmp_path: Path, sb: Stackblaze) -> N
     assert _started(tmp_path, 5)["release"] == 1
     sb.run("destroy", "--disks", "--yes", cwd=app)
     assert not disk.exists()
+
+
+def test_a_non_root_runner_mounts_the_disk_where_it_may_and_says_why_where_it_may_not(
+        nobody_runner: RunnerConnection) -> None:
+    """A runner as uid 65534 (its replicas get a user namespace): a mount_path it can create is made and
+    bind-mounted; one under /var/lib it cannot create leaves the replica running with one line on its stderr,
+    its STACKBLAZE_DISK_PATH still writable."""
+    runner = nobody_runner
+    disk = runner.home / "disks" / "acme" / "data"
+    disk.mkdir(parents=True)
+    for path in (disk.parent.parent, disk.parent, disk):
+        os.chown(path, NOBODY, NOBODY)
+    reachable = runner.home / "mnt" / "data"
+    script = 'echo "$(id -u) $1" > "$1/hello" && echo WROTE $(cat "$1/hello") && exec sleep 600'
+    spawn(runner, "inside", ["sh", "-c", script, "sh", str(reachable)], None, env={"STACKBLAZE_DISK_PATH": str(disk)},
+          binds=[{"source": str(disk), "target": str(reachable)}])
+    wait_for("the replica to write at its mount_path", lambda: said(runner, "inside"))
+    assert said(runner, "inside") == [f"WROTE {NOBODY} {reachable}"]
+    assert (disk / "hello").read_text() == f"{NOBODY} {reachable}\n"  # through the bind mount, into the disk
+    assert os.listdir(reachable) == [] and not said(runner, "inside", "stderr")
+
+    blocked = Path("/var/lib") / f"sb-disk-test-{os.getpid()}"
+    assert not blocked.exists()
+    script = 'echo "$STACKBLAZE_DISK_PATH" && echo fallback > "$STACKBLAZE_DISK_PATH/fallback" && exec sleep 600'
+    spawn(runner, "outside", ["sh", "-c", script], None, env={"STACKBLAZE_DISK_PATH": str(disk)},
+          binds=[{"source": str(disk), "target": str(blocked)}])
+    wait_for("the replica to run", lambda: said(runner, "outside"))
+    assert said(runner, "outside", "stderr") == [
+        f"stackblaze: the disk is not mounted at {blocked} in this replica ({blocked} does not exist and a daemon "
+        "that is not root may not create it: Permission denied; create it as root): its files are at "
+        "$STACKBLAZE_DISK_PATH"]
+    wait_for("the fallback write", lambda: (disk / "fallback").exists())
+    assert not blocked.exists()

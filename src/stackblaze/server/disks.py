@@ -113,8 +113,9 @@ class DiskUsage:
     """Used bytes per disk for `ps`, measured at most every USAGE_TTL: a small disk inline, within
     INLINE_BUDGET; a bigger one in a thread, while `ps` shows the last figure (or none yet)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, budget: float = INLINE_BUDGET) -> None:
         self._ttl = settings.scaled(USAGE_TTL)
+        self._budget = budget
         self._known: dict[str, tuple[float, int]] = {}  # path -> (when measured, bytes)
         self._measuring: set[str] = set()
         self._lock = threading.Lock()
@@ -128,7 +129,7 @@ class DiskUsage:
         if known is not None and (busy or time.time() - known[0] < self._ttl):
             return known[1], known[0]
         if not busy:
-            found = measure(path, deadline=time.monotonic() + INLINE_BUDGET)
+            found = measure(path, deadline=time.monotonic() + self._budget)
             if found is not None:
                 now = time.time()
                 with self._lock:

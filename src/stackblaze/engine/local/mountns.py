@@ -46,7 +46,8 @@ LOCKED = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATI
 ETC_HOSTS = "/etc/hosts"
 NSCD_DIRS = ("/run/nscd", "/var/run/nscd")
 SAY = "stackblaze: <name>.internal names unavailable in this replica: {reason}\n"
-SAY_DISK = "stackblaze: the disk is not mounted at {target} in this replica: {reason} (use $STACKBLAZE_DISK_PATH)\n"
+SAY_DISK = ("stackblaze: the disk is not mounted at {target} in this replica ({reason}): its files are at "
+            "$STACKBLAZE_DISK_PATH\n")
 
 
 class Unavailable(Exception):
@@ -209,9 +210,10 @@ def make_mount_point(target: str) -> None:
         except FileExistsError:
             pass
         except OSError as exc:
-            who = "" if os.geteuid() == 0 else ", which a daemon that is not root may not do"
-            raise Unavailable(f"{target} does not exist and could not be created{who} "
-                              f"({os.strerror(exc.errno or errnos.EIO)}; create it as root)") from None
+            who = "stackblaze could not create it" if os.geteuid() == 0 else \
+                "a daemon that is not root may not create it"
+            raise Unavailable(f"{target} does not exist and {who}: {os.strerror(exc.errno or errnos.EIO)}; "
+                              "create it as root") from None
     if not os.path.isdir(target):
         raise Unavailable(f"{target} exists and is not a directory")
 
