@@ -56,7 +56,8 @@ class Settings:
 
     @property
     def disks_dir(self) -> Path:
-        """Backing services' data: disks/<project>/<service>/, owned by whoever runs the server."""
+        """Backing services' data (disks/<project>/<service>/, owned by whoever runs the server) and workers'
+        disks (disks/<project>/<disk>/, owned by the workers' user; never named like a backing service)."""
         return self.home / "disks"
 
     @property

@@ -212,16 +212,16 @@ def start(
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")]
     = False,
-    disks: Annotated[bool, typer.Option("--disks", help="Also delete the data of its Redis and PostgreSQL "
-                                                        "services (kept by default).")] = False,
+    disks: Annotated[bool, typer.Option("--disks", help="Also delete its services' disks and the data of its "
+                                                        "Redis and PostgreSQL services (kept by default).")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
     target: TargetOpt = None,
 ) -> None:
     """Stop a project and delete all it has.
 
-    Stops every service of the project and deletes its releases, logs, env and events. Its backing
-    services' data (Redis, PostgreSQL) stays under the home's disks/ unless --disks. Asks first on a
+    Stops every service of the project and deletes its releases, logs, env and events. Its disks and its
+    backing services' data (Redis, PostgreSQL) stay under the home's disks/ unless --disks. Asks first on a
     terminal; elsewhere --yes is needed."""
     from stackblaze.cli import render
 
@@ -232,7 +232,7 @@ def destroy(
     c = client(name, target)
     if not yes:
         target = c.request("GET", "/v1/ps")["project"]  # which project, checked before asking about it
-        data = ", and its Redis/PostgreSQL data" if disks else ""
+        data = ", and its disks and Redis/PostgreSQL data" if disks else ""
         if not typer.confirm(f"Destroy project {target}: stop its workers, delete its releases, logs, env "
                              f"and events{data}?", default=False):
             raise StackblazeError(f"destroy: not confirmed; project {target} is left as it was")

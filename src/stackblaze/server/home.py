@@ -10,6 +10,7 @@ group (read and traverse, never write).
       releases/P/SERVICE/ (build logs), cache/*.key             0700 / 0600
       run/disk-reserve   0600: space held back for a full disk (see keep_reserve)
       disks/ disks/P/    0700, or 0710 group worker; disks/P/S/ (a backing service's data): its server's user, 0700
+      disks/P/D/         a worker's or cron service's disk D (server/disks.py): its workers' user, 0700
 """
 
 from __future__ import annotations
