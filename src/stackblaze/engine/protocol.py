@@ -173,7 +173,18 @@ class Desired:
     # directory on this machine (bind-mounted at mount_path in the replica, and STACKBLAZE_DISK_PATH), None on a
     # cluster (a PersistentVolumeClaim there).
     disk: dict[str, Any] | None = None
+    # An autoscaled worker's replica numbers (local engine): a scale-down removes its victims, wherever they
+    # are, and a scale-up takes the lowest free numbers. None (or not `replicas` of them): 1..replicas.
+    indexes: tuple[int, ...] | None = None
 
+
+def replica_numbers(desired: Desired | None) -> tuple[int, ...]:
+    """The replica numbers that should run: `indexes` when it holds exactly `replicas` numbers, else 1..N."""
+    if desired is None:
+        return ()
+    if desired.indexes is not None and len(desired.indexes) == desired.replicas:
+        return tuple(sorted(desired.indexes))
+    return tuple(range(1, desired.replicas + 1))
 
 
 class RolloutView(Protocol):

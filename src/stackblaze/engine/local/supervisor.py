@@ -22,7 +22,7 @@ from stackblaze.engine.local.reports import exit_details, exit_words, note_log_d
 from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
 from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
-from stackblaze.engine.protocol import RolloutView
+from stackblaze.engine.protocol import RolloutView, replica_numbers
 from stackblaze.engine.rollouts import wait_settled
 from stackblaze.engine.workdirs import Workdirs
 from stackblaze.errors import UnavailableError
@@ -218,9 +218,9 @@ class Supervisor:
 
     async def _reconcile(self, project: str, service: str, *, fresh: bool) -> None:
         desired = self._desired(project, service)
-        want = 0 if desired is None else desired.replicas
+        want = replica_numbers(desired)
         for slot in sorted(self._service_slots(project, service), key=lambda s: -s.replica):
-            if slot.replica > want:  # highest-numbered first
+            if slot.replica not in want:  # highest-numbered first
                 await self._retire(slot, desired)
         if desired is None:
             rollout = self._rollouts.pop((project, service), None)
@@ -252,7 +252,8 @@ class Supervisor:
             return desired, None
         if rollout is not None and rollout.config == desired.config:
             if rollout.state == "failed" and stable is not None:
-                return replace(stable, replicas=desired.replicas), None  # keep the old release running
+                # keep the old release running
+                return replace(stable, replicas=desired.replicas, indexes=desired.indexes), None
             return desired, rollout if rollout.state == "progressing" else None
         if rollout is not None and not rollout.done:
             rollout.reason = f"superseded by release {desired.release} before it finished"
@@ -274,9 +275,9 @@ class Supervisor:
 
     async def _converge(self, desired: Desired, *, fresh: bool, keep_stale: bool = False) -> None:
         """No rollout to gate: replace stale replicas at once (rolling: new first) and fill empty slots."""
-        project, service, want = desired.project, desired.service, desired.replicas
+        project, service = desired.project, desired.service
         recreate = desired.strategy == "recreate"
-        slots = [self._slot(project, service, n) for n in range(1, want + 1)]
+        slots = [self._slot(project, service, n) for n in replica_numbers(desired)]
         for slot in slots:
             if slot.incoming is not None:  # a rollout's replica that is no longer wanted
                 await self._stop_live(slot, slot.incoming, desired)
@@ -298,8 +299,8 @@ class Supervisor:
 
     async def _step(self, rollout: Rollout, desired: Desired, *, fresh: bool) -> None:
         """One step of a gated rollout: a Deployment's rules, with the processes we can see."""
-        project, service, want = desired.project, desired.service, desired.replicas
-        slots = [self._slot(project, service, n) for n in range(1, want + 1)]
+        project, service = desired.project, desired.service
+        slots = [self._slot(project, service, n) for n in replica_numbers(desired)]
         for slot in slots:
             if fresh and slot.current is None and slot.timer is not None:
                 self._disarm(slot)
@@ -533,7 +534,7 @@ class Supervisor:
                 report_exit(self._event, slot, record, exit_details(ended), verb="stopped")
                 if not slot.old and slot.current is None and slot.incoming is None and slot.timer is None:
                     desired = self._desired(project, service)
-                    if desired is None or slot.replica > desired.replicas:
+                    if slot.replica not in replica_numbers(desired):
                         self._drop(slot)
             await self._runner.call("ack", keys=[key])
             if self._workdirs is not None:
