@@ -9,7 +9,7 @@ async function main() {
     process.exit(2);
   }
   const queue = new Queue('email-dispatch', {
-    connection: { host: process.env.REDIS_HOST ?? '127.0.0.1', port: Number(process.env.REDIS_PORT ?? 6379) },
+    connection: { host: process.env.REDIS_HOST ?? 'cache.internal', port: Number(process.env.REDIS_PORT ?? 6379) },
   });
   const adds = [];
   for (let n = first; n < first + count; n++) {

@@ -3,7 +3,8 @@ const { Worker } = require('bullmq');
 const nodemailer = require('nodemailer');
 
 const env = (name, fallback) => process.env[name] ?? fallback;
-const connection = { host: env('REDIS_HOST', '127.0.0.1'), port: Number(env('REDIS_PORT', 6379)) };
+// The project's own Redis (`type: redis`, name cache): no password on its private address.
+const connection = { host: env('REDIS_HOST', 'cache.internal'), port: Number(env('REDIS_PORT', 6379)) };
 const replica = env('STACKBLAZE_REPLICA', '?');
 
 // No auth, no TLS: a local relay (Postfix, a sidecar, Mailpit) that forwards the mail.

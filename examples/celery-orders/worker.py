@@ -7,7 +7,8 @@ import redis
 from celery import Celery
 from celery.utils.log import get_task_logger
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# stackblaze.yaml sets it to the project's own Redis (${{cache.REDIS_URL}}/0)
+REDIS_URL = os.environ.get("REDIS_URL", "redis://cache.internal:6379/0")
 
 app = Celery("orders", broker=REDIS_URL, backend=REDIS_URL)
 app.conf.update(

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.brokers.smtp_sink import SmtpSink
-from tests.integration.conftest import free_port, redis_url, sb  # noqa: F401 (the real CLI and daemon; redis)
+from tests.integration.conftest import Stackblaze, free_port, redis_url  # noqa: F401 (redis)
+from tests.integration.test_backing_services import home_sb  # noqa: F401 (the real CLI and daemon)
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 # Each mail waits this long at the sink, as at a real relay, so that a run of 1,000 lasts some seconds: long
@@ -24,6 +25,13 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink.start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def sb(home_sb: Stackblaze) -> Stackblaze:  # noqa: F811 (the fixture imported above)
+    """The real CLI and daemon, in a home the examples' own Redis (their `cache`, which a root daemon runs as
+    stackblaze-worker) can reach; the tests point the workers at their own `redis_url` with `env set`."""
+    return home_sb
 
 
 def copy_example(name: str, into: Path) -> Path:

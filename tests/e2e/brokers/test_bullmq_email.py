@@ -38,8 +38,8 @@ def email_app(sb: Stackblaze, redis_url: str, smtp_sink: SmtpSink, tmp_path: Pat
     app = DeployedApp(sb, copy_example("bullmq-email", tmp_path))
     # As a user points a deployed app at its servers: `env set` before the first deploy. A lock of 3 s, checked
     # every second, lets a killed replica's jobs be taken again within seconds (BullMQ's default: 30 s).
-    app.run("env", "set", f"REDIS_PORT={urlparse(redis_url).port}", f"SMTP_PORT={smtp_sink.port}",
-            "BULLMQ_LOCK_DURATION_MS=3000", "BULLMQ_STALLED_INTERVAL_MS=1000")
+    app.run("env", "set", "REDIS_HOST=127.0.0.1", f"REDIS_PORT={urlparse(redis_url).port}",
+            f"SMTP_PORT={smtp_sink.port}", "BULLMQ_LOCK_DURATION_MS=3000", "BULLMQ_STALLED_INTERVAL_MS=1000")
     started = time.monotonic()
     app.deploy()
     print(f"\nbullmq-email deployed in {time.monotonic() - started:.1f}s")
