@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NotRequired, Protocol, TypedDict
 
+from stackblaze.spec.autoscale import Autoscale
 from stackblaze.spec.cron import Cron
 from stackblaze.spec.rollout import Rolling
 
@@ -176,6 +177,11 @@ class Desired:
     # An autoscaled worker's replica numbers (local engine): a scale-down removes its victims, wherever they
     # are, and a scale-up takes the lowest free numbers. None (or not `replicas` of them): 1..replicas.
     indexes: tuple[int, ...] | None = None
+    # A worker's `autoscale:` (queues.url expanded). On Kubernetes it becomes a KEDA ScaledObject and the
+    # Deployment leaves spec.replicas to it; `autoscale_paused` (a manual `scale` while autoscaled: that count)
+    # pauses it there (paused-replicas) until `scale --auto` sets it back to None.
+    autoscale: Autoscale | None = None
+    autoscale_paused: int | None = None
 
 
 def replica_numbers(desired: Desired | None) -> tuple[int, ...]:
