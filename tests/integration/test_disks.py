@@ -141,3 +141,28 @@ def test_a_non_root_runner_mounts_the_disk_where_it_may_and_says_why_where_it_ma
         "$STACKBLAZE_DISK_PATH"]
     wait_for("the fallback write", lambda: (disk / "fallback").exists())
     assert not blocked.exists()
+
+
+def test_a_cron_run_writes_to_the_disk_at_its_mount_path(tmp_path: Path, sb: Stackblaze) -> None:
+    """Cron runs are spawned by the scheduler (engine/local/cron.py), through the same spawn fields."""
+    mount = tmp_path / "reports"
+    spec = f"""\
+project: cronapp
+env:
+  STACKBLAZE_TEST_HOME: "{sb.home}"
+services:
+  - name: nightly
+    type: cron
+    schedule: "0 3 1 1 *"
+    start: sh -c 'echo "$STACKBLAZE_RUN $STACKBLAZE_DISK_PATH" >> {mount}/runs.txt'
+    disk: {{mount_path: "{mount}"}}
+"""
+    app = write_project(tmp_path / "cronapp", spec)
+    sb.run("deploy", str(app))
+    disk = sb.home / "disks" / "cronapp" / "nightly"
+    for number in (1, 2):
+        sb.run("cron", "run", "nightly", cwd=app)
+        wait_for(f"run {number} to write to the disk",
+                 lambda n=number: (disk / "runs.txt").exists() and (disk / "runs.txt").read_text().count("\n") >= n)
+    assert (disk / "runs.txt").read_text() == f"1 {disk}\n2 {disk}\n"
+    assert os.listdir(mount) == []
