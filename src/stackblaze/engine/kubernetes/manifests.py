@@ -77,14 +77,18 @@ def namespace_manifest(project: str) -> Manifest:
 def user_env(project: Project, service: Service) -> dict[str, str]:
     """The spec's env as the local engine merges it: the project's, then the service's (which wins), with
     `${{cache.REDIS_URL}}` references expanded as a deploy expands them (spec/references.py)."""
-    values = {**project.env, **service.env}
+    return expand_offline(project, {**project.env, **service.env}, "env")
+
+
+def expand_offline(project: Project, values: dict[str, str], what: str) -> dict[str, str]:
+    """`values` with references to the project's backing services expanded as render k8s can (no password)."""
     backing: dict[str, tuple[BackingType, bool]] = {
         s.name: (s.type, s.auth == "password") for s in project.services if s.type == "redis" or s.type == "postgres"}
     for key, value in values.items():
         for name, variable in references(value):
             if backing.get(name, ("", False))[1] and variable in ("PASSWORD", "REDIS_URL", "DATABASE_URL"):
                 # The password is generated at the first deploy and kept by the daemon: offline there is none.
-                raise UserError(f"render k8s: env {key}: ${{{{{name}.{variable}}}}} carries {name}'s password, "
+                raise UserError(f"render k8s: {what} {key}: ${{{{{name}.{variable}}}}} carries {name}'s password, "
                                 f"which exists only once deployed (auth: password): deploy with --target, or "
                                 f"render with auth: none on {name}")
     variables = {name: service_variables(kind, name) for name, (kind, _) in backing.items()}
@@ -137,7 +141,7 @@ class _Worker:
     image: str
     release: int
     start: str
-    replicas: int
+    replicas: int | None  # None: an autoscaled worker's, whose count KEDA owns (no spec.replicas)
     shutdown_grace: float
     strategy: Manifest
     min_ready: int
@@ -159,8 +163,8 @@ def deployment_manifest(project: Project, service: Service, *, namespace: str, i
     min_ready, deadline = rollout_seconds(service)
     return _deployment(_Worker(
         project=project.name, service=service.name, namespace=namespace, image=image, release=release,
-        start=service.start, replicas=service.replicas, shutdown_grace=service.shutdown_grace,
-        strategy=strategy(service), min_ready=min_ready, deadline=deadline,
+        start=service.start, replicas=None if service.autoscale else service.replicas,
+        shutdown_grace=service.shutdown_grace, strategy=strategy(service), min_ready=min_ready, deadline=deadline,
         has_env=bool(user_env(project, service)),
         default_env=_defaults(user_env(project, service)), disk=service.disk.to_dict() if service.disk else None))
 
@@ -209,7 +213,7 @@ def _deployment(worker: _Worker) -> Manifest:
                           "labels": labels(worker.project, worker.service)}
     if worker.annotations:
         metadata["annotations"] = dict(worker.annotations)
-    deployment = {
+    deployment: Manifest = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata,
         "spec": {
@@ -221,6 +225,8 @@ def _deployment(worker: _Worker) -> Manifest:
             "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
+    if worker.replicas is None:  # an apply that set it would undo every scale KEDA's HPA made
+        del deployment["spec"]["replicas"]
     if worker.disk is not None:
         from stackblaze.engine.kubernetes.disks import mount_disk  # it builds on this module's names
 
@@ -263,7 +269,8 @@ def deployment_for(desired: Desired) -> Manifest:
     min_ready, deadline = _rollout_seconds(desired.min_ready, desired.progress_deadline)
     return _deployment(_Worker(
         project=app, service=desired.service, namespace=namespace, image=desired.image, release=desired.release,
-        start=desired.start, replicas=desired.replicas, shutdown_grace=desired.shutdown_grace,
+        start=desired.start, replicas=None if desired.autoscale else desired.replicas,
+        shutdown_grace=desired.shutdown_grace,
         strategy=_strategy(desired.strategy, desired.rolling), min_ready=min_ready, deadline=deadline,
         has_env=bool(desired.env), default_env=_defaults(desired.env),
         template_labels={RELEASE_LABEL: str(desired.release)},
@@ -311,4 +318,12 @@ def render_manifests(project: Project, *, namespace: str | None = None, image: s
         manifests.append(deployment_manifest(
             project, service, namespace=namespace, release=release,
             image=image_for(image, project=project.name, service=service.name)))
+        if service.autoscale is not None:  # its ScaledObject after the Deployment it scales (kubernetes/keda.py)
+            from stackblaze.engine.kubernetes.autoscaling import render_autoscale
+
+            manifests.extend(render_autoscale(project, service, namespace=namespace))
+    if any(service.autoscale is not None for service in project.services):
+        from stackblaze.engine.kubernetes.autoscaling import render_queue_metrics
+
+        manifests.extend(render_queue_metrics(project, namespace=namespace))
     return manifests

@@ -1,0 +1,262 @@
+"""engine/kubernetes/keda.py and autoscaling.py: an autoscaled worker's `autoscale:` as KEDA objects. Every
+rendered ScaledObject and TriggerAuthentication validates against KEDA's own CRD schema (v2.20.2, vendored in
+tests/k8s/crds, strict); each spec field lands where KEDA reads it; the spec's defaults are KEDA's and the HPA's;
+the autoscaled Deployment has no spec.replicas; passwords stay in Secrets."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from stackblaze.engine.autoscale.metrics_server import load_config
+from stackblaze.engine.kubernetes.autoscaling import autoscale_for, queue_metrics_for
+from stackblaze.engine.kubernetes.keda import PAUSED_REPLICAS
+from stackblaze.engine.kubernetes.manifests import deployment_for, render_manifests
+from stackblaze.engine.protocol import Desired
+from stackblaze.errors import UserError
+from stackblaze.spec import Project, load_project
+from stackblaze.spec.autoscale import Queues, read_autoscale
+from tests.k8s import keda_crd
+
+K8S = "1.35.0"
+QUEUES = {
+    "celery": "{kind: celery, url: '${{cache.REDIS_URL}}/0', names: [celery, priority]}",
+    "rq": "{kind: rq, url: 'redis://redis.example:6379/0', names: [default]}",
+    "bullmq": "{kind: bullmq, url: '${{cache.REDIS_URL}}', names: [email]}",
+    "dramatiq": "{kind: dramatiq, url: 'redis://redis.example:6379/0', names: [default]}",
+    "redis-list": "{kind: redis-list, url: 'redis://redis.example:6379/0', names: [jobs]}",
+    "rabbitmq": "{kind: rabbitmq, url: 'http://guest:mq-s3cret@mq.example:15672/%2F', names: [orders]}",
+    "nats": "{kind: nats, url: 'http://nats.example:8222', names: [ORDERS/workers]}",
+}
+
+
+def load(tmp_path: Path, services: str, cache: str = "{name: cache, type: redis}") -> Project:
+    """`services`: more entries of the services list, each line indented by two spaces."""
+    (tmp_path / "stackblaze.yaml").write_text(f"project: shop\nservices:\n  - {cache}\n{services}",
+                                              encoding="utf-8")
+    return load_project(tmp_path)
+
+
+def worker(kind: str, extra: str = "") -> str:
+    """An autoscaled worker; `extra`: more fields of its autoscale block, one per line."""
+    lines = "".join(f"      {line}\n" for line in textwrap.dedent(extra).splitlines() if line.strip())
+    return (f"  - name: work\n    start: python -m work\n    env: {{WORKER_CONCURRENCY: \"4\"}}\n"
+            f"    autoscale:\n      max: 8\n      queues: {QUEUES[kind]}\n{lines}")
+
+
+def of_kind(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def scaled(tmp_path: Path, kind: str = "celery", extra: str = "") -> dict[str, Any]:
+    [found] = of_kind(render_manifests(load(tmp_path, worker(kind, extra))), "ScaledObject")
+    return found
+
+
+@pytest.mark.parametrize("kind", list(QUEUES))
+def test_every_kind_renders_keda_objects_valid_against_kedas_crd(tmp_path: Path, kind: str) -> None:
+    manifests = render_manifests(load(tmp_path, worker(kind, """\
+        min: 1
+        tolerance: 0.05
+        on_metric_error: fallback:2
+        scale_down: {window: 60s, policies: [{pods: 1, period: 30s}, {percent: 50, period: 1m}], select: min}
+        """)))
+    keda = [m for m in manifests if m["apiVersion"] == "keda.sh/v1alpha1"]
+    assert [m["kind"] for m in keda] == (["TriggerAuthentication", "ScaledObject"] if kind == "rabbitmq"
+                                         else ["ScaledObject"])
+    for manifest in keda:
+        keda_crd.validate(manifest)
+    for manifest in manifests:  # the rest, Secret and queue-metrics objects included, as ever
+        if manifest["apiVersion"] != "keda.sh/v1alpha1":
+            kubernetes_validate.validate(manifest, K8S, strict=True)
+
+
+def test_the_crd_check_can_fail() -> None:
+    """A misspelt field, a trigger without metadata, a string where KEDA wants an integer: each refused, so a
+    passing check above means something."""
+    good = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"},
+            "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "cpu", "metadata": {"value": "50"}}]}}
+    keda_crd.validate(good)
+    for path, value in ((("spec", "pollingInteval"), 5), (("spec", "triggers"), [{"type": "cpu"}]),
+                        (("spec", "maxReplicaCount"), "8"), (("spec", "fallback"), {"replicas": 2})):
+        bad = json.loads(json.dumps(good))
+        bad[path[0]][path[1]] = value
+        with pytest.raises(jsonschema.ValidationError):
+            keda_crd.validate(bad)
+
+
+def test_the_spec_fields_land_where_keda_reads_them(tmp_path: Path) -> None:
+    found = scaled(tmp_path, "celery", """\
+        min: 2
+        poll: 2500ms
+        idle_after: 90s
+        activation: 3
+        target_per_replica: 10
+        tolerance: 0.2
+        on_metric_error: fallback:5
+        scale_up: {window: 30s, policies: [{pods: 2, period: 20s}], select: disabled}
+        scale_down: {window: 10m, policies: [{percent: 10, period: 1m}], select: min}
+        """)["spec"]
+    assert found["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop-work"}
+    assert (found["minReplicaCount"], found["maxReplicaCount"]) == (2, 8)
+    assert (found["pollingInterval"], found["cooldownPeriod"]) == (3, 90)  # whole seconds, rounded up
+    behavior = found["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"] == {"stabilizationWindowSeconds": 30, "selectPolicy": "Disabled", "tolerance": "0.2",
+                                   "policies": [{"type": "Pods", "value": 2, "periodSeconds": 20}]}
+    assert behavior["scaleDown"] == {"stabilizationWindowSeconds": 600, "selectPolicy": "Min", "tolerance": "0.2",
+                                     "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}]}
+    assert found["fallback"] == {"failureThreshold": 3, "replicas": 5, "behavior": "currentReplicasIfHigher"}
+    [trigger] = found["triggers"]
+    assert trigger["type"] == "metrics-api"
+    assert trigger["metadata"] == {"url": "http://shop-queue-metrics.shop.svc:8080/metrics/work", "format": "json",
+                                   "valueLocation": "work", "targetValue": "10", "activationTargetValue": "3"}
+
+
+def test_the_specs_defaults_are_kedas_and_the_hpas(tmp_path: Path) -> None:
+    """KEDA: minReplicaCount 0, cooldownPeriod 300, no fallback; the HPA (autoscaling/v2 defaults.go): up with no
+    window, 4 pods or 100% per 15 s, the larger; down after a 300 s window, 100% per 15 s; the cluster's
+    tolerance (so none written). pollingInterval is the spec's 5 s rather than KEDA's 30 s: wake from zero as
+    fast as on the local engine."""
+    found = scaled(tmp_path)["spec"]
+    assert found["minReplicaCount"] == 0 and found["cooldownPeriod"] == 300 and "fallback" not in found
+    assert found["pollingInterval"] == 5
+    assert found["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == {
+        "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+        "scaleDown": {"stabilizationWindowSeconds": 300, "selectPolicy": "Max", "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 15}]}}
+    # target_per_replica unset: the worker's concurrency, as locally; activation 0: KEDA's "at least one"
+    assert found["triggers"][0]["metadata"]["targetValue"] == "4"
+    assert found["triggers"][0]["metadata"]["activationTargetValue"] == "0"
+
+
+def test_rabbitmq_is_read_over_http_and_its_password_stays_in_a_secret(tmp_path: Path) -> None:
+    project = load(tmp_path, worker("rabbitmq", "activation: 2"))
+    manifests = render_manifests(project)
+    [found] = of_kind(manifests, "ScaledObject")
+    [trigger] = found["spec"]["triggers"]
+    assert trigger["type"] == "rabbitmq"
+    assert trigger["metadata"] == {"protocol": "http", "mode": "QueueLength", "value": "4", "activationValue": "2",
+                                   "queueName": "orders"}
+    [auth] = of_kind(manifests, "TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    [ref] = auth["spec"]["secretTargetRef"]
+    [secret] = [s for s in of_kind(manifests, "Secret") if s["metadata"]["name"] == ref["name"]]
+    assert ref["parameter"] == "host" and secret["stringData"][ref["key"]] == (
+        "http://guest:mq-s3cret@mq.example:15672/%2F")
+    assert "mq-s3cret" not in json.dumps([m for m in manifests if m["kind"] != "Secret"])
+
+
+def test_several_rabbitmq_queues_are_summed_by_one_regex_trigger(tmp_path: Path) -> None:
+    project = load(tmp_path, worker("rabbitmq").replace("names: [orders]", "names: [orders, orders.retry]"))
+    [trigger] = of_kind(render_manifests(project), "ScaledObject")[0]["spec"]["triggers"]
+    assert trigger["metadata"]["queueName"] == r"^(?:orders|orders\.retry)$"
+    assert (trigger["metadata"]["useRegex"], trigger["metadata"]["operation"]) == ("true", "sum")
+
+
+def test_nats_consumers_map_to_nats_jetstream_summed_by_a_formula(tmp_path: Path) -> None:
+    one = scaled(tmp_path, "nats", "activation: 1")["spec"]
+    [trigger] = one["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    assert trigger["metadata"] == {"natsServerMonitoringEndpoint": "nats.example:8222", "account": "$G",
+                                   "stream": "ORDERS", "consumer": "workers", "lagThreshold": "4",
+                                   "activationLagThreshold": "1"}
+    assert "scalingModifiers" not in one["advanced"]
+    project = load(tmp_path, worker("nats").replace(
+        "'http://nats.example:8222', names: [ORDERS/workers]",
+        "'https://nats.example:8222?acc=APP', names: [ORDERS/workers, EVENTS/workers]"))
+    two = of_kind(render_manifests(project), "ScaledObject")[0]["spec"]
+    assert [(t["metadata"]["stream"], t["metadata"]["account"], t["metadata"]["useHttps"]) for t in two["triggers"]] \
+        == [("ORDERS", "APP", "true"), ("EVENTS", "APP", "true")]
+    assert two["advanced"]["scalingModifiers"] == {"formula": "q0 + q1", "target": "4", "activationTarget": "0",
+                                                   "metricType": "AverageValue"}
+    keda_crd.validate(of_kind(render_manifests(project), "ScaledObject")[0])
+
+
+def test_the_autoscaled_deployment_has_no_replicas_and_the_others_keep_theirs(tmp_path: Path) -> None:
+    project = load(tmp_path, worker("celery") + "  - {name: fixed, start: ./fixed, replicas: 3}\n")
+    deployments = {d["metadata"]["name"]: d for d in of_kind(render_manifests(project), "Deployment")}
+    assert "replicas" not in deployments["shop-work"]["spec"]
+    assert deployments["shop-fixed"]["spec"]["replicas"] == 3
+    assert deployments["shop-queue-metrics"]["spec"]["replicas"] == 1
+
+
+def test_the_queue_metrics_server_is_rendered_only_for_the_kinds_keda_cannot_count(tmp_path: Path) -> None:
+    manifests = render_manifests(load(tmp_path, worker("celery")))
+    [config] = [s for s in of_kind(manifests, "Secret") if s["metadata"]["name"] == "shop-queue-metrics"]
+    # What the server will read: the queues, the reference to the cache expanded to its in-cluster name
+    assert load_config(config["stringData"]["queues.json"], "config") == {
+        "work": Queues("celery", "redis://cache.internal:6379/0", ("celery", "priority"))}
+    [service] = [s for s in of_kind(manifests, "Service") if s["metadata"]["name"] == "shop-queue-metrics"]
+    [deployment] = [d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"] == "shop-queue-metrics"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels[k] == v for k, v in service["spec"]["selector"].items())
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "python", "-m", "stackblaze.engine.autoscale.metrics_server"]
+    for kind in ("rabbitmq", "nats"):
+        others = render_manifests(load(tmp_path, worker(kind)))
+        assert not [m for m in others if "queue-metrics" in m["metadata"]["name"]], kind
+
+
+def test_a_password_made_at_deploy_cannot_be_rendered_into_the_queue_url(tmp_path: Path) -> None:
+    project = load(tmp_path, worker("celery"), cache="{name: cache, type: redis, auth: password}")
+    with pytest.raises(UserError, match=r"services.work.autoscale.queues url: .*exists only once deployed"):
+        render_manifests(project)
+
+
+def test_a_service_named_queue_metrics_is_refused_in_one_line(tmp_path: Path) -> None:
+    project = load(tmp_path, worker("rq") + "  - {name: queue-metrics, start: ./m}\n")
+    with pytest.raises(UserError, match=r"^service queue-metrics: .*rename the service") as refused:
+        render_manifests(project)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_window_past_the_hpas_hour_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"scale_down.window: 7200s is more than the HPA's limit of 1h"):
+        scaled(tmp_path, "rq", "scale_down: {window: 2h}")
+
+
+def test_nats_credentials_are_refused_since_keda_cannot_send_them(tmp_path: Path) -> None:
+    project = load(tmp_path, worker("nats").replace("http://nats.example", "http://u:p@nats.example"))
+    with pytest.raises(UserError, match="without credentials"):
+        render_manifests(project)
+
+
+def _desired(**changes: Any) -> Desired:
+    fields: dict[str, Any] = dict(
+        project="shop@prod", service="work", replicas=2, release=3, cwd="/", start="python -m work",
+        env={"WORKER_CONCURRENCY": "5"}, stop_signal=15, shutdown_grace=30.0, strategy="rolling", config="abc",
+        app="shop", namespace="jobs", image="registry.local/shop-work@sha256:" + "0" * 64,
+        autoscale=read_autoscale({"max": 6, "queues": {"kind": "rq", "url": "redis://10.0.0.7:6379/0",
+                                                        "names": ["default"]}}, lambda key: key))
+    fields.update(changes)
+    return Desired(**fields)
+
+
+def test_the_engines_objects_follow_the_desired_and_a_manual_scale_pauses_keda() -> None:
+    desired = _desired()
+    assert "replicas" not in deployment_for(desired)["spec"]
+    assert deployment_for(_desired(autoscale=None))["spec"]["replicas"] == 2
+    [found] = autoscale_for(desired)
+    keda_crd.validate(found)
+    assert found["metadata"]["namespace"] == "jobs" and "annotations" not in found["metadata"]
+    assert found["spec"]["triggers"][0]["metadata"]["targetValue"] == "5"  # the Desired's env's concurrency
+    assert found["spec"]["triggers"][0]["metadata"]["url"] == "http://shop-queue-metrics.jobs.svc:8080/metrics/work"
+    [paused] = autoscale_for(_desired(autoscale_paused=3))
+    assert paused["metadata"]["annotations"] == {PAUSED_REPLICAS: "3"}
+    keda_crd.validate(paused)
+    assert autoscale_for(_desired(autoscale=None)) == []
+    aliases = [{"ip": "10.0.0.9", "hostnames": ["cache.internal"]}]
+    objects = queue_metrics_for([desired, _desired(service="fixed", autoscale=None)], aliases)
+    assert [m["kind"] for m in objects] == ["Secret", "Deployment", "Service"]
+    assert objects[1]["spec"]["template"]["spec"]["hostAliases"] == aliases
+    assert list(json.loads(objects[0]["stringData"]["queues.json"])["services"]) == ["work"]
+    for manifest in objects:
+        kubernetes_validate.validate(manifest, K8S, strict=True)
+    assert queue_metrics_for([_desired(autoscale=None)], aliases) == []
