@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from stackblaze.cli import daemon, demo, lifecycle, render_k8s, status
+from stackblaze.cli.autoscale import autoscale_app
 from stackblaze.cli.build import build
 from stackblaze.cli.cron import cron_app
 from stackblaze.cli.dashboard import EXAMPLES as DASHBOARD_EXAMPLES
@@ -73,6 +74,7 @@ app.add_typer(env_app, name="env")
 app.add_typer(daemon.app, name="daemon")
 app.add_typer(drains_app, name="drains")
 app.add_typer(cron_app, name="cron")
+app.add_typer(autoscale_app, name="autoscale")
 app.add_typer(lifecycle.rollout_app, name="rollout")
 app.add_typer(render_k8s.app, name="render")
 app.add_typer(demo.app)

@@ -133,18 +133,33 @@ def rollback(
         render.out.print(f"{service}: release {result['from']} -> {result['release']}", markup=False)
 
 
-@app.command(epilog=examples("stackblaze scale worker --replicas 4", "stackblaze scale worker -r 0"))
+@app.command(epilog=examples("stackblaze scale worker --replicas 4", "stackblaze scale worker -r 0",
+                             "stackblaze scale worker --auto"))
 def scale(
     service: ServiceArg,
-    replicas: Annotated[str, typer.Option("--replicas", "-r", help="How many to run (0 to 1000).")],
+    replicas: Annotated[str | None, typer.Option("--replicas", "-r", help="How many to run (0 to 1000).")] = None,
+    auto: Annotated[bool, typer.Option("--auto", help="Hand an autoscaled worker back to its autoscaler.")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
     target: TargetOpt = None,
 ) -> None:
     """Run N replicas of a service.
 
-    Scaling down stops the highest-numbered first; the count is kept across deploys."""
+    Scaling down stops the highest-numbered first; the count is kept across deploys. On an autoscaled
+    worker a manual scale pauses autoscaling until `scale NAME --auto`."""
     from stackblaze.cli import render
+    if auto == (replicas is not None):
+        raise UserError("scale: pass --replicas N or --auto (e.g. stackblaze scale worker --replicas 4)")
+    if auto:
+        result = client(project_here(project), target).request("POST", f"/v1/services/{service}/autoscale/resume")
+        if as_json:
+            render.print_json(result)
+        else:
+            render.out.print(f"{service}: autoscaling resumed at {result['replicas']} replicas" if result["resumed"]
+                             else f"{service}: autoscaling was not paused ({result['replicas']} replicas)",
+                             markup=False)
+        return
+    assert replicas is not None
     count = whole_number(replicas, option="--replicas", low=0, high=1000)
     result = client(project_here(project), target).request("POST", f"/v1/services/{service}/scale",
                                                            body={"replicas": count})
@@ -152,6 +167,8 @@ def scale(
         render.print_json(result)
     else:
         render.out.print(f"{service}: {result['from']} -> {result['replicas']} replicas", markup=False)
+        if result.get("note"):
+            render.out.print(f"{service}: {result['note']}", markup=False)
 
 
 def _lifecycle(service: str, action: str, as_json: bool, done: str, project: str | None,

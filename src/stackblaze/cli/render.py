@@ -125,6 +125,10 @@ def ps_table(payload: dict[str, Any]) -> None:
         flag = "" if service["running_flag"] else "  [stopped by user]"
         counts = f"{service['running']}/{service['desired']} running" if service["desired"] or service["running"] \
             else "stopped"
+        if service.get("autoscale") and service["running_flag"]:  # the autoscaler owns the count
+            scaled = service["autoscale"]
+            bounds = f"auto {scaled['min']}..{scaled['max']}" + (" paused" if scaled["paused"] else "")
+            counts = f"{service['running']}/{service['desired']} running ({bounds})"
         out.print(Text.assemble(
             (service["service"], "bold"),
             f"  {counts}  release {service['release']}  start: {service['start']}{flag}",

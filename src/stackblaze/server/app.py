@@ -20,7 +20,7 @@ from stackblaze.logs.follow import LiveFollower
 from stackblaze.logs.reader import find_logs, last_records
 from stackblaze.logs.record import format_time
 from stackblaze.logs.structured import LogFilter, record_dict
-from stackblaze.server import boundary, cron_api, dashboard, doctor_api, drains_api, usage_api, views
+from stackblaze.server import autoscale_api, boundary, cron_api, dashboard, doctor_api, drains_api, usage_api, views
 from stackblaze.server.boundary import NDJSON, EventLimit, Lines, ReleaseNumber, Replica, Since
 from stackblaze.server.control import Control
 from stackblaze.server.env_checks import check_env_change
@@ -287,6 +287,7 @@ def create_app(control: Control, *, on_shutdown: Callable[[bool], None]) -> Fast
     app.include_router(drains_api.router(control))
     app.include_router(usage_api.router(control))
     app.include_router(cron_api.router(control))
+    app.include_router(autoscale_api.router(control))
     app.include_router(doctor_api.router(control))
     dashboard.install(app, control)  # POST /v1/dashboard, GET /v1/logs/stream, the pages
     return app

@@ -21,6 +21,7 @@ from stackblaze.engine.protocol import DEFAULT_ENV, Desired, Engine, EngineHooks
 from stackblaze.errors import ConflictError, DiskFullError, NotFoundError, StackblazeError, UserError
 from stackblaze.logs.reader import find_logs, tail_records
 from stackblaze.logs.record import format_time
+from stackblaze.server.autoscaling import Autoscaler
 from stackblaze.server.backing import BackingServices, is_backing
 from stackblaze.server.cron_desired import cron_fields, is_cron
 from stackblaze.server.disks import DiskUsage, desired_disk
@@ -65,6 +66,7 @@ class Control:
         self._targets: dict[str, tuple[Target, RunningEngine]] = {}  # by target name: kubernetes and fake ones
         self.backing = BackingServices(self)  # the projects' Redis and PostgreSQL (server/backing.py)
         self.disk_usage = DiskUsage(settings)  # workers' disks, measured for ps (server/disks.py)
+        self.autoscaler = Autoscaler(self)  # autoscaled workers' loops (server/autoscaling.py)
 
     def toolchains(self, path: str | None = None) -> SystemToolchains:
         """This machine's interpreters and tools as found on `path` (the deploying CLI's PATH; the daemon's
@@ -193,7 +195,7 @@ class Control:
             rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
             app=app if remote else None, namespace=(target.namespace or app) if target else None,
             image=release.details.get("image") if remote else None, **self.backing.worker_fields(project),
-            **cron_fields(self.store, project, service, spec), disk=disk,
+            **cron_fields(self.store, project, service, spec), disk=disk, indexes=self.autoscaler.indexes(row),
         )
 
     def replica_env(self, project: str, service: str, spec: Mapping[str, Any], runtime_env: Mapping[str, str],
@@ -383,6 +385,8 @@ class Control:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT) or no_space(self.settings.home):
                 raise DiskFullError.at(exc.filename or self.settings.home) from None
             raise
+        finally:
+            self.autoscaler.sync()  # a loop for each autoscaled worker the deploy added, none for one it removed
 
     def releases(self, project: str, service: str) -> list[ReleaseRow]:
         """Kept releases and failed build attempts; a service whose first build failed has only those."""
@@ -435,13 +439,14 @@ class Control:
         if is_backing(row.spec) and replicas != 1:
             raise UserError(f"--replicas: {service} is a {row.spec['type']} service: it runs exactly one server "
                             f"(stop it instead: stackblaze stop {service})")
+        paused = await self.autoscaler.manual_scale(row, replicas)  # an autoscaled worker: its loop pauses
         self.store.save_service(ServiceRow(row.project, row.name, row.spec, replicas, row.release,
                                            row.running, row.generation))
         self.event(project=project, service=service, kind="scale",
-                   message=f"{service} scaled {row.replicas} -> {replicas}",
-                   details={"from": row.replicas, "to": replicas})
+                   message=f"{service} scaled {row.replicas} -> {replicas}" + (f"; {paused}" if paused else ""),
+                   details={"from": row.replicas, "to": replicas, "autoscale_paused": paused is not None})
         await self.engine_for(project).reconcile(project, service)
-        return {"service": service, "from": row.replicas, "replicas": replicas}
+        return {"service": service, "from": row.replicas, "replicas": replicas, "note": paused}
 
     async def set_running(self, project: str, service: str, running: bool) -> dict[str, Any]:
         row = self.row(project, service)
@@ -450,6 +455,7 @@ class Control:
         verb = "start" if running else "stop"
         self.event(project=project, service=service, kind=verb, message=f"{service}: {verb} requested")
         await self.engine_for(project).reconcile(project, service, fresh=running)
+        self.autoscaler.sync()
         if not running:
             await self.engine_for(project).wait_stopped(project, service)
         return {"service": service, "running": running}
@@ -499,6 +505,7 @@ class Control:
             self.backing.destroy(project, disks=disks)
         finally:
             self._destroying.discard(project)
+            self.autoscaler.sync()
         await asyncio.to_thread(keep_reserve, self.settings)  # held again when the freed space allows
         self.events_lost.pop(project, None)
         self.event(project=project, kind="destroy", message=f"project {project} destroyed")

@@ -68,6 +68,7 @@ async def serve(settings: Settings) -> None:
     control.supervisor = running.engine
     await control.connect_stored()
     await asyncio.to_thread(control.backing.sync_all_hosts)  # after the names probe: the files replicas mount
+    control.autoscaler.sync()  # the autoscaled workers' loops, from their saved state
     log.info("daemon %d ready (home %s, time scale %g)", os.getpid(), settings.home, settings.time_scale)
 
     stop_all = False
@@ -97,6 +98,7 @@ async def serve(settings: Settings) -> None:
             log.info("stopping every worker and the runner")
             control.record_stop_all()
             await running.stop_all()
+        await control.autoscaler.close()
         await dashboard.close(app)  # its TCP listener, if `stackblaze dashboard` started one
         await drains.close()
         await control.close_targets()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from stackblaze.build.builder import COMPLETE, Builder, BuildFailed, BuildResult, runtime_env
 from stackblaze.build.plan import BuildPlan
+from stackblaze.engine.autoscale.decide import count_for_deploy
 from stackblaze.server.release_phase import run_release_commands
 from stackblaze.server.user_env import merge_user_env
 from stackblaze.spec import fields
@@ -44,6 +45,7 @@ def service_spec(project: Project, service: Service) -> dict[str, Any]:
         "user": service.user,
         "cron": service.cron.to_dict() if service.cron else None,  # type: cron: its schedule (server/cron_desired.py)
         "disk": service.disk.to_dict() if service.disk else None,  # server/disks.py
+        "autoscale": service.autoscale.to_dict() if service.autoscale else None,  # server/autoscaling.py
     }
 
 
@@ -260,6 +262,11 @@ class Deployer:
         if old is not None and old.spec.get("replicas", old.replicas) == service.replicas != old.replicas:
             replicas = old.replicas
             note = f"{service.name}: keeping {old.replicas} replicas (set by scale; the spec says {service.replicas})"
+        if service.autoscale is not None:  # the autoscaler owns the count: a deploy keeps it, within min..max
+            scaled = old is not None and bool(old.spec.get("autoscale"))
+            replicas = count_for_deploy(service.autoscale, old.replicas if old is not None and scaled else None)
+            bounds = f"{service.autoscale.min}..{service.autoscale.max}"
+            note = f"{service.name}: autoscaled ({bounds}), keeping {replicas} replicas" if scaled else None
         spec = service_spec(project, service)
         if not target.is_local:
             spec["target"] = target.to_dict()

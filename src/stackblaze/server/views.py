@@ -41,6 +41,7 @@ def ps(control: Control, projects: list[str], service: str | None) -> dict[str, 
                 **({"address": control.backing.address(name, row.name)}
                    if row.spec.get("type", "worker") in BACKING_TYPES else {}),
                 **({"cron": cron, "desired": 0} if cron else {}),  # runs, not replicas: cron_api.cron_view
+                **({"autoscale": control.autoscaler.view(name, row)} if row.spec.get("autoscale") else {}),
                 **({"disk": disk_view(control.disk_usage, control.settings, name, row.spec,
                                       local=split_key(name)[1] == LOCAL)} if row.spec.get("disk") else {}),
             })

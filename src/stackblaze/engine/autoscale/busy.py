@@ -1,0 +1,116 @@
+"""Which replicas are busy, for a scale-down that stops idle ones first and counts what a kill would cost.
+
+RQ: every worker keeps a hash `rq:worker:<name>` (its `state`, `pid`, `hostname`) listed in `rq:workers`, and
+the set `rq:worker:<name>:executions` of the jobs it runs; a worker is a replica's when its pid is the
+replica's process or one of its descendants on this host, so the user's start command needs no change.
+Anything else: an optional `busy_probe` command run with the replica's env (exit 0 busy, 1 idle). Celery's
+workers say nothing per process in Redis (their heartbeats are events, sent only with -E): without a probe
+their state is unknown, and `choose_victims` then stops the highest numbers first among the unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+PROBE_TIMEOUT = 5.0  # seconds a busy_probe may take before its answer counts as unknown
+MAX_DEPTH = 64  # parent links followed from a worker's pid to a replica's
+# Every registered RQ worker's pid, hostname and state, and how many executions (jobs) it holds: one trip.
+WORKERS = """
+local out = {}
+for _, key in ipairs(redis.call('SMEMBERS', 'rq:workers')) do
+  local f = redis.call('HMGET', key, 'pid', 'hostname', 'state')
+  out[#out + 1] = {f[1] or '', f[2] or '', f[3] or '', redis.call('SCARD', key .. ':executions')}
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Busy:
+    busy: bool | None  # None: unknown
+    jobs: int | None  # jobs it holds (None: unknown)
+    source: str  # "rq", "busy_probe", "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"busy": self.busy, "jobs": self.jobs, "source": self.source}
+
+
+UNKNOWN = Busy(None, None, "unknown")
+
+
+def parent_of(pid: int, proc: Path = Path("/proc")) -> int | None:
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields after its last ')' are fixed.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def owner_of(pid: int, replicas: Mapping[int, int], proc: Path = Path("/proc")) -> int | None:
+    """The replica (index) whose process is `pid` or one of its ancestors; `replicas` maps index -> pid."""
+    by_pid = {p: index for index, p in replicas.items()}
+    current: int | None = pid
+    for _ in range(MAX_DEPTH):
+        if current is None or current <= 1:
+            return None
+        if current in by_pid:
+            return by_pid[current]
+        current = parent_of(current, proc)
+    return None
+
+
+async def rq_busy(url: str, replicas: Mapping[int, int], *, timeout: float = 5.0) -> dict[int, Busy]:
+    """Each replica's RQ worker state: busy (and the jobs it runs) or idle; replicas whose worker is not
+    registered (booting, or not an RQ worker) are left out. Raises RedisError when Redis cannot be read."""
+    client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                     decode_responses=True, single_connection_client=True)
+    try:
+        rows = await client.register_script(WORKERS)()
+    finally:
+        await client.aclose()
+    here = socket.gethostname()
+    found: dict[int, Busy] = {}
+    for pid, host, state, executions in rows:
+        if not pid or not str(pid).isdigit() or (host and host != here):
+            continue
+        index = owner_of(int(pid), replicas)
+        if index is None:
+            continue
+        busy = state == "busy" or int(executions or 0) > 0
+        jobs = int(executions or 0) or (1 if busy else 0)
+        found[index] = Busy(busy, jobs, "rq")
+    return found
+
+
+async def probe_busy(command: str, *, env: Mapping[str, str], cwd: str, user: Mapping[str, Any] | None,
+                     timeout: float = PROBE_TIMEOUT) -> Busy:
+    """Run a `busy_probe`: exit 0 busy, 1 idle; anything else (or no answer in time) is unknown."""
+    extra: dict[str, Any] = {}
+    if user is not None and os.geteuid() == 0:  # as the replica runs: never the daemon's root
+        extra = {"user": int(user["uid"]), "group": int(user["gid"]),
+                 "extra_groups": [int(g) for g in user.get("groups") or []]}
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", command, env=dict(env), cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **extra)
+    except OSError:
+        return UNKNOWN
+    try:
+        code = await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 9)
+        await process.wait()
+        return UNKNOWN
+    return Busy(True, None, "busy_probe") if code == 0 else Busy(False, 0, "busy_probe") if code == 1 else UNKNOWN
