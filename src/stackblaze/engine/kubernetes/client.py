@@ -29,6 +29,9 @@ APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 PRUNED_KINDS = ("Deployment", "Secret", "Service", "StatefulSet", "CronJob")  # never a PVC: data outlives its service
+# KEDA's kinds (an autoscaled worker's, kubernetes/keda.py), served only where KEDA's CRDs are installed.
+KEDA_GROUP, KEDA_VERSION = "keda.sh", "v1alpha1"
+KEDA_PLURALS = {"ScaledObject": "scaledobjects", "TriggerAuthentication": "triggerauthentications"}
 _END = object()  # what the log pump puts on the queue when the stream ends
 
 
@@ -60,6 +63,7 @@ class KubeClient:
         self._core = kubernetes.client.CoreV1Api(self._api_client)
         self._apps = kubernetes.client.AppsV1Api(self._api_client)
         self._batch = kubernetes.client.BatchV1Api(self._api_client)  # cron services' CronJobs
+        self._custom = kubernetes.client.CustomObjectsApi(self._api_client)  # KEDA's ScaledObjects
 
     # -- writes ------------------------------------------------------------------------------------------
 
@@ -88,8 +92,17 @@ class KubeClient:
         if kind == "PersistentVolumeClaim":  # a disk (kubernetes/disks.py): applied, never pruned or deleted
             return await self._call("apply", f"persistentvolumeclaim {namespace}/{name}",
                                     self._core.patch_namespaced_persistent_volume_claim, name, namespace, **options)
-        raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies "
-                         f"(Namespace, Secret, Deployment, Service, StatefulSet, CronJob, PersistentVolumeClaim)")
+        if manifest.get("apiVersion") == f"{KEDA_GROUP}/{KEDA_VERSION}" and kind in KEDA_PLURALS:
+            try:
+                return await self._call("apply", f"{str(kind).lower()} {namespace}/{name}",
+                                        self._custom.patch_namespaced_custom_object, KEDA_GROUP, KEDA_VERSION,
+                                        namespace, KEDA_PLURALS[str(kind)], name, **options)
+            except NotFoundError as error:  # an apply creates: a 404 means the kind itself is unknown
+                from stackblaze.engine.kubernetes.keda import missing_crd
+
+                raise UserError(f"kubernetes context {self.context}: {missing_crd(str(kind))}") from error
+        raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies (Namespace, Secret, Deployment, "
+                         f"Service, StatefulSet, CronJob, PersistentVolumeClaim, ScaledObject, TriggerAuthentication)")
 
     async def scale(self, name: str, namespace: str, replicas: int) -> Manifest:
         return await self._call("scale", f"deployment {namespace}/{name}",
@@ -107,6 +120,9 @@ class KubeClient:
                  "Service": self._core.delete_namespaced_service,
                  "StatefulSet": self._apps.delete_namespaced_stateful_set,
                  "CronJob": self._batch.delete_namespaced_cron_job}
+        if kind in KEDA_PLURALS:
+            calls[kind] = lambda name, namespace, **options: self._custom.delete_namespaced_custom_object(
+                KEDA_GROUP, KEDA_VERSION, namespace, KEDA_PLURALS[kind], name, **options)
         if kind not in calls:
             raise ValueError(f"delete: kind {kind!r} is not one stackblaze deletes ({', '.join(calls)})")
         try:
@@ -126,6 +142,16 @@ class KubeClient:
         stale = [(kind, item["metadata"]["name"])
                  for kind, items in zip(PRUNED_KINDS, listed, strict=True)
                  for item in items if item["metadata"]["name"] not in keep]
+        for kind, plural in KEDA_PLURALS.items():
+            try:
+                found = await self._call("list", f"{plural} in namespace {namespace}",
+                                         self._custom.list_namespaced_custom_object, KEDA_GROUP, KEDA_VERSION,
+                                         namespace, plural, label_selector=selector_string(selector))
+            except NotFoundError:  # no KEDA on this cluster: nothing of its kinds to prune
+                continue
+            # First: a ScaledObject left behind would go on scaling a Deployment of the same name made later.
+            stale[:0] = [(kind, item["metadata"]["name"]) for item in found.get("items") or []
+                         if item["metadata"]["name"] not in keep]
         return [f"{kind}/{name}" for kind, name in stale if await self.delete(kind, name, namespace)]
 
     # -- reads -------------------------------------------------------------------------------------------

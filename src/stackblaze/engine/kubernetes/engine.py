@@ -19,6 +19,7 @@ from typing import Any
 
 from stackblaze.engine.clock import Clock, Handle, ScaledClock, SystemClock
 from stackblaze.engine.kubernetes.api import RESTARTED_AT, ClusterApi, Manifest
+from stackblaze.engine.kubernetes.autoscaled import AutoscaledWorkers
 from stackblaze.engine.kubernetes.backing import with_host_aliases, with_job_host_aliases
 from stackblaze.engine.kubernetes.backing_services import BackingServices
 from stackblaze.engine.kubernetes.disks import claim_for
@@ -45,7 +46,7 @@ from stackblaze.engine.kubernetes.rollouts import (
 from stackblaze.engine.kubernetes.running import ClusterLogs, KubernetesRunning
 from stackblaze.engine.kubernetes.status import exit_of, release_of, replica_status
 from stackblaze.engine.kubernetes.walltime import WallTime, stamp
-from stackblaze.engine.protocol import EngineHooks, ReplicaStatus, RolloutRecord, RolloutView
+from stackblaze.engine.protocol import Desired, EngineHooks, ReplicaStatus, RolloutRecord, RolloutView
 from stackblaze.engine.rollouts import wait_settled
 from stackblaze.errors import StackblazeError
 from stackblaze.settings import Settings
@@ -82,6 +83,7 @@ class KubernetesEngine:
         self._changed = asyncio.Condition()
         self._events = EventImporter(hooks.record_event, self._time.wall)
         self._backing = BackingServices(api, hooks, self._reconcile_later)
+        self._autoscaled = AutoscaledWorkers(api, target, self._backing)  # KEDA objects (kubernetes/keda.py)
         self._timer: Handle | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._started = False
@@ -261,11 +263,13 @@ class KubernetesEngine:
             # project that no service of it names any more (this one, and any a lost daemon left behind). Never
             # a volume claim: a removed redis or postgres service's data stays until its PVC is deleted.
             self._backing.forget(key, service)  # first: a sync must not apply again what is being removed
-            keep = {each for project, other in self._hooks.services()
-                    if project == key and other != service and self._hooks.desired(key, other) is not None
-                    for each in (object_name(app, other), secret_name(app, other))}
+            others = self._others(key, service)
+            keep = {each for other in others
+                    for each in (object_name(app, other.service), secret_name(app, other.service))}
+            keep |= self._autoscaled.keep(app, others)
             await self._api.prune({"app.kubernetes.io/part-of": app, "app.kubernetes.io/managed-by": MANAGER},
                                   keep, namespace)
+            await self._autoscaled.removed(key, service, others)
             self._applied.pop((key, service), None)
             self._stable.pop((key, service), None)
             rollout = self._rollouts.pop((key, service), None)
@@ -293,12 +297,14 @@ class KubernetesEngine:
         manifest = with_host_aliases(deployment_for(desired), await self._backing.aliases(desired))
         last = self._applied.get((key, service))
         if last is not None and _without_replicas(last.manifest) == _without_replicas(manifest):
-            if last.manifest["spec"]["replicas"] != desired.replicas:
+            # An autoscaled worker's count is KEDA's: a manual scale becomes its paused-replicas (below).
+            if desired.autoscale is None and last.manifest["spec"].get("replicas") != desired.replicas:
                 await self._api.scale(name, namespace, desired.replicas)  # /scale: the template is untouched
             elif last.config != desired.config:  # `restart`: new processes, nothing else new
                 applied = await self._api.restart(name, namespace, stamp(self._clock.time()).split(".")[0] + "Z")
                 self._start_rollout(desired, applied)
             self._applied[(key, service)] = _Applied(manifest, desired.config)
+            await self._autoscaled.apply(desired, self._others(key, service))
             return
         if desired.disk is not None:  # the claim first: a pod that mounts a missing one stays Pending
             await self._api.apply(claim_for(desired))
@@ -328,6 +334,14 @@ class KubernetesEngine:
                 if release is not None:
                     self._stable[(key, service)] = release
             self._start_rollout(desired, applied)
+        # After the Deployment it scales (and its rollout, which a cluster without KEDA must not lose).
+        await self._autoscaled.apply(desired, self._others(key, service))
+
+    def _others(self, key: str, service: str) -> list[Desired]:
+        """The Desired of every other service of the project `key` on this target."""
+        found = [self._hooks.desired(key, other) for project, other in self._hooks.services()
+                 if project == key and other != service]
+        return [desired for desired in found if desired is not None]
 
     def _start_rollout(self, desired: Any, applied: Manifest) -> None:
         key = (desired.project, desired.service)
@@ -373,6 +387,7 @@ class KubernetesEngine:
                 self._rollouts.pop((key, name), None)
                 self._applied.pop((key, name), None)
                 self._stable.pop((key, name), None)
+                self._autoscaled.forget(key, name)
 
     @property
     def logs(self) -> ClusterLogs:

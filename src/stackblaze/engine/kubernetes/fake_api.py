@@ -15,8 +15,9 @@ from typing import Any
 from stackblaze.engine.clock import Clock
 from stackblaze.engine.kubernetes.api import Manifest
 from stackblaze.engine.kubernetes.fake import FakeCluster
+from stackblaze.engine.kubernetes.fake_keda import FakeKeda
 from stackblaze.engine.kubernetes.fake_kubelet import stamp_nano
-from stackblaze.errors import NotFoundError
+from stackblaze.errors import NotFoundError, UserError
 from stackblaze.spec.targets import Target
 
 FOLLOW_POLL = 1.0  # cluster seconds between looks at a followed log (the kubelet's own tail wakes on writes)
@@ -27,12 +28,21 @@ def _seconds(at: str | None) -> float | None:
 
 
 class FakeApi:
-    def __init__(self, cluster: FakeCluster, *, follow_poll: float = FOLLOW_POLL) -> None:
+    def __init__(self, cluster: FakeCluster, *, follow_poll: float = FOLLOW_POLL, keda: FakeKeda | None = None
+                 ) -> None:
         self.cluster = cluster
+        self.keda = keda or FakeKeda()  # KEDA's kinds, beside the cluster's own
         self._clock = cluster.clock
         self._follow_poll = follow_poll
 
     async def apply(self, manifest: Manifest) -> Manifest:
+        if FakeKeda.serves(manifest):
+            try:
+                return self.keda.apply(manifest)
+            except NotFoundError as error:  # as client.py words the real API server's 404
+                from stackblaze.engine.kubernetes.keda import missing_crd
+
+                raise UserError(f"fake cluster: {missing_crd(manifest['kind'])}") from error
         return self.cluster.apply(manifest)
 
     async def deployment(self, name: str, namespace: str) -> Manifest | None:
@@ -57,10 +67,12 @@ class FakeApi:
         return self.cluster.restart(name, namespace, at)
 
     async def delete(self, kind: str, name: str, namespace: str) -> bool:
+        if kind in ("ScaledObject", "TriggerAuthentication"):
+            return self.keda.delete(kind, name, namespace)
         return self.cluster.delete_object(kind, name, namespace)
 
     async def prune(self, selector: dict[str, str], keep: set[str], namespace: str) -> list[str]:
-        return self.cluster.prune_objects(selector, keep, namespace)
+        return self.keda.prune(selector, keep, namespace) + self.cluster.prune_objects(selector, keep, namespace)
 
     async def replica_sets(self, namespace: str, selector: dict[str, str]) -> list[Manifest]:
         found: list[Manifest] = []

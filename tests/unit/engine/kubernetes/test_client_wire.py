@@ -236,24 +236,31 @@ async def test_prune_deletes_only_what_the_spec_no_longer_has(kmock: kmock.Kuber
             "apiVersion": "batch/v1", "kind": "CronJob",
             "metadata": {"name": name, "namespace": NS, "labels": SELECTOR},
             "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}}
+    for name in ("shop-mailer", "shop-old"):  # autoscaled workers' KEDA ScaledObjects (kubernetes/keda.py)
+        kmock.objects["keda.sh/v1alpha1/scaledobjects", NS, name] = {
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": name, "namespace": NS, "labels": SELECTOR}, "spec": {"scaleTargetRef": {"name": name}}}
 
     pruned = await kube.prune(SELECTOR, {"shop-mailer", "shop-mailer-env", "shop-cache", "shop-nightly"}, NS)
 
-    assert sorted(pruned) == ["CronJob/shop-hourly", "Deployment/shop-old", "Secret/shop-old-env",
-                              "Service/shop-queue", "StatefulSet/shop-queue"]
+    assert sorted(pruned) == ["CronJob/shop-hourly", "Deployment/shop-old", "ScaledObject/shop-old",
+                              "Secret/shop-old-env", "Service/shop-queue", "StatefulSet/shop-queue"]
     lists = sorted((request.url.path, request.params["labelSelector"]) for request in kmock
                    if request.method == "GET")
     selector = "app.kubernetes.io/managed-by=stackblaze,app.kubernetes.io/part-of=shop"
     assert lists == [(f"/api/v1/namespaces/{NS}/secrets", selector), (f"/api/v1/namespaces/{NS}/services", selector),
                      (DEPLOYMENTS, selector), (f"/apis/apps/v1/namespaces/{NS}/statefulsets", selector),
-                     (f"/apis/batch/v1/namespaces/{NS}/cronjobs", selector)]
+                     (f"/apis/batch/v1/namespaces/{NS}/cronjobs", selector),
+                     (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects", selector),
+                     (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/triggerauthentications", selector)]
     deletes = sorted((request.url.path, request.params.get("propagationPolicy")) for request in kmock
                      if request.method == "DELETE")
     assert deletes == [(f"/api/v1/namespaces/{NS}/secrets/shop-old-env", "Foreground"),
                        (f"/api/v1/namespaces/{NS}/services/shop-queue", "Foreground"),
                        (f"{DEPLOYMENTS}/shop-old", "Foreground"),
                        (f"/apis/apps/v1/namespaces/{NS}/statefulsets/shop-queue", "Foreground"),
-                       (f"/apis/batch/v1/namespaces/{NS}/cronjobs/shop-hourly", "Foreground")]
+                       (f"/apis/batch/v1/namespaces/{NS}/cronjobs/shop-hourly", "Foreground"),
+                       (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects/shop-old", "Foreground")]
     assert kmock.objects["apps/v1/deployments", NS, "shop-old"].deleted
     assert not kmock.objects["apps/v1/deployments", NS, "shop-mailer"].deleted
     assert not kmock.objects["apps/v1/statefulsets", NS, "shop-cache"].deleted
