@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.e2e.internal.conftest import Shop, etc_hosts_digest
-from tests.e2e.internal.shop import WORKERS, getent, write_spec
+from tests.e2e.internal.shop import QUEUE, WORKERS, Project, getent, write_spec
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -39,3 +39,33 @@ def test_a_redis_added_by_a_deploy_resolves_in_running_workers(shop: Shop) -> No
     assert {name: shop.release_of(name) for name in WORKERS} == releases
     assert getent(None, "queue.internal") is None
     assert etc_hosts_digest() == shop.hosts_before
+
+
+SOLO = """\
+project: solo
+services:
+  - {name: cache, type: redis}
+{extra}  - name: worker
+    start: python3 -u -c "import time; time.sleep(100000)"
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="stackblaze.yaml is part of the worker's source tree, so its build id: a "
+                   "service added to a one-directory project makes a new release of every worker and rolls them")
+def test_a_redis_added_to_a_one_directory_project_keeps_its_workers(shop: Shop) -> None:
+    """The layout of the README and the examples: the spec in the worker's own directory (shop's workers have
+    their own `root:`, so its spec is not in their trees)."""
+    root = shop.base / "solo"
+    root.mkdir()
+    (root / "stackblaze.yaml").write_text(SOLO.format(extra=""))
+    solo = Project(shop.sb, root)
+    try:
+        solo.deploy()
+        before = solo.wait_running("worker")["worker"]
+        (root / "stackblaze.yaml").write_text(SOLO.format(extra=QUEUE))
+        solo.deploy()
+        address = solo.address("queue")
+        assert getent(solo.wait_running("worker")["worker"], "queue.internal") == address
+        assert (solo.pid("worker"), solo.release_of("worker")) == (before, 1), "the worker was replaced"
+    finally:
+        solo.run("destroy", "--yes", "--disks", timeout=120)

@@ -76,3 +76,22 @@ def test_a_killed_daemon_leaves_redis_and_the_workers_going(shop: Shop) -> None:
     run_batch(shop, shop.sink, Batch(301, 100), what="after kill -9 of the daemon")
     now = shop.pids()
     assert {name: now[name] for name in WORKERS} == workers
+
+
+def test_redis_killed_while_the_daemon_is_down_is_back_after_daemon_start(shop: Shop) -> None:
+    workers = shop.wait_running(*WORKERS)
+    redis_pid = shop.pid("cache")
+    assert redis_pid is not None
+    shop.redis().set("before-both-kills", "kept")
+    time.sleep(FSYNC_WAIT)
+    os.kill(shop.sb.daemon_pid(), signal.SIGKILL)
+    os.kill(redis_pid, signal.SIGKILL)  # no daemon to see it: the runner reaps it and keeps the exit
+    shop.run("daemon", "start")
+    new_pid = wait_for("the daemon to restart Redis", lambda: (p := shop.pid("cache")) not in (None, redis_pid) and p,
+                       timeout=30)
+    wait_for("Redis answering", lambda: reachable(shop.redis()), timeout=30)
+    print(f"\nRedis {redis_pid} killed while the daemon was down; {new_pid} after daemon start")
+    assert shop.redis().get("before-both-kills") == "kept" and keys_kept(shop)
+    run_batch(shop, shop.sink, Batch(401, 100), what="after kill -9 of the daemon, then of Redis")
+    now = shop.pids()
+    assert {name: now[name] for name in WORKERS} == workers

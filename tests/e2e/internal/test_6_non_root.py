@@ -98,8 +98,10 @@ class NobodyCli:
                               cwd=cwd, timeout=timeout)
         result = Result(done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
+            logs = "".join(f"\n--- {path.name}:\n{path.read_text()[-3000:]}" for path in
+                           (self.home / "daemon.log", self.home / "daemon.out") if path.exists())
             raise AssertionError(f"stackblaze {' '.join(args)} as {NOBODY} exited {done.returncode}:\n"
-                                 f"{done.stderr}{done.stdout}")
+                                 f"{done.stderr}{done.stdout}{logs}")
         return result
 
     def left_behind(self) -> list[psutil.Process]:
