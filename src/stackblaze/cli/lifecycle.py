@@ -151,7 +151,7 @@ def scale(
     if auto == (replicas is not None):
         raise UserError("scale: pass --replicas N or --auto (e.g. stackblaze scale worker --replicas 4)")
     if auto:
-        result = client(project_here(project), target).request("POST", f"/v1/services/{service}/autoscale/resume")
+        result = client(project_here(project), target).request("POST", f"/v1/services/{service}/autoscale-resume")
         if as_json:
             render.print_json(result)
         else:

@@ -27,7 +27,7 @@ def router(control: Control) -> APIRouter:
                     for row in control.store.services(name) if autoscale_of(row.spec) is not None]
         return {"project": name, "services": services}
 
-    @api.post("/v1/services/{service}/autoscale/resume")
+    @api.post("/v1/services/{service}/autoscale-resume")
     async def resume(service: str, project: str | None = None) -> dict[str, Any]:
         return await control.autoscaler.resume(control.resolve(project), service)
 
