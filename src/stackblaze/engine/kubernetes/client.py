@@ -93,14 +93,18 @@ class KubeClient:
             return await self._call("apply", f"persistentvolumeclaim {namespace}/{name}",
                                     self._core.patch_namespaced_persistent_volume_claim, name, namespace, **options)
         if manifest.get("apiVersion") == f"{KEDA_GROUP}/{KEDA_VERSION}" and kind in KEDA_PLURALS:
+            what, plural = f"{str(kind).lower()} {namespace}/{name}", KEDA_PLURALS[str(kind)]
             try:
-                return await self._call("apply", f"{str(kind).lower()} {namespace}/{name}",
-                                        self._custom.patch_namespaced_custom_object, KEDA_GROUP, KEDA_VERSION,
-                                        namespace, KEDA_PLURALS[str(kind)], name, **options)
+                stored = await self._call("apply", what, self._custom.patch_namespaced_custom_object, KEDA_GROUP,
+                                          KEDA_VERSION, namespace, plural, name, **options)
             except NotFoundError as error:  # an apply creates: a 404 means the kind itself is unknown
                 from stackblaze.engine.kubernetes.keda import missing_crd
 
                 raise UserError(f"kubernetes context {self.context}: {missing_crd(str(kind))}") from error
+            if stored is None:  # the generated client decodes a 200 only, not the 201 of a first apply
+                stored = await self._call("get", what, self._custom.get_namespaced_custom_object, KEDA_GROUP,
+                                          KEDA_VERSION, namespace, plural, name)
+            return stored
         raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies (Namespace, Secret, Deployment, "
                          f"Service, StatefulSet, CronJob, PersistentVolumeClaim, ScaledObject, TriggerAuthentication)")
 
