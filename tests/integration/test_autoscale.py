@@ -150,6 +150,9 @@ def test_scale_down_stops_the_idle_replicas_first_and_kills_no_job(
     paused = sb.run("scale", "worker", "--replicas", "4")
     assert "autoscaling paused: `stackblaze scale worker --auto` resumes it" in paused.out
     wait_for("4 RQ workers", lambda: conn.scard("rq:workers") == 4, 30)
+    deployed = sb.run("deploy", str(app), timeout=300)  # a deploy keeps the count it finds
+    assert "autoscaled (0..4), keeping 4 replicas" in deployed.out + deployed.err
+    assert service(sb)["desired"] == 4 and "auto 0..4 paused" in sb.run("ps").out
     enqueue(conn, [1, 2], 8.0)
     wait_for("2 busy workers", lambda: busy_workers(conn) == 2, 20)
     pids = {r["pid"]: r["replica"] for r in running(sb)}
