@@ -3,16 +3,18 @@ Python worker: the daemon's probe picks the unprivileged user namespace (`doctor
 the literal cache.internal (REDIS_URL is the reference's expansion) and processes 100/100 jobs counted in Redis;
 the server runs as 65534 too, on its 127.77.x.y address only; the host's /etc/hosts is untouched.
 
-Where user namespaces are blocked (user.max_user_namespaces=0) the daemon cannot give names, `doctor` says why
-and references fall back to IP URLs: tests/integration/test_doctor.py (the doctor message, for real in a user
-namespace of its own with the sysctl at 0) and tests/integration/test_internal_names.py
-(test_probe_says_why_when_user_namespaces_are_disabled) cover it; this machine allows user namespaces.
+Where user namespaces are blocked the daemon cannot give names: the second test runs the same project with the
+daemon in a user namespace of its own where user.max_user_namespaces=0 (the sysctl is per user namespace, so this
+machine's, which allows them, is untouched): `doctor` says why, REDIS_URL is the IP form and the worker still
+gets its 100 jobs. tests/integration/test_doctor.py (the doctor message alone) and
+tests/integration/test_internal_names.py (test_probe_says_why_when_user_namespaces_are_disabled) cover the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import subprocess
 import sysconfig
@@ -104,6 +106,25 @@ class NobodyCli:
                                  f"{done.stderr}{done.stdout}{logs}")
         return result
 
+    def run_blocked(self, *args: str, cwd: Path, timeout: float = 120) -> Result:
+        """The CLI (and so the daemon it starts) in a user namespace of its own where user.max_user_namespaces=0,
+        as tests/integration/test_doctor.py does: the sysctl is per user namespace, the machine's stays as it is.
+        The maps are written from here (root may map two uids); the child waits for them, then sets the sysctl
+        and drops to 65534."""
+        inner = (f"echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --reuid {NOBODY} --regid {NOBODY} "
+                 f"--clear-groups {self.python} -m stackblaze.cli {shlex.join(args)}")
+        with subprocess.Popen(["unshare", "--user", "sh", "-c", 'read _ && exec sh -c "$0"', inner],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=self.env, cwd=cwd) as process:
+            ours = os.readlink("/proc/self/ns/user")
+            wait_for("unshare to enter its user namespace",
+                     lambda: os.readlink(f"/proc/{process.pid}/ns/user") != ours)
+            for kind in ("uid", "gid"):
+                Path(f"/proc/{process.pid}/{kind}_map").write_text(f"0 0 1\n{NOBODY} {NOBODY} 1\n")
+            out, err = process.communicate("\n", timeout=timeout)
+        assert process.returncode == 0, f"stackblaze {' '.join(args)} exited {process.returncode}:\n{err}{out}"
+        return Result(process.returncode, out, err)
+
     def left_behind(self) -> list[psutil.Process]:
         """Processes of this home still alive: by their cwd (a release, a server's disk) or their command line."""
         found = []
@@ -176,3 +197,28 @@ def _environ(pid: int) -> dict[str, str]:
 
 def _daemon_pid(cli: NobodyCli) -> int:
     return int(cli.run("daemon", "status", "--json", cwd=Path("/")).json()["pid"])
+
+
+def test_where_user_namespaces_are_blocked_doctor_says_why_and_the_url_is_the_address(
+        nobody: tuple[NobodyCli, Path]) -> None:
+    cli, app = nobody
+    cli.run_blocked("deploy", cwd=app)
+    names = {c["name"]: c for c in cli.run("doctor", "--json", cwd=app, check=False).json()["checks"]}[
+        "internal hostnames"]
+    print(f"\ndoctor: {names['summary']}")
+    assert names["status"] == "fail" and names["mode"] is None
+    assert names["summary"].startswith("unavailable: unprivileged user namespaces are disabled "
+                                       "(user.max_user_namespaces=0); ${{service.URL}} references fall back to IP URLs")
+
+    services = {s["service"]: s for s in cli.run("ps", "--json", cwd=app).json()["services"]}
+    address = services["cache"]["address"].rsplit(":", 1)[0]
+    worker = services["worker"]["replicas"][0]["pid"]
+    assert _uid(worker) == NOBODY
+    assert _environ(worker)["REDIS_URL"] == f"redis://{address}:6379"  # the IP form of the same reference
+    assert getent(worker, "cache.internal") is None  # no hosts file in its namespace: the host's view
+    r = redis.Redis(host=address, port=6379, decode_responses=True, socket_timeout=10)
+    assert wait_for("the worker's connection", lambda: r.get("worker:seen"), timeout=30) == f"{NOBODY} {address}"
+    ids = [f"py-{n}" for n in range(1, 101)]
+    r.lpush("py:jobs", *ids)
+    wait_for("100 jobs done", lambda: all(r.smismember("py:done", ids)), timeout=60, interval=0.1)
+    print(f"user namespaces blocked: REDIS_URL redis://{address}:6379, 100/100 jobs")
