@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import MissingParameter, UsageError
 
 from stackblaze.cli.options import (
     JsonOpt,
@@ -148,8 +149,10 @@ def scale(
     Scaling down stops the highest-numbered first; the count is kept across deploys. On an autoscaled
     worker a manual scale pauses autoscaling until `scale NAME --auto`."""
     from stackblaze.cli import render
-    if auto == (replicas is not None):
-        raise UserError("scale: pass --replicas N or --auto (e.g. stackblaze scale worker --replicas 4)")
+    if replicas is None and not auto:  # as if --replicas were required: the usage error users know
+        raise MissingParameter(param_hint="'--replicas' (or --auto)", param_type="option")
+    if auto and replicas is not None:
+        raise UsageError("--replicas and --auto: pass one (--auto hands the count back to the autoscaler)")
     if auto:
         result = client(project_here(project), target).request("POST", f"/v1/services/{service}/autoscale-resume")
         if as_json:
