@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from stackblaze.build.explain import explain
 from stackblaze.build.plan import BuildPlan
-from stackblaze.build.release import IGNORED, digest_tree
+from stackblaze.build.release import IGNORED, SPEC_FILES, digest_tree
 from stackblaze.errors import StackblazeError
 
 COMPLETE = ".complete"
@@ -107,9 +107,15 @@ def plan_cache_key(source: Path, plan: BuildPlan, *, env_digest: str = "") -> st
     if not plan.install:
         return None
     copy_dir = source / plan.copy_root
-    digest = digest_tree(copy_dir) if plan.install_needs_source else lockfile_digest(copy_dir, plan.lockfiles)
+    digest = (digest_tree(copy_dir, skip=spec_files(plan)) if plan.install_needs_source
+              else lockfile_digest(copy_dir, plan.lockfiles))
     key = plan.cache_key(digest)
     return hashlib.sha256(f"{key}\0{env_digest}".encode()).hexdigest()[:20] if env_digest else key
+
+
+def spec_files(plan: BuildPlan) -> frozenset[str]:
+    """The project's spec where it lies in the copied tree: stackblaze's, not part of the release."""
+    return SPEC_FILES if plan.copy_root == "." else frozenset()
 
 
 def runtime_env(plan: BuildPlan, deps_dir: Path | None) -> dict[str, str]:
@@ -271,8 +277,8 @@ class Builder:
 
     def _build_id(self, plan: BuildPlan, source: Path, key: str | None) -> str:
         env_digest = self._env_digest(self._user_env) if plan.build else ""  # no build step: env reaches nothing
-        material = "\0".join([digest_tree(source / plan.copy_root), plan.copy_root, plan.root, plan.build or "",
-                              key or "", plan.runtime, plan.resolved_version or "", *plan.links,
+        material = "\0".join([digest_tree(source / plan.copy_root, skip=spec_files(plan)), plan.copy_root, plan.root,
+                              plan.build or "", key or "", plan.runtime, plan.resolved_version or "", *plan.links,
                               *([f"env:{env_digest}"] if env_digest else [])])
         return hashlib.sha256(material.encode()).hexdigest()[:20]
 

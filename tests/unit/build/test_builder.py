@@ -59,6 +59,24 @@ def test_unchanged_tree_reuses_the_build(tmp_path: Path, app: Path) -> None:
     assert (again.path, again.built, again.installed) == (first.path, False, False)
 
 
+def test_an_edit_of_the_spec_beside_the_code_is_not_a_new_release(tmp_path: Path, app: Path) -> None:
+    """Adding a service (or an env value) to stackblaze.yaml must not roll the workers whose code sits beside
+    it; a Procfile or code edit still does. A spec in a subdirectory is the app's own file."""
+    builder = make_builder(tmp_path)
+    (app / "stackblaze.yaml").write_text("project: a\nservices: [{name: worker}]\n")
+    first = builder.build(plan(), source=app, log_path=tmp_path / "1.log", progress=lambda _: None)
+    (app / "stackblaze.yaml").write_text("project: a\nservices: [{name: worker}, {name: cache, type: redis}]\n")
+    again = builder.build(plan(), source=app, log_path=tmp_path / "2.log", progress=lambda _: None)
+    assert (again.build_id, again.built) == (first.build_id, False)
+    (app / "conf").mkdir()
+    (app / "conf" / "stackblaze.yaml").write_text("mine: true\n")
+    nested = builder.build(plan(), source=app, log_path=tmp_path / "3.log", progress=lambda _: None)
+    assert nested.build_id != first.build_id
+    (app / "Procfile").write_text("worker: python app.py\n")
+    assert builder.build(plan(), source=app, log_path=tmp_path / "4.log",
+                         progress=lambda _: None).build_id != nested.build_id
+
+
 def test_changed_lockfile_installs_again_into_a_new_layer(tmp_path: Path, app: Path) -> None:
     builder = make_builder(tmp_path)
     first = builder.build(plan(), source=app, log_path=tmp_path / "1.log", progress=lambda _: None)
