@@ -26,6 +26,7 @@ from stackblaze.engine.autoscale.work import ReadError, redact
 from stackblaze.engine.clock import ScaledClock, SystemClock
 from stackblaze.errors import StackblazeError, UserError
 from stackblaze.server.autoscale_spec import autoscale_of, daemon_url, fit_indexes
+from stackblaze.server.autoscale_wake import Waker
 from stackblaze.spec.autoscale import Autoscale
 from stackblaze.spec.targets import LOCAL, split_key
 from stackblaze.state.autoscale import AutoscaleRow, AutoscaleStore
@@ -193,7 +194,7 @@ class Autoscaler:
             raise UserError(f"autoscale why {service}: {service} has no autoscale: in its spec (e.g. autoscale: "
                             "{min: 0, max: 8, queues: {kind: rq, url: ${{cache.REDIS_URL}}, names: [default]}})")
         decisions = self.decisions(project, service).last(count)
-        kinds = ("autoscale", "autoscale-error", "autoscale-warning", "drain-killed")
+        kinds = ("autoscale", "autoscale-error", "autoscale-warning", "autoscale-push", "drain-killed")
         events = [e.to_dict() for e in self._control.store.events(project=project, service=service, limit=1000)
                   if e.kind in kinds][-count:]
         return {"service": service, "lines": explain(decisions), "decisions": [d.to_dict() for d in decisions],
@@ -209,8 +210,12 @@ class ServiceLoop:
         self._url: str | None = None
         self._watch = _Watch()
         self._closing: asyncio.Task[None] | None = None
+        self._waker = Waker(lambda message, details: self._control.event(
+            project=project, service=service, kind="autoscale-push", message=f"{service}: {message}",
+            details=details))
 
     async def close(self) -> None:
+        await self._waker.close()
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 await self._reader.close()
@@ -220,6 +225,7 @@ class ServiceLoop:
         clock, scale = self._scaler.clock, self._control.settings.time_scale
         found = self._scaler.rows.row(self.project, self.service)
         self._watch.outage = found is not None and int(found.state.get("failures") or 0) > 0
+        push: str | None = None
         while True:
             row = self._control.store.service(self.project, self.service)
             spec = autoscale_of(row.spec) if row is not None else None
@@ -227,7 +233,8 @@ class ServiceLoop:
                 return
             began = clock.time()
             try:
-                await self.tick(spec)
+                await self.tick(spec, push=push or None)
+                self._follow_push(spec)
             except asyncio.CancelledError:
                 raise
             except (StackblazeError, OSError) as exc:  # a full disk, a gone engine: log, try again next poll
@@ -235,7 +242,16 @@ class ServiceLoop:
             except Exception:
                 log.exception("%s/%s: autoscale poll failed", self.project, self.service)
             wait = max(0.0, began + spec.poll - clock.time()) * scale
-            await asyncio.sleep(max(MIN_SLEEP, wait))
+            push = await self._waker.sleep(max(MIN_SLEEP, wait))  # the poll's sleep, cut short by a push
+
+    def _follow_push(self, spec: Autoscale) -> None:
+        """A push listener while the service is at 0 and not paused (autoscale_wake.py), none otherwise."""
+        row = self._control.store.service(self.project, self.service)
+        found = self._scaler.rows.row(self.project, self.service)
+        paused = found is not None and found.state.get("paused") is not None
+        at_zero = row is not None and row.running and row.replicas == 0 and not paused and spec.min == 0
+        if self._url is not None:
+            self._waker.follow(replace(spec.queues, url=self._url), own="${{" in spec.queues.url, listen=at_zero)
 
     def _open(self, spec: Autoscale) -> Reader:
         url = daemon_url(self._control, self.project, spec.queues.url)
@@ -246,7 +262,8 @@ class ServiceLoop:
             self._url = url
         return self._reader
 
-    async def tick(self, spec: Autoscale) -> None:
+    async def tick(self, spec: Autoscale, push: str | None = None) -> None:
+        """One evaluation; `push`: what the broker pushed to ask for it (a hint: the read still decides)."""
         reading: Any
         try:
             reading = await self._open(spec).read(time.time())
@@ -267,7 +284,7 @@ class ServiceLoop:
             decision, loop_state = decide(spec, LoopState.from_dict(found.state), reading, current=row.replicas,
                                           target=target, now=now)
             decision = replace(decision, at=scaler.clock.to_wall(now) if isinstance(scaler.clock, ScaledClock)
-                               else now)
+                               else now, facts={**decision.facts, **({"push": push} if push else {})})
             self._report_reading(spec, reading, decision)
             found = replace(found, state=loop_state.to_dict())
             changed = decision.desired != row.replicas

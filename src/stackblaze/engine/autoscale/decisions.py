@@ -157,7 +157,12 @@ def _inputs(d: Decision) -> str:
 
 
 def reason(d: Decision) -> str:
-    """The rule that fired, in plain words."""
+    """The rule that fired, in plain words, and the push that asked for this evaluation (if one did)."""
+    text = _rule_words(d)
+    return text if d.facts.get("push") is None else f"{text} (push: {d.facts['push']})"
+
+
+def _rule_words(d: Decision) -> str:
     f = d.facts
     work, raw = d.work, d.raw
     sizing = f"work {work} / target {d.target} = {raw}"
