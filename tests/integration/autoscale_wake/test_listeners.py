@@ -85,9 +85,9 @@ def test_on_the_projects_own_redis_the_listener_turns_them_on_and_an_enqueue_pus
 
 def test_a_redis_without_config_for_clients_is_polled_and_says_why(tmp_path: Path,
                                                                    listening: list[Listening]) -> None:
-    with redis_with(tmp_path / "r", config=False) as url:
-        with pytest.raises(NoPush, match="cannot read notify-keyspace-events on redis://127.0.0.1:"):
-            listen(listening, "celery", url, "celery", own=True).subscribe()
+    with redis_with(tmp_path / "r", config=False) as url, pytest.raises(NoPush) as refused:
+        listen(listening, "celery", url, "celery", own=True).subscribe()
+    assert f"cannot read notify-keyspace-events on {url}" in str(refused.value)
 
 
 def test_celery_priority_lists_and_dramatiq_push_too(tmp_path: Path, listening: list[Listening]) -> None:
@@ -109,8 +109,9 @@ def test_a_lost_redis_is_a_read_error_to_retry(tmp_path: Path, listening: list[L
         listener.subscribe()
     with pytest.raises(ReadError):
         listener.next()
-    with pytest.raises(ReadError, match="cannot read redis://127.0.0.1"):
+    with pytest.raises(ReadError) as lost:
         listener.subscribe()
+    assert f"cannot read {url}" in str(lost.value)
 
 
 def bull(bullmq_dir: Path, url: str, *ops: dict[str, object]) -> None:
