@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ log = logging.getLogger("stackblaze.autoscale")
 PUSH_GAP = 0.05  # real seconds between two push-driven evaluations: a burst of enqueues is one read, not many
 BACKOFF = (0.5, 30.0)  # real seconds: the first retry of a lost listener, and the most between two
 MAX_TIMERS = 1024  # delayed jobs' due times kept; later ones are found by the poll
+SWITCH = "STACKBLAZE_AUTOSCALE_PUSH"  # off: poll only (what bench/autoscale_wake.py compares push with)
 RESUBSCRIBED = ""  # an evaluation after (re)subscribing: not a push, so the decision names none
 
 Say = Callable[[str, dict[str, object]], None]
@@ -118,6 +120,8 @@ class Waker:
 
     async def _listen(self, queues: Queues, own: bool) -> None:
         try:
+            if os.environ.get(SWITCH, "on") == "off":
+                raise NoPush(f"push wake is off ({SWITCH}=off in the daemon's environment): woken from 0 by the poll")
             listener = self._open(queues, may_configure=own)
         except NoPush as why:
             self._tell("nopush", str(why), {"push": False, "reason": str(why)})
