@@ -21,8 +21,9 @@ from stackblaze.engine.autoscale.busy import UNKNOWN, Busy, probe_busy, rq_busy
 from stackblaze.engine.autoscale.decide import LoopState, decide, pause, resolve_target, resume, start
 from stackblaze.engine.autoscale.decisions import Decision, DecisionLog, explain, reason
 from stackblaze.engine.autoscale.readers import Reader, open_reader
+from stackblaze.engine.autoscale.sampling import MeanWork, sample_count, sample_work
 from stackblaze.engine.autoscale.victims import ReplicaInfo, choose_victims
-from stackblaze.engine.autoscale.work import ReadError, redact
+from stackblaze.engine.autoscale.work import ReadError, Work, redact
 from stackblaze.engine.clock import ScaledClock, SystemClock
 from stackblaze.errors import StackblazeError, UserError
 from stackblaze.server.autoscale_spec import autoscale_of, daemon_url, fit_indexes
@@ -262,11 +263,23 @@ class ServiceLoop:
             self._url = url
         return self._reader
 
+    async def _read(self, spec: Autoscale) -> Work | MeanWork:
+        """One read at 0 replicas (a wake wants the latest count, at once); with replicas, the mean of the reads
+        spread over this poll (sampling.py says why), the last (count - 1) / count of a poll from now."""
+        reader = self._open(spec)
+        row = self._control.store.service(self.project, self.service)
+        scale = self._control.settings.time_scale
+        count = sample_count(spec.poll, scale, MIN_SLEEP)
+        if row is None or row.replicas == 0 or count == 1:
+            return await reader.read(time.time())
+        return await sample_work(lambda: reader.read(time.time()), poll=spec.poll, count=count,
+                                 clock=self._scaler.clock.time, sleep=lambda seconds: asyncio.sleep(seconds * scale))
+
     async def tick(self, spec: Autoscale, push: str | None = None) -> None:
         """One evaluation; `push`: what the broker pushed to ask for it (a hint: the read still decides)."""
         reading: Any
         try:
-            reading = await self._open(spec).read(time.time())
+            reading = await self._read(spec)
         except (ReadError, UserError) as exc:
             reading = exc
         except (OSError, ValueError) as exc:  # what a reader did not translate is still a failed read

@@ -10,6 +10,7 @@ HEAD = "project: acme\nservices:\n  - name: cache\n    type: redis\n  - name: wo
 
 
 def test_defaults_are_the_hpa_and_keda_ones(spec_dir: SpecDir) -> None:
+    """The HPA's and KEDA's, but poll 5 s and scale_up.window 10 s (spec/autoscale.py says why)."""
     spec_dir.write(HEAD + "    autoscale: {max: 8, queues: {kind: celery, url: '${{cache.REDIS_URL}}/0'}}\n")
     scale = spec_dir.load().services[1].autoscale
     assert scale is not None
@@ -17,7 +18,7 @@ def test_defaults_are_the_hpa_and_keda_ones(spec_dir: SpecDir) -> None:
         "min": 0, "max": 8, "queues": {"kind": "celery", "url": "${{cache.REDIS_URL}}/0", "names": ["celery"]},
         "target_per_replica": None, "latency_slo": None, "poll": 5.0, "idle_after": 300.0, "activation": 0,
         "tolerance": 0.1,
-        "scale_up": {"window": 0.0, "policies": [{"pods": 4, "period": 15.0}, {"percent": 100, "period": 15.0}],
+        "scale_up": {"window": 10.0, "policies": [{"pods": 4, "period": 15.0}, {"percent": 100, "period": 15.0}],
                      "select": "max", "prefer": "idle"},
         "scale_down": {"window": 300.0, "policies": [{"percent": 100, "period": 15.0}], "select": "max",
                        "prefer": "idle"},

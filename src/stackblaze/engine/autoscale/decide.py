@@ -26,6 +26,7 @@ from stackblaze.engine.autoscale.hpa import (
     scale_up_limit,
     stabilize,
 )
+from stackblaze.engine.autoscale.sampling import MeanWork
 from stackblaze.spec.autoscale import Autoscale, Policy
 
 FAILURE_THRESHOLD = 3  # KEDA's fallback.failureThreshold as the spec maps it (research §4.6)
@@ -35,14 +36,15 @@ CONCURRENCY_NAMES = ("WORKER_CONCURRENCY", "CELERY_WORKER_CONCURRENCY", "CELERYD
 
 
 class WorkLike(Protocol):
-    """What one poll read (the readers' `Work`): counts over the service's queues."""
+    """What one poll read: counts over the service's queues, one read's (the readers' `Work`) or the mean of
+    the poll's reads (sampling.py's `MeanWork`, which is why they may be fractions)."""
 
     @property
-    def ready(self) -> int: ...
+    def ready(self) -> float: ...
     @property
-    def due(self) -> int: ...
+    def due(self) -> float: ...
     @property
-    def in_flight(self) -> int: ...
+    def in_flight(self) -> float: ...
     @property
     def oldest_age(self) -> float | None: ...
     @property
@@ -210,8 +212,17 @@ def _on_error(spec: Autoscale, state: LoopState, current: int, now: float, error
 
 def _on_work(spec: Autoscale, state: LoopState, work: WorkLike, current: int, target: int, now: float
              ) -> tuple[_Verdict, LoopState]:
-    total = work.ready + work.due + work.in_flight
-    idle_since = (state.idle_since if state.idle_since is not None else now) if total == 0 else None
+    # rounded: three 2-decimal means may add up to 4.000000000000001, whose ceil is 5
+    total = round(work.ready + work.due + work.in_flight, 6)
+    # The poll's mean (sampling.py) knows how long its last reads found no work: the idle clock starts there,
+    # and again there when a job came and went within the poll (the work was not 0 all along).
+    zero_for = (work.zero_for if isinstance(work, MeanWork) else 0.0 if total == 0 else None)
+    if zero_for is None:
+        idle_since = None
+    elif total == 0 and state.idle_since is not None:
+        idle_since = state.idle_since
+    else:
+        idle_since = now - zero_for
     state = replace(state, failures=0, idle_since=idle_since)
     waiting = work.ready + work.due
     hpa_min = max(1, spec.min)  # KEDA gives the HPA min 1 when min is 0: the zero step is its own
@@ -230,7 +241,7 @@ def _on_work(spec: Autoscale, state: LoopState, work: WorkLike, current: int, ta
     return _to_zero(spec, verdict, state, total, current, now), state
 
 
-def _to_zero(spec: Autoscale, verdict: _Verdict, state: LoopState, total: int, current: int, now: float
+def _to_zero(spec: Autoscale, verdict: _Verdict, state: LoopState, total: float, current: int, now: float
              ) -> _Verdict:
     if spec.min != 0 or state.idle_since is None:
         return verdict
@@ -242,7 +253,7 @@ def _to_zero(spec: Autoscale, verdict: _Verdict, state: LoopState, total: int, c
     return verdict
 
 
-def _hpa(spec: Autoscale, state: LoopState, work: WorkLike, total: int, current: int, target: int,
+def _hpa(spec: Autoscale, state: LoopState, work: WorkLike, total: float, current: int, target: int,
          now: float) -> tuple[_Verdict, LoopState]:
     raw, ratio = replicas_for_work(total, target, current, spec.tolerance)
     # The oldest job's age lags the backlog (it keeps rising until the backlog clears), so it may only add

@@ -33,9 +33,9 @@ class Decision:
     desired: int
     rule: Rule
     target: int
-    ready: int | None = None
-    due: int | None = None
-    in_flight: int | None = None
+    ready: float | None = None  # a mean over the poll's reads (sampling.py), or one read's count
+    due: float | None = None
+    in_flight: float | None = None
     oldest_age: float | None = None
     warnings: tuple[str, ...] = ()
     error: str | None = None
@@ -43,7 +43,7 @@ class Decision:
     facts: Mapping[str, Fact] = field(default_factory=dict)
 
     @property
-    def work(self) -> int | None:
+    def work(self) -> float | None:
         if self.ready is None or self.due is None or self.in_flight is None:
             return None
         return self.ready + self.due + self.in_flight
@@ -65,8 +65,8 @@ class Decision:
         return cls(
             at=float(_number(data["at"])), current=int(_number(data["current"])),
             desired=int(_number(data["desired"])), rule=rule, target=int(_number(data["target"])),
-            ready=_maybe_int(data.get("ready")), due=_maybe_int(data.get("due")),
-            in_flight=_maybe_int(data.get("in_flight")),
+            ready=_maybe_number(data.get("ready")), due=_maybe_number(data.get("due")),
+            in_flight=_maybe_number(data.get("in_flight")),
             oldest_age=None if data.get("oldest_age") is None else float(_number(data["oldest_age"])),
             warnings=tuple(str(w) for w in warnings),
             error=None if data.get("error") is None else str(data["error"]), raw=_maybe_int(data.get("raw")),
@@ -82,6 +82,10 @@ def _number(value: object) -> int | float:
 
 def _maybe_int(value: object) -> int | None:
     return None if value is None else int(_number(value))
+
+
+def _maybe_number(value: object) -> int | float | None:
+    return None if value is None else _number(value)
 
 
 class DecisionLog:
@@ -144,10 +148,17 @@ def _policy(f: Mapping[str, Fact]) -> str:
     return f"{f['policy_kind']}={f['policy_value']}/{_s(f['policy_period'])}"
 
 
+def _n(count: float | None) -> str:
+    """A count, or the mean of the poll's reads: 4, 4.3, 0 (never 4.0 or 4.300000001)."""
+    if count is None:
+        return "-"
+    return str(int(count)) if float(count).is_integer() else f"{count:.2f}".rstrip("0")
+
+
 def _inputs(d: Decision) -> str:
     if d.error is not None:
         return f"current {d.current}, read failed: {d.error}"
-    parts = [f"ready {d.ready}", f"due {d.due}", f"in flight {d.in_flight}"]
+    parts = [f"ready {_n(d.ready)}", f"due {_n(d.due)}", f"in flight {_n(d.in_flight)}"]
     if d.oldest_age is not None:
         parts.append(f"oldest {d.oldest_age:.0f}s")
     parts += [f"current {d.current}", f"target {d.target}/replica"]
@@ -164,7 +175,7 @@ def reason(d: Decision) -> str:
 
 def _rule_words(d: Decision) -> str:
     f = d.facts
-    work, raw = d.work, d.raw
+    work, raw = _n(d.work), d.raw
     sizing = f"work {work} / target {d.target} = {raw}"
     match d.rule:
         case "paused":
@@ -184,9 +195,9 @@ def _rule_words(d: Decision) -> str:
         case "idle-wait":
             return f"keep {d.desired}: no work for {_s(f['idle'])}, to zero after {_s(f['idle_after'])}"
         case "wake":
-            return f"wake: {f['waiting']} ready > activation {f['activation']}, going to {d.desired}"
+            return f"wake: {_n(_number(f['waiting']))} ready > activation {f['activation']}, going to {d.desired}"
         case "asleep":
-            return f"stay at 0: {f['waiting']} ready ≤ activation {f['activation']}"
+            return f"stay at 0: {_n(_number(f['waiting']))} ready ≤ activation {f['activation']}"
         case "below-min":
             return f"below min: going to {d.desired}"
         case "above-max":

@@ -33,7 +33,7 @@ class ScaleEvent:
     change: int
 
 
-def replicas_for_work(work: int, target: int, current: int, tolerance: float) -> tuple[int, float]:
+def replicas_for_work(work: float, target: int, current: int, tolerance: float) -> tuple[int, float]:
     """`ceil(work / target)`, or `current` when work / (target × current) is within `tolerance` of 1; and that
     ratio. `current` must be at least 1 (at 0 the HPA does not run: KEDA's activation step decides)."""
     ratio = work / (target * current)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from stackblaze.engine.autoscale.decide import LoopState, decide
 from stackblaze.engine.autoscale.decisions import Decision
+from stackblaze.engine.autoscale.sampling import SAMPLES_PER_POLL, MeanWork, mean_work
 from stackblaze.engine.autoscale.victims import ReplicaInfo, choose_victims
 from stackblaze.engine.autoscale.work import ReadError, Work
 from stackblaze.spec.autoscale import Autoscale
@@ -137,17 +138,33 @@ class Run:
 
 
 def simulate(spec: Autoscale, model: QueueModel, *, until: float, start: float = 0.0, target: int = 1,
-             state: LoopState | None = None, down: tuple[float, float] | None = None) -> Run:
+             state: LoopState | None = None, down: tuple[float, float] | None = None,
+             samples: int = SAMPLES_PER_POLL) -> Run:
     """Poll every `spec.poll` seconds from `start` to `until`: advance the queue, read it (a ReadError while
-    `down` = (from, to) holds), decide, and apply the decision to the model at once."""
+    `down` = (from, to) holds), decide, and apply the decision to the model at once.
+
+    As the daemon reads (sampling.py): at 0 replicas one read at the poll; with replicas the mean of `samples`
+    reads spread evenly over the interval since the last poll, the last one at the poll (samples=1: one read,
+    the HPA's way)."""
     state = state or LoopState()
     decisions: list[Decision] = []
     counts: list[tuple[float, int]] = []
     now = start
     while now <= until + 1e-9:
-        model.advance(now)
         failed = down is not None and down[0] <= now < down[1]
-        reading = ReadError("cannot read redis://127.0.0.1:6379/0: connection refused") if failed else model.read()
+        reading: Work | MeanWork | ReadError
+        if failed:
+            model.advance(now)
+            reading = ReadError("cannot read redis://127.0.0.1:6379/0: connection refused")
+        elif model.active == 0 or samples == 1 or now == start:
+            model.advance(now)
+            reading = model.read()
+        else:
+            reads = []
+            for i in range(samples):
+                model.advance(now - spec.poll * (samples - 1 - i) / samples)
+                reads.append(model.read())
+            reading = mean_work(reads, spec.poll / samples)
         decision, state = decide(spec, state, reading, current=model.active, target=target, now=now)
         decisions.append(decision)
         if decision.desired != model.active:

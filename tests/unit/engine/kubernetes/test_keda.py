@@ -119,15 +119,16 @@ def test_the_spec_fields_land_where_keda_reads_them(tmp_path: Path) -> None:
 
 
 def test_the_specs_defaults_are_kedas_and_the_hpas(tmp_path: Path) -> None:
-    """KEDA: minReplicaCount 0, cooldownPeriod 300, no fallback; the HPA (autoscaling/v2 defaults.go): up with no
-    window, 4 pods or 100% per 15 s, the larger; down after a 300 s window, 100% per 15 s; the cluster's
-    tolerance (so none written). pollingInterval is the spec's 5 s rather than KEDA's 30 s: wake from zero as
-    fast as on the local engine."""
+    """KEDA: minReplicaCount 0, cooldownPeriod 300, no fallback; the HPA (autoscaling/v2 defaults.go): up after
+    stackblaze's 10 s window (the HPA's is 0: spec/autoscale.py's SCALE_UP says why; written out, so the cluster
+    does as the local loop), 4 pods or 100% per 15 s, the larger; down after a 300 s window, 100% per 15 s;
+    the cluster's tolerance (so none written). pollingInterval is the spec's 5 s rather than KEDA's 30 s: wake
+    from zero as fast as on the local engine."""
     found = scaled(tmp_path)["spec"]
     assert found["minReplicaCount"] == 0 and found["cooldownPeriod"] == 300 and "fallback" not in found
     assert found["pollingInterval"] == 5
     assert found["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == {
-        "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+        "scaleUp": {"stabilizationWindowSeconds": 10, "selectPolicy": "Max", "policies": [
             {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]},
         "scaleDown": {"stabilizationWindowSeconds": 300, "selectPolicy": "Max", "policies": [
             {"type": "Percent", "value": 100, "periodSeconds": 15}]}}
