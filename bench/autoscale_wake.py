@@ -6,8 +6,9 @@ Run by hand: `python bench/autoscale_wake.py [--runs N] [--idle S] [--poll S] [-
 It starts its own redis-server (keyspace notifications on) and a daemon per kind and mode in a temp
 STACKBLAZE_HOME. Per run: enqueue -> the replica's process running its first line (wake), enqueue -> the
 job's first line (start); and, for comparison, the boot of the worker alone (started by hand with a job
-waiting: its process start -> the job's first line). Prints p50 and max per kind and mode, and the goals:
-push wake <= 0.3 s, poll wake <= poll. BullMQ comes from npm as examples/bullmq-email locks it
+waiting: its process start -> the job's first line). Prints p50 and max per kind and mode, and the acceptance
+line: job started <= 0.3 s + boot with push, <= poll + boot with the poll alone (boot: the median alone).
+BullMQ comes from npm as examples/bullmq-email locks it
 (`npm ci` into SB_BENCH_NODE_DIR, default /tmp/sb-bench-bullmq).
 """
 
@@ -263,16 +264,18 @@ def main() -> int:
             server.wait(timeout=10)
     print(f"\nwake latency after {args.idle:g}s at 0, poll {args.poll:g}s, STACKBLAZE_TIME_SCALE=1, {args.runs} runs")
     print(f"{'kind':7} {'mode':10} {'enqueue -> replica running':32} {'enqueue -> job started':32}")
+    boot = {kind: statistics.median(b for b, _ in found) for kind, mode, found in rows if mode is None}
     for kind, mode, found in rows:
         if mode is None:
             print(f"{kind:7} {'boot alone':10} {'':32} {summary([b for b, _ in found]):32}")
             continue
         wakes, starts = [w for w, _ in found], [s for _, s in found]
-        goal = 0.3 if mode else args.poll
-        ok = max(wakes) <= goal
+        # The acceptance line: job started <= 0.3 s + boot with push, <= poll + boot without.
+        goal = (0.3 if mode else args.poll) + boot[kind]
+        ok = max(starts) <= goal
         failed = failed or not ok
         print(f"{kind:7} {'push' if mode else 'poll only':10} {summary(wakes):32} {summary(starts):32} "
-              f"goal wake <= {goal:g}s: {'met' if ok else 'MISSED'}")
+              f"goal start <= {0.3 if mode else args.poll:g}s + boot {boot[kind]:.3f}s: {'met' if ok else 'MISSED'}")
     return 1 if failed else 0
 
 
