@@ -6,6 +6,7 @@ examples/bullmq-email locks it, and `Scaled`: one autoscaled worker deployed and
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -20,8 +21,8 @@ import pytest
 import redis
 
 from tests.integration.autoscale_kinds.kinds import BULL_CLIENT, JOBS, Broker, Kind, kind, make_stream
-from tests.integration.autoscale_readers.brokers import nats_server, rabbitmq_server, redis_server
-from tests.integration.conftest import Stackblaze, instance_pids, wait_for, write_project
+from tests.integration.autoscale_readers.brokers import nats_server, rabbitmq_server
+from tests.integration.conftest import Stackblaze, wait_for, write_project
 from tests.tools import need
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "bullmq-email"
@@ -89,7 +90,7 @@ def broker_for(tmp_path: Path, redis_url: str) -> Iterator[Callable[[str], Broke
             server = manager.__enter__()
             stack.append(manager)
             asyncio.run(make_stream(server.client_url, "JOBS", "workers"))
-            return Broker(server.url, {"NATS_URL": server.client_url}, nats=server.client_url)
+            return Broker(server.url, {"NATS_URL": server.client_url}, nats=server.client_url, server=server)
         return Broker(redis_url, {"BROKER_URL": redis_url})
 
     yield start
@@ -139,6 +140,10 @@ class Scaled:
         return [e for e in self.events("drain-killed", "exit")
                 if e["kind"] == "drain-killed" or e["details"].get("killed_after_grace")]
 
+    def decisions(self, n: int = 200) -> list[dict[str, Any]]:
+        """The loop's decisions, newest first (`autoscale why --json`)."""
+        return self.get("/v1/services/worker/autoscale", n=n)["decisions"]  # type: ignore[no-any-return]
+
     def runs(self) -> dict[int, int]:
         return {int(k): int(v) for k, v in self.count.hgetall("runs").items()}
 
@@ -153,9 +158,9 @@ class Scaled:
 
 
 def scaled_project(tmp_path: Path, sb: Stackblaze, k: Kind, broker: Broker, count_url: str, *, autoscale: str,
-                   grace: str, extra_env: dict[str, str] | None = None) -> Path:
-    """A project `scaled` with one worker of kind `k`, autoscaled on its queue; `autoscale` is the block's body
-    (min, max, poll, ...) as YAML lines indented by 6."""
+                   grace: str, extra_env: dict[str, str] | None = None, names: tuple[str, ...] = ()) -> Path:
+    """A project `scaled` with one worker of kind `k`, autoscaled on its queue (or on `names`); `autoscale` is the
+    block's body (min, max, poll, ...) as YAML lines indented by 6."""
     env = {"COUNT_URL": count_url, "QUEUE": k.queue, "STACKBLAZE_TEST_HOME": str(sb.home), **broker.env,
            **(extra_env or {})}
     if k.node_modules is not None:
@@ -171,7 +176,7 @@ env:
     shutdown_grace: {grace}
     min_ready: 1s
     autoscale:
-      queues: {{kind: {k.name}, url: "{broker.url}", names: ["{k.queue}"]}}
+      queues: {{kind: {k.name}, url: "{broker.url}", names: {json.dumps(list(names or (k.queue,)))}}}
 {autoscale}"""
     files = dict(k.files)
     if k.name != "bullmq":
@@ -188,11 +193,12 @@ def scaled(tmp_path: Path, make_sb: Callable[[float], Stackblaze], broker_for: C
     made: list[Scaled] = []
 
     def make(name: str, *, scale: float, autoscale: str, grace: str, env: dict[str, str] | None = None,
-             settle: bool = True) -> Scaled:
+             names: tuple[str, ...] = (), settle: bool = True) -> Scaled:
         k = kind(name, node_modules=node_modules_lazy() if name == "bullmq" else None)
         broker = broker_for(name)
         sb = make_sb(scale)
-        app = scaled_project(tmp_path, sb, k, broker, redis_url, autoscale=autoscale, grace=grace, extra_env=env)
+        app = scaled_project(tmp_path, sb, k, broker, redis_url, autoscale=autoscale, grace=grace, extra_env=env,
+                             names=names)
         made.append(Scaled(sb, k, broker, count, scale))
         made[-1].deploy(app)
         if settle:
@@ -211,9 +217,6 @@ def node_modules_lazy(request: pytest.FixtureRequest) -> Callable[[], Path]:
     """node_modules only when a test asks for the bullmq kind (npm ci costs seconds)."""
     return lambda: request.getfixturevalue("node_modules")  # type: ignore[no-any-return]
 
-
-def no_orphans(sb: Stackblaze) -> set[int]:
-    return instance_pids(sb.home)
 
 
 class Clock:

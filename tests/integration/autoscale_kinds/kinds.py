@@ -24,13 +24,22 @@ R = redis.Redis.from_url(os.environ["COUNT_URL"])
 REPLICA = os.environ.get("STACKBLAZE_REPLICA", "?")
 
 def run(job_id, seconds):
-    R.sadd("started", job_id)
+    R.pipeline(transaction=False).sadd("started", job_id).hincrby("starts", job_id, 1).hset(
+        "holder", REPLICA, job_id).execute()
     time.sleep(seconds)
     pipe = R.pipeline(transaction=False)
     pipe.hincrby("runs", job_id, 1)
     pipe.hset("by", job_id, REPLICA)
     pipe.sadd("done", job_id)
+    pipe.hdel("holder", REPLICA)
     pipe.execute()
+"""
+
+# A busy_probe (issue 16 §4): exit 0 when this replica holds a job, 1 when it holds none.
+BUSY_PROBE = """\
+import os, sys, redis
+held = redis.Redis.from_url(os.environ["COUNT_URL"]).hexists("holder", os.environ["STACKBLAZE_REPLICA"])
+sys.exit(0 if held else 1)
 """
 
 # A worker that BRPOPs a plain list; SIGTERM lets the job in hand finish (a 1 s BRPOP bounds the exit).
@@ -128,10 +137,16 @@ async def main():
             msgs = await sub.fetch(1, timeout=0.5)
         except FetchTimeout:
             continue
+        except Exception:  # the server is away: the client reconnects by itself, so try again
+            await asyncio.sleep(0.2)
+            continue
         for msg in msgs:
             job = json.loads(msg.data)
             await asyncio.to_thread(jobs.run, job["id"], job["s"])
-            await msg.ack_sync()
+            try:
+                await msg.ack_sync()
+            except Exception:  # not acknowledged: JetStream delivers it again after ack_wait
+                pass
     await nc.close()  # acks were confirmed (ack_sync); drain() waits on the pull subscription
 
 asyncio.run(main())
@@ -147,9 +162,10 @@ const url = new URL(process.env.BROKER_URL);
 const connection = { host: url.hostname, port: Number(url.port) };
 const worker = new Worker(process.env.QUEUE, async (job) => {
   const { id, s } = job.data;
-  await count.sadd('started', id);
+  await count.pipeline().sadd('started', id).hincrby('starts', id, 1).hset('holder', replica, id).exec();
   await new Promise((r) => setTimeout(r, s * 1000));
-  await count.pipeline().hincrby('runs', id, 1).hset('by', id, replica).sadd('done', id).exec();
+  await count.pipeline().hincrby('runs', id, 1).hset('by', id, replica).sadd('done', id).hdel('holder', replica)
+    .exec();
 }, { connection, concurrency: 1 });
 process.on('SIGTERM', async () => { await worker.close(); await count.quit(); process.exit(0); });
 """
@@ -185,6 +201,7 @@ class Broker:
     env: dict[str, str] = field(default_factory=dict)
     amqp: str = ""
     nats: str = ""
+    server: object = None  # the broker's own handle (brokers.py), for a test that stops and restarts it
 
 
 @dataclass
@@ -193,8 +210,10 @@ class Kind:
     queue: str  # the spec's `names: [...]` entry
     start: str
     files: dict[str, str]
-    # Seconds a replica needs to stop after SIGTERM when idle: the shutdown grace the spec gives is above it.
     node_modules: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.files.setdefault("busy.py", BUSY_PROBE)
 
     def enqueue(self, broker: Broker, ids: Sequence[int], seconds: float) -> None:
         """Put `ids` on the queue with this kind's library (fast paths: one pipeline, addBulk)."""

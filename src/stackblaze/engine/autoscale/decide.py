@@ -104,8 +104,11 @@ def pause(state: LoopState, *, by: str, replicas: int, now: float) -> LoopState:
 
 def resume(state: LoopState, *, current: int, now: float) -> LoopState:
     """`scale --auto`: the loop takes over from the hand-set count, which counts as a recommendation made now
-    (as `start` does), so it is not undone before the scale-down window has seen the work."""
-    return replace(state, paused=None, recommendations=(*state.recommendations, Recommendation(now, current)))
+    (as `start` does), so it is not undone before the scale-down window has seen the work. The idle clock starts
+    again: a paused loop does not follow the work, so an idle_since from before the pause would take busy
+    hand-set replicas to zero at the first empty read."""
+    return replace(state, paused=None, idle_since=None,
+                   recommendations=(*state.recommendations, Recommendation(now, current)))
 
 
 def default_target(env: Mapping[str, str]) -> tuple[int, str]:

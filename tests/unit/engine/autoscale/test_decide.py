@@ -197,6 +197,16 @@ def test_a_manual_scale_pauses_and_resume_takes_over_from_the_hand_set_count() -
     assert (d.desired, d.rule) == (7, "down-stabilized")  # not undone before the window has seen the work
 
 
+def test_resume_starts_the_idle_clock_again() -> None:
+    s = spec(max=4, idle_after=60.0)
+    _, state = one(s, work(), 0, LoopState(), at=T0)  # idle at 0 since T0
+    state = pause(state, by="alice", replicas=2, now=T0 + 100)
+    state = resume(state, current=2, now=T0 + 200)
+    d, state = one(s, work(), 2, state, at=T0 + 201)  # an empty read right after: not idle for 60 s yet
+    assert d.desired == 2 and d.rule != "to-zero"
+    assert one(s, work(), 2, state, at=T0 + 262)[0].rule == "to-zero"
+
+
 def test_start_keeps_a_restarted_daemon_from_shrinking_at_once() -> None:
     d, _ = one(spec(), work(ready=1), 6, start(6, T0))
     assert d.desired == 6
