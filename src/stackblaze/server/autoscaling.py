@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stackblaze.engine.autoscale.busy import UNKNOWN, Busy, probe_busy, rq_busy
+from stackblaze.engine.autoscale.celery_busy import CeleryHeartbeats
 from stackblaze.engine.autoscale.decide import LoopState, decide, pause, resolve_target, resume, start
 from stackblaze.engine.autoscale.decisions import Decision, DecisionLog, explain, reason
 from stackblaze.engine.autoscale.readers import Reader, open_reader
@@ -214,9 +215,11 @@ class ServiceLoop:
         self._waker = Waker(lambda message, details: self._control.event(
             project=project, service=service, kind="autoscale-push", message=f"{service}: {message}",
             details=details))
+        self._heartbeats = CeleryHeartbeats()  # Celery's busy state (kind celery), only while it has replicas
 
     async def close(self) -> None:
         await self._waker.close()
+        await self._heartbeats.close()
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 await self._reader.close()
@@ -236,6 +239,7 @@ class ServiceLoop:
             try:
                 await self.tick(spec, push=push or None)
                 self._follow_push(spec)
+                self._follow_heartbeats(spec)
             except asyncio.CancelledError:
                 raise
             except (StackblazeError, OSError) as exc:  # a full disk, a gone engine: log, try again next poll
@@ -253,6 +257,22 @@ class ServiceLoop:
         at_zero = row is not None and row.running and row.replicas == 0 and not paused and spec.min == 0
         if self._url is not None:
             self._waker.follow(replace(spec.queues, url=self._url), own="${{" in spec.queues.url, listen=at_zero)
+
+    def _follow_heartbeats(self, spec: Autoscale) -> None:
+        """Celery workers' heartbeats heard while the service has replicas (celery_busy.py); replicas that send
+        none (--without-heartbeat) said once in an `autoscale-warning`."""
+        row = self._control.store.service(self.project, self.service)
+        on = spec.queues.kind == "celery" and row is not None and row.running and row.replicas > 0
+        self._heartbeats.follow(self._url if on else None)
+        if not on or self._heartbeats.listening_since is None:
+            return
+        status = [r for r in self._control.engine_for(self.project).status(self.project, self.service)
+                  if r["state"] == "running" and r.get("pid")]
+        warning = self._heartbeats.silent(self.service, {r["replica"]: r["pid"] for r in status},
+                                          {r["replica"]: float(r.get("started_at") or 0) for r in status})
+        if warning is not None:
+            self._control.event(project=self.project, service=self.service, kind="autoscale-warning",
+                                message=f"{self.service}: {warning}", details={"warnings": [warning]})
 
     def _open(self, spec: Autoscale) -> Reader:
         url = daemon_url(self._control, self.project, spec.queues.url)
@@ -354,7 +374,8 @@ class ServiceLoop:
 
     async def _busy(self, spec: Autoscale, status: list[dict[str, Any]], indexes: Iterable[int]
                     ) -> dict[int, Busy]:
-        """The busy state of the running replicas among `indexes`: from RQ's worker hashes, else the probe."""
+        """The busy state of the running replicas among `indexes`: from RQ's worker hashes or Celery's heartbeats,
+        else the probe."""
         pids = {r["replica"]: r["pid"] for r in status if r.get("pid") and r["replica"] in set(indexes)}
         found: dict[int, Busy] = {}
         if spec.queues.kind == "rq" and pids and self._url:
@@ -362,6 +383,8 @@ class ServiceLoop:
                 found = await rq_busy(self._url, pids)
             except Exception as exc:  # busy data is a preference: unknown, never a failed poll
                 log.warning("%s/%s: RQ worker states unreadable: %s", self.project, self.service, exc)
+        elif spec.queues.kind == "celery" and pids:
+            found = self._heartbeats.busy(pids)
         if spec.busy_probe:
             desired = self._control.desired(self.project, self.service)
             if desired is not None:
