@@ -42,6 +42,7 @@ STALE = 3.0  # × its interval: a heartbeat older than this says nothing (busy o
 IDLE_FRESH = 1.5  # × its interval: an "idle" heartbeat older than this is unknown (the solo pool goes silent)
 BACKOFF = (0.5, 30.0)  # real seconds between reconnections to a lost broker: the first and the most
 EXCHANGE = "celeryev"
+MAX_PIDS = 10_000  # workers remembered as heard from (a bound: a broker shared by many workers over months)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class CeleryHeartbeats:
     def __init__(self, *, clock: Callable[[], float] = time.time, timeout: float = 5.0) -> None:
         self._clock, self._timeout = clock, timeout
         self._beats: dict[int, tuple[Heartbeat, float]] = {}  # pid -> (latest, when it arrived)
+        self._heard: set[int] = set()  # every pid heard from while listening: heartbeats are on for it
         self._task: asyncio.Task[None] | None = None
         self._url: str | None = None
         self.listening_since: float | None = None  # when the current subscription began (None: not listening)
@@ -103,6 +105,7 @@ class CeleryHeartbeats:
             self._task.cancel()
         self._task, self._url, self.listening_since = None, None, None
         self._beats.clear()
+        self._heard.clear()
 
     async def close(self) -> None:
         task = self._task
@@ -116,6 +119,8 @@ class CeleryHeartbeats:
             self._beats.pop(beat.pid, None)
         else:
             self._beats[beat.pid] = (beat, self._clock())
+            if len(self._heard) < MAX_PIDS:
+                self._heard.add(beat.pid)
 
     def busy(self, replicas: Mapping[int, int]) -> dict[int, Busy]:
         """Each replica's state from its worker's latest heartbeat (`replicas`: index -> pid); replicas with no
@@ -147,7 +152,7 @@ class CeleryHeartbeats:
         window = STALE * INTERVAL
         if now - since < window:
             return None
-        heard = {owner_of(pid, replicas) for pid in self._beats}
+        heard = {owner_of(pid, replicas) for pid in self._heard}
         quiet = sorted(n for n, pid in replicas.items() if n not in heard and now - started.get(n, now) >= window)
         if not quiet:
             return None
