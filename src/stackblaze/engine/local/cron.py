@@ -16,7 +16,6 @@ a daemon that was down over ticks runs none of them late, unless catch_up (then 
 from __future__ import annotations
 
 import asyncio
-import errno as errnos
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from stackblaze.engine.clock import Clock, Handle
 from stackblaze.engine.cron import RunRow, RunStore
 from stackblaze.engine.exits import describe_exit_record, signal_name
-from stackblaze.engine.local.isolation import disk_env, spawn_fields
+from stackblaze.engine.local.isolation import spawn_env, spawn_fields, working_dir
+from stackblaze.engine.local.spawnfail import SHELL_EXIT_CODES
 from stackblaze.engine.protocol import Desired, EventSink
 from stackblaze.engine.schedule import describe, next_tick, ticks_between
 from stackblaze.engine.workdirs import Workdirs
@@ -268,13 +268,7 @@ class Scheduler:
         log_dir = self._logs_dir / project / service
         row = self._store.add_run(project, service, trigger=trigger, attempt=attempt, started=self._now_wall(),
                                   key=key, release=desired.release, log_dir=str(log_dir))
-        env = dict(desired.env)
-        env.update({
-            "STACKBLAZE_SERVICE": service, "STACKBLAZE_RELEASE": str(desired.release),
-            "STACKBLAZE_SHUTDOWN_GRACE_SECONDS": f"{desired.shutdown_grace:g}",
-            "STACKBLAZE_RUN": str(row.number), "STACKBLAZE_RUN_ATTEMPT": str(attempt),
-        })
-        env.update(disk_env(desired))
+        env = spawn_env(desired, {"STACKBLAZE_RUN": str(row.number), "STACKBLAZE_RUN_ATTEMPT": str(attempt)})
         meta = {"cron": True, "project": project, "service": service, "run": row.number, "attempt": attempt,
                 "trigger": trigger, "release": desired.release, "config": desired.config}
         try:
@@ -288,7 +282,7 @@ class Scheduler:
                 await asyncio.to_thread(self._workdirs.discard, project, key)
             now = self._now_wall()
             errno = getattr(exc, "errno", None)
-            code = {"ENOENT": 127, "EACCES": 126, "ENOEXEC": 126}.get(str(errno or ""))
+            code = SHELL_EXIT_CODES.get(str(errno or ""))
             self._event(project=project, service=service, kind="cron-failed",
                         message=f"{service}: run {row.number} could not start: {exc}",
                         details={"run": row.number, "errno": errno, "exit_code": code, "trigger": trigger})
@@ -422,14 +416,9 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def _workdir(self, project: str, key: str, desired: Desired) -> str:
-        if self._workdirs is None:
-            return desired.cwd
         try:
-            return await asyncio.to_thread(self._workdirs.prepare, project=project, key=key, cwd=desired.cwd,
-                                           user=desired.user)
+            return await working_dir(self._workdirs, project=project, key=key, desired=desired)
         except OSError as exc:
-            if exc.errno in (errnos.ENOSPC, errnos.EDQUOT):
-                return desired.cwd  # as the supervisor does: a full disk runs in the release itself
             raise UnavailableError(f"its working directory could not be made: {exc}") from None
 
 

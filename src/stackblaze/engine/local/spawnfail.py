@@ -10,6 +10,9 @@ import errno
 import os
 
 MAX_ARG_STRLEN = 32 * 4096  # Linux: one argument or NAME=value string may be at most this long
+# A spawn that failed as a shell would report its exit: 127 not found, 126 found but not runnable; other
+# reasons (too many open files, an environment too big for execve) are said in words, not as a made-up code.
+SHELL_EXIT_CODES = {"ENOENT": 127, "EACCES": 126, "ENOEXEC": 126}
 
 
 def _find(program: str, path: str) -> str | None:

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from stackblaze.engine.backoff import BackoffPolicy
 from stackblaze.engine.clock import Clock, SystemClock
-from stackblaze.engine.local.isolation import disk_env, spawn_fields
+from stackblaze.engine.local.isolation import spawn_env, spawn_fields, working_dir
 from stackblaze.engine.local.reports import exit_details, exit_words, note_log_drops, report_exit, report_restart
 from stackblaze.engine.local.rollout import Rollout, count, is_complete, plan_rolling
 from stackblaze.engine.local.runner_client import SpawnFailed
 from stackblaze.engine.local.slots import Desired, EventSink, Live, Slot, StatusStore, lives
+from stackblaze.engine.local.spawnfail import SHELL_EXIT_CODES
 from stackblaze.engine.protocol import RolloutView, replica_numbers
 from stackblaze.engine.rollouts import wait_settled
 from stackblaze.engine.workdirs import Workdirs
@@ -431,13 +432,7 @@ class Supervisor:
             slot.restart_pending = False
             slot.config = desired.config
         key = f"{slot.project}.{slot.service}.{slot.replica}.{uuid.uuid4().hex[:8]}"
-        env = dict(desired.env)
-        env.update({
-            "STACKBLAZE_SERVICE": slot.service, "STACKBLAZE_REPLICA": str(slot.replica),
-            "STACKBLAZE_RELEASE": str(desired.release),
-            "STACKBLAZE_SHUTDOWN_GRACE_SECONDS": f"{desired.shutdown_grace:g}",
-        })
-        env.update(disk_env(desired))
+        env = spawn_env(desired, {"STACKBLAZE_REPLICA": str(slot.replica)})
         meta = {"project": slot.project, "service": slot.service, "replica": slot.replica,
                 "release": desired.release, "config": desired.config}
         log_path = self._logs_dir / slot.project / slot.service / f"{slot.replica}.log"
@@ -457,9 +452,7 @@ class Supervisor:
                 return  # not the worker's fault: the runner is being replaced, which reconciles again
             now = self._clock.time()
             errno = exc.errno if isinstance(exc, SpawnFailed) else None
-            # As a shell would report it: 127 not found, 126 found but not runnable; other reasons (too many
-            # open files, an environment too big for execve) are said in words, not as a made-up code.
-            code = {"ENOENT": 127, "EACCES": 126, "ENOEXEC": 126}.get(errno or "")
+            code = SHELL_EXIT_CODES.get(errno or "")  # other reasons are said in words, not as a made-up code
             reason = None
             if code is None:
                 words = exc.reason if isinstance(exc, SpawnFailed) and exc.reason else str(exc)
@@ -492,20 +485,11 @@ class Supervisor:
     # -- exits -------------------------------------------------------------------------------------
 
     async def _workdir(self, project: str, key: str, desired: Desired) -> str:
-        """The instance's own copy of its release (see engine/workdirs.py); one that cannot be made (a full
-        disk) is a start that failed, reported and retried like any other."""
-        if self._workdirs is None:
-            return desired.cwd
+        """The instance's own copy of its release (isolation.working_dir); one that cannot be made for another
+        reason than a full disk is a start that failed, reported and retried like any other."""
         try:
-            return await asyncio.to_thread(self._workdirs.prepare, project=project, key=key, cwd=desired.cwd,
-                                           user=desired.user)
+            return await working_dir(self._workdirs, project=project, key=key, desired=desired)
         except OSError as exc:
-            if exc.errno in (errnos.ENOSPC, errnos.EDQUOT):
-                # A full disk must not stop restarts (a crash loop goes on, as the runner's logs do): this start
-                # runs in the shared release itself, as before per-replica copies, and says so.
-                log.warning("%s/%s: no room for a working copy (%s): runs in the release itself", project, key,
-                            exc.strerror)
-                return desired.cwd
             raise SpawnFailed(str(exc), errno=errno_name(exc),
                               reason=f"its working directory could not be made: {exc}") from None
 
