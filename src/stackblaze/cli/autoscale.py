@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from stackblaze.cli import options
-from stackblaze.cli.options import JsonOpt, ProjectOpt, ServiceArg, TargetOpt, examples
-
-if TYPE_CHECKING:
-    from stackblaze.cli.client import Client
+from stackblaze.cli.options import JsonOpt, ProjectOpt, ServiceArg, TargetOpt, client_here, examples
 
 autoscale_app = typer.Typer(no_args_is_help=True, help=(
     "Autoscaled workers: each decision with its inputs and the rule that fired, and where each one is.\n\n"
     "A worker with autoscale: in its spec follows the work in its queues (ready + due + in flight)."))
-
-
-def client(project: str | None, target: str | None) -> Client:
-    return options.client(options.project_here(project), target)
 
 
 @autoscale_app.command("why", epilog=examples("stackblaze autoscale why worker",
@@ -32,7 +24,7 @@ def why(service: ServiceArg,
     the rule that fired; then its recent scale changes, broker errors and drains that killed a job."""
     from stackblaze.cli import render
 
-    result = client(project, target).request("GET", f"/v1/services/{service}/autoscale", params={"n": count})
+    result = client_here(project, target).request("GET", f"/v1/services/{service}/autoscale", params={"n": count})
     if as_json:
         render.print_json(result)
         return
@@ -57,7 +49,7 @@ def status(as_json: JsonOpt = False, project: ProjectOpt = None, target: TargetO
 
     from stackblaze.cli import render
 
-    result = client(project, target).request("GET", "/v1/autoscale")
+    result = client_here(project, target).request("GET", "/v1/autoscale")
     if as_json:
         render.print_json(result)
         return

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
-from stackblaze.cli import options
-from stackblaze.cli.options import JsonOpt, ProjectOpt, ServiceArg, TargetOpt, examples
-
-if TYPE_CHECKING:
-    from stackblaze.cli.client import Client
+from stackblaze.cli.options import JsonOpt, ProjectOpt, ServiceArg, TargetOpt, client_here, examples
 
 cron_app = typer.Typer(no_args_is_help=True, help=(
     "Cron services: schedules, runs now, suspend and resume.\n\n"
     "A service with type: cron runs its start command on each tick of its schedule, one process per run."))
-
-
-def client(project: str | None, target: str | None) -> Client:
-    return options.client(options.project_here(project), target)
 
 
 def run_words(run: dict[str, Any] | None) -> str:
@@ -52,7 +44,7 @@ def cron_list(as_json: JsonOpt = False, project: ProjectOpt = None, target: Targ
 
     from stackblaze.cli import render
 
-    result = client(project, target).request("GET", "/v1/cron")
+    result = client_here(project, target).request("GET", "/v1/cron")
     if as_json:
         render.print_json(result)
         return
@@ -77,7 +69,7 @@ def cron_run(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt 
     Prints the run's number; read its output with stackblaze logs NAME --run N."""
     from stackblaze.cli import render
 
-    result = client(project, target).request("POST", f"/v1/cron/{service}/run")
+    result = client_here(project, target).request("POST", f"/v1/cron/{service}/run")
     if as_json:
         render.print_json(result)
         return
@@ -88,7 +80,7 @@ def cron_run(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt 
 def _suspend(service: str, verb: str, as_json: bool, project: str | None, target: str | None) -> None:
     from stackblaze.cli import render
 
-    result = client(project, target).request("POST", f"/v1/cron/{service}/{verb}")
+    result = client_here(project, target).request("POST", f"/v1/cron/{service}/{verb}")
     if as_json:
         render.print_json(result)
         return
@@ -118,7 +110,7 @@ def cron_runs(service: ServiceArg, as_json: JsonOpt = False, project: ProjectOpt
 
     from stackblaze.cli import render
 
-    result = client(project, target).request("GET", f"/v1/cron/{service}/runs")
+    result = client_here(project, target).request("GET", f"/v1/cron/{service}/runs")
     if as_json:
         render.print_json(result)
         return

@@ -5,15 +5,11 @@ The table is drawn here rather than in render.py: it is only this command's, and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from stackblaze.cli import options
-from stackblaze.cli.options import JsonOpt, ProjectOpt, TargetOpt, examples
-
-if TYPE_CHECKING:
-    from stackblaze.cli.client import Client
+from stackblaze.cli.options import JsonOpt, ProjectOpt, TargetOpt, client_here, examples
 
 drains_app = typer.Typer(no_args_is_help=True, help=(
     "Log drains: ship every log line to syslog or HTTPS.\n\n"
@@ -21,10 +17,6 @@ drains_app = typer.Typer(no_args_is_help=True, help=(
 
 IdArg = Annotated[int, typer.Argument(help="Drain ID, as `stackblaze drains list` shows it.")]
 STATE_STYLES = {"ok": "green", "failing": "red", "stopped": "dim"}
-
-
-def client(project: str | None, target: str | None) -> Client:
-    return options.client(options.project_here(project), target)
 
 
 @drains_app.command("add", epilog=examples("stackblaze drains add syslog+tls://logs.example.com:6514",
@@ -43,7 +35,7 @@ def drains_add(
     Lines of the project, or of one service, from now on; credentials stay masked."""
     from stackblaze.cli import render
 
-    result = client(project, target).request("POST", "/v1/drains", body={"url": url, "service": service})
+    result = client_here(project, target).request("POST", "/v1/drains", body={"url": url, "service": service})
     if as_json:
         render.print_json(result)
         return
@@ -62,7 +54,7 @@ def drains_list(as_json: JsonOpt = False, project: ProjectOpt = None,
 
     from stackblaze.cli import render
 
-    result = client(project, target).request("GET", "/v1/drains")
+    result = client_here(project, target).request("GET", "/v1/drains")
     if as_json:
         render.print_json(result)
         return
@@ -91,7 +83,7 @@ def drains_remove(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt
     Its cursor is forgotten: the log files it held are let go."""
     from stackblaze.cli import render
 
-    result = client(project, target).request("DELETE", f"/v1/drains/{drain_id}")
+    result = client_here(project, target).request("DELETE", f"/v1/drains/{drain_id}")
     if as_json:
         render.print_json(result)
     else:
@@ -106,7 +98,7 @@ def drains_test(drain_id: IdArg, as_json: JsonOpt = False, project: ProjectOpt =
     Waits for the receiver to acknowledge it; exit 1 when it does not."""
     from stackblaze.cli import render
 
-    result = client(project, target).request("POST", f"/v1/drains/{drain_id}/test")
+    result = client_here(project, target).request("POST", f"/v1/drains/{drain_id}/test")
     if as_json:
         render.print_json(result)
     elif result["ok"]:

@@ -74,6 +74,11 @@ def client(project: str | None = None, target: str | None = None) -> Client:
     return Client(load_settings(), project=project)
 
 
+def client_here(project: str | None, target: str | None) -> Client:
+    """A client for the project this command acts on (`project_here`): the --project and --target options."""
+    return client(project_here(project), target)
+
+
 def whole_number(value: str, *, option: str, low: int, high: int) -> int:
     try:
         number = int(value)
