@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,9 @@ def _decode(hex_address: str) -> str:
     return str(found)
 
 
-def listeners(port: int, proc: Path = Path("/proc")) -> list[Listener]:
-    """Every socket listening on `port`, IPv4 and IPv6, with its holder's pid."""
-    found: list[tuple[str, int]] = []
+def _listening(proc: Path) -> Iterator[tuple[str, str, int]]:
+    """(hex address, hex port, inode) of each listening socket in /proc/net/tcp and tcp6; the address is
+    left to decode, which only the rows a caller wants need."""
     for table in ("tcp", "tcp6"):
         try:
             lines = (proc / "net" / table).read_text().splitlines()[1:]
@@ -48,11 +49,14 @@ def listeners(port: int, proc: Path = Path("/proc")) -> list[Listener]:
             continue
         for line in lines:
             parts = line.split()
-            if len(parts) < 10 or parts[3] != LISTEN:
-                continue
-            address, _, hex_port = parts[1].partition(":")
-            if int(hex_port, 16) == port:
-                found.append((_decode(address), int(parts[9])))
+            if len(parts) >= 10 and parts[3] == LISTEN:
+                address, _, hex_port = parts[1].partition(":")
+                yield address, hex_port, int(parts[9])
+
+
+def listeners(port: int, proc: Path = Path("/proc")) -> list[Listener]:
+    """Every socket listening on `port`, IPv4 and IPv6, with its holder's pid."""
+    found = [(_decode(address), inode) for address, hex_port, inode in _listening(proc) if int(hex_port, 16) == port]
     owners = _owners({inode for _, inode in found}, proc)
     return [Listener(address, port, inode, owners.get(inode)) for address, inode in found]
 
@@ -83,16 +87,7 @@ def _owners(inodes: set[int], proc: Path) -> dict[int, int]:
 
 def listening_on(address: str, proc: Path = Path("/proc")) -> bool:
     """Whether anything listens on `address`, any port (no pid lookup: cheap)."""
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (proc / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) >= 4 and parts[3] == LISTEN and _decode(parts[1].partition(":")[0]) == address:
-                return True
-    return False
+    return any(_decode(found) == address for found, _, _ in _listening(proc))
 
 
 def conflict(address: str, port: int) -> Listener | None:
