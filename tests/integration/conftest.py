@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -129,6 +131,28 @@ def sb(tmp_path: Path) -> Iterator[Stackblaze]:
     tool = Stackblaze(home=home, env=env)
     yield tool
     tool.tear_down()
+
+
+@contextlib.contextmanager
+def reachable_home(prefix: str) -> Iterator[tuple[Stackblaze, Path]]:
+    """Like `sb`, in a home a root daemon's server user (stackblaze-worker) can reach: under a 0711 dir, not
+    pytest's 0700 one; servers never run as root, workers stay root (pyenv's Python, the Celery venv's, is
+    under a 0700 /root). Yields the CLI and the base dir for projects; a server the daemon lost is killed."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o711)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKBLAZE_")}
+    env.update({"STACKBLAZE_HOME": str(base / "home"), "STACKBLAZE_TIME_SCALE": "0.01",
+                "STACKBLAZE_WORKER_USER": "root"})
+    tool = Stackblaze(home=base / "home", env=env)
+    try:
+        yield tool, base
+    finally:
+        tool.tear_down()
+        for proc in psutil.process_iter(["cmdline"]):  # a server the daemon lost track of, if any
+            if str(tool.home) in " ".join(proc.info["cmdline"] or []):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def write_project(root: Path, spec: str, files: dict[str, str] | None = None) -> Path:

@@ -4,13 +4,11 @@ outlives worker deploys, `env set`, a kill -9 of the server and of the daemon.""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.integration.conftest import Stackblaze, alive, wait_for, write_project
+from tests.integration.conftest import Stackblaze, alive, reachable_home, wait_for, write_project
 from tests.tools import need
 
 redis = pytest.importorskip("redis")
@@ -46,26 +44,12 @@ while True:  # the server may come back (kill -9): reconnect, as a real client d
 
 @pytest.fixture
 def home_sb() -> Iterator[Stackblaze]:
-    """Like `sb`, in a home a root daemon's server user (stackblaze-worker) can reach: under a 0711
-    directory, not pytest's 0700 one. Workers run as the daemon's user, servers never as root."""
+    """Like `sb`, in a home a root daemon's server user (stackblaze-worker) can reach (`reachable_home`)."""
     for tool in ("redis-server", "postgres", "psql", "ss"):
         if shutil.which(tool) is None:
             need(tool, "backing services run the machine's own servers")
-    base = Path(tempfile.mkdtemp(prefix="sb-backing-"))
-    base.chmod(0o711)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKBLAZE_")}
-    env.update({"STACKBLAZE_HOME": str(base / "home"), "STACKBLAZE_TIME_SCALE": "0.01",
-                "STACKBLAZE_WORKER_USER": "root"})
-    tool = Stackblaze(home=base / "home", env=env)
-    try:
+    with reachable_home("sb-backing-") as (tool, _):
         yield tool
-    finally:
-        tool.tear_down()
-        for proc in psutil.process_iter(["cmdline"]):  # a server the daemon lost track of, if any
-            if str(tool.home) in " ".join(proc.info["cmdline"] or []):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def project(root: Path, services: str, *, worker: str = WORKER, env: str = "REDIS_URL: ${{cache.REDIS_URL}}") -> Path:

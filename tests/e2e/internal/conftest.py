@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.brokers.smtp_sink import SmtpSink
-from tests.e2e.internal.shop import Project, make_shop, reachable_home
-from tests.integration.conftest import free_port
+from tests.e2e.internal.shop import Project, make_shop
+from tests.integration.conftest import free_port, reachable_home
 from tests.tools import need
 
 

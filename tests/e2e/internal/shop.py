@@ -10,13 +10,9 @@ on the machine would (`ps --json` says it).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,28 +47,6 @@ services:
     env: {{CGO_ENABLED: "0"}}
 """
 QUEUE = "  - {name: queue, type: redis}\n"
-
-
-@contextlib.contextmanager
-def reachable_home(prefix: str) -> Iterator[tuple[Stackblaze, Path]]:
-    """A CLI on its own home under a 0711 dir (as tests/integration/test_backing_services.py's `home_sb`): a
-    root daemon runs the servers as stackblaze-worker, who must reach the disks; workers stay root, since
-    pyenv's Python (the Celery venv's) is under a 0700 /root. Yields the CLI and the base dir for projects."""
-    base = Path(tempfile.mkdtemp(prefix=prefix))
-    base.chmod(0o711)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKBLAZE_")}
-    env.update({"STACKBLAZE_HOME": str(base / "home"), "STACKBLAZE_TIME_SCALE": "0.01",
-                "STACKBLAZE_WORKER_USER": "root"})
-    tool = Stackblaze(home=base / "home", env=env)
-    try:
-        yield tool, base
-    finally:
-        tool.tear_down()
-        for proc in psutil.process_iter(["cmdline"]):  # a server the daemon lost track of, if any
-            if str(tool.home) in " ".join(proc.info["cmdline"] or []):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def make_shop(root: Path, *, name: str, smtp_port: int, queue: bool = False) -> Path:
