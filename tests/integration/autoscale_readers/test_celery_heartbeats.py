@@ -56,7 +56,7 @@ def test_heartbeats_say_which_replica_is_idle_or_busy_and_a_silent_one_is_named_
 
     async def scenario() -> None:
         raw: list[tuple[str, bytes]] = []
-        capture = aioredis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+        capture: Any = aioredis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
         await capture.psubscribe("*")
 
         async def record() -> None:
