@@ -3,9 +3,9 @@
 RQ: every worker keeps a hash `rq:worker:<name>` (its `state`, `pid`, `hostname`) listed in `rq:workers`, and
 the set `rq:worker:<name>:executions` of the jobs it runs; a worker is a replica's when its pid is the
 replica's process or one of its descendants on this host, so the user's start command needs no change.
-Anything else: an optional `busy_probe` command run with the replica's env (exit 0 busy, 1 idle). Celery's
-workers say nothing per process in Redis (their heartbeats are events, sent only with -E): without a probe
-their state is unknown, and `choose_victims` then stops the highest numbers first among the unknown.
+Celery: its workers' heartbeats, the same pid mapping (celery_busy.py). Anything else: an optional `busy_probe`
+command run with the replica's env (exit 0 busy, 1 idle); without one the state is unknown, and
+`choose_victims` then stops the highest numbers first among the unknown.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ return out
 class Busy:
     busy: bool | None  # None: unknown
     jobs: int | None  # jobs it holds (None: unknown)
-    source: str  # "rq", "busy_probe", "unknown"
+    source: str  # "rq", "celery", "busy_probe", "unknown"
 
     def to_dict(self) -> dict[str, Any]:
         return {"busy": self.busy, "jobs": self.jobs, "source": self.source}
