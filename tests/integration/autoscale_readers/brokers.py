@@ -126,8 +126,11 @@ class RabbitMQ:
     amqp_port: int
     api_port: int
 
-    def url(self, vhost: str = "%2F", user: str = "guest", password: str = "guest") -> str:
-        return f"http://{user}:{password}@127.0.0.1:{self.api_port}/{vhost}"
+    def url(self, vhost: str = "%2F", user: str = "guest", password: str = "guest", *, amqp: bool = True) -> str:
+        """The management url as a user writes it; its AMQP port (the reader's live ready counts) is not 5672
+        here, so the url says where (amqp=False: as if AMQP listened on 5672, where nothing does)."""
+        return (f"http://{user}:{password}@127.0.0.1:{self.api_port}/{vhost}"
+                + (f"?amqp_port={self.amqp_port}" if amqp else ""))
 
 
 @contextlib.contextmanager

@@ -56,8 +56,9 @@ def test_rabbitmq_a_wrong_queue_or_vhost_warns_a_wrong_password_is_a_read_error(
             pytest.raises(ReadError) as refused:
         poller.read()
     assert "s3cret-pw" not in str(refused.value)
-    assert str(refused.value) == (f"cannot read http://guest:***@127.0.0.1:{rabbitmq.api_port}/%2F: HTTP 401: "
-                                  "login refused (check the user and password in the url)")
+    assert str(refused.value) == (f"cannot read http://guest:***@127.0.0.1:{rabbitmq.api_port}/%2F?amqp_port="
+                                  f"{rabbitmq.amqp_port}: HTTP 401: login refused (check the user and password in "
+                                  "the url)")
 
 
 async def held_by_consumer(server: Nats) -> None:

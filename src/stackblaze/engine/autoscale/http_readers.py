@@ -1,14 +1,17 @@
 """The brokers read over HTTP, one GET per poll: RabbitMQ's management API (which, unlike AMQP, counts the
-unacknowledged messages) and NATS's monitoring endpoint (JetStream consumers' pending and ack-pending)."""
+unacknowledged messages; AMQP's ready counts, which do not lag, are read beside it) and NATS's monitoring
+endpoint (JetStream consumers' pending and ack-pending)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
+from stackblaze.engine.autoscale.amqp_ready import AmqpReady, amqp_url
 from stackblaze.engine.autoscale.work import QueueWork, ReadError, Work, redact
 
 RABBITMQ_COLUMNS = "name,messages_ready,messages_unacknowledged,head_message_timestamp"
@@ -50,18 +53,27 @@ class HttpReader:
 
 
 class RabbitMQReader(HttpReader):
-    """GET /api/queues/<vhost>?columns=...: messages_ready and messages_unacknowledged per queue. The url's path
-    is the vhost (%2F, or empty, for "/"). The management plugin refreshes these numbers every
-    collect_statistics_interval (5 s by default), so they lag the broker by up to that."""
+    """Two reads at once per poll: GET /api/queues/<vhost>?columns=... (messages_ready and
+    messages_unacknowledged per queue; the url's path is the vhost, %2F or empty for "/") and, over AMQP, a
+    passive queue.declare per queue (amqp_ready.py), whose ready count is the broker's own at that instant.
+    The management plugin shows a publish only at its next stats emission (~3 s measured on RabbitMQ 3.10, even
+    with collect_statistics_interval 100), too late to wake a worker at 0 within a poll; AMQP cannot count the
+    unacknowledged, so in_flight stays the management API's. Ready is the larger of the two: the management
+    figures are one consistent older snapshot (a message delivered since shows in neither of its columns yet),
+    so the work read is never below what the management API alone says. AMQP that cannot be read is a warning,
+    and the management figures are counted alone."""
 
     kind = "rabbitmq"
 
     def __init__(self, url: str, names: Sequence[str], *, timeout: float = 5.0) -> None:
         super().__init__(url, names, timeout=timeout)
         self.vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"
+        self.amqp = AmqpReady(amqp_url(url), self.names, timeout=timeout)
 
     async def read(self, now: float) -> Work:
-        found = await self.get(f"/api/queues/{quote(self.vhost, safe='')}", {"columns": RABBITMQ_COLUMNS})
+        live, found = await asyncio.gather(
+            self.amqp.read(), self.get(f"/api/queues/{quote(self.vhost, safe='')}", {"columns": RABBITMQ_COLUMNS}))
+        amqp_ready, amqp_warning = live
         if found is None:
             return Work.of((QueueWork(name) for name in self.names),
                            [f"rabbitmq vhost {self.vhost!r} not found on {redact(self.url)}: none of its queues "
@@ -69,11 +81,14 @@ class RabbitMQReader(HttpReader):
         if not isinstance(found, list):
             raise ReadError.reading(self.url, "/api/queues did not answer a list of queues")
         queues = {q.get("name"): q for q in found if isinstance(q, dict)}
-        warnings: list[str] = []
+        warnings: list[str] = [amqp_warning] if amqp_warning else []
         rows = []
         for name in self.names:
             queue = queues.get(name)
             if queue is None:
+                if name in amqp_ready:  # declared since the management API's last emission
+                    rows.append(QueueWork(name, ready=amqp_ready[name]))
+                    continue
                 warnings.append(f"rabbitmq queue {name!r} not found in vhost {self.vhost!r} on {redact(self.url)}: "
                                 "check names")
                 rows.append(QueueWork(name))
@@ -84,9 +99,13 @@ class RabbitMQReader(HttpReader):
                                 "them every collect_statistics_interval, 5 s by default)")
             stamp = queue.get("head_message_timestamp")  # set only when publishers set the timestamp property
             age = max(0.0, now - stamp) if isinstance(stamp, int | float) and stamp > 0 else None
-            rows.append(QueueWork(name, ready=ready if isinstance(ready, int) else 0,
+            rows.append(QueueWork(name, ready=max(ready if isinstance(ready, int) else 0, amqp_ready.get(name, 0)),
                                   in_flight=unacked if isinstance(unacked, int) else 0, oldest_age=age))
         return Work.of(rows, warnings)
+
+    async def close(self) -> None:
+        await self.amqp.close()
+        await super().close()
 
 
 class NatsReader(HttpReader):
