@@ -146,11 +146,19 @@ def rabbitmq_auth(project: str, service: str, namespace: str, url: str) -> list[
     return [
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
          "metadata": {"name": name, "namespace": namespace, "labels": labels(project, service)},
-         "stringData": {"host": url}},
+         "stringData": {"host": _without_amqp_port(url)}},
         {"apiVersion": API_VERSION, "kind": "TriggerAuthentication",
          "metadata": {"name": name, "namespace": namespace, "labels": labels(project, service)},
          "spec": {"secretTargetRef": [{"parameter": "host", "name": name, "key": "host"}]}},
     ]
+
+
+def _without_amqp_port(url: str) -> str:
+    """The management url without stackblaze's own `?amqp_port=` (the local reader's AMQP port), which KEDA's
+    http protocol has no use for."""
+    parts = urlsplit(url)
+    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("amqp_port="))
+    return parts._replace(query=query).geturl()
 
 
 def keda_objects(project: str, service: str, namespace: str, spec: Autoscale, *, target: int,

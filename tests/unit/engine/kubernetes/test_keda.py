@@ -154,6 +154,12 @@ def test_rabbitmq_is_read_over_http_and_its_password_stays_in_a_secret(tmp_path:
     assert "mq-s3cret" not in json.dumps([m for m in manifests if m["kind"] != "Secret"])
 
 
+def test_the_local_readers_amqp_port_is_not_handed_to_keda(tmp_path: Path) -> None:
+    project = load(tmp_path, worker("rabbitmq").replace("/%2F'", "/%2F?amqp_port=5673'"))
+    hosts = [s["stringData"]["host"] for s in of_kind(render_manifests(project), "Secret") if "host" in s["stringData"]]
+    assert hosts == ["http://guest:mq-s3cret@mq.example:15672/%2F"]
+
+
 def test_several_rabbitmq_queues_are_summed_by_one_regex_trigger(tmp_path: Path) -> None:
     project = load(tmp_path, worker("rabbitmq").replace("names: [orders]", "names: [orders, orders.retry]"))
     [trigger] = of_kind(render_manifests(project), "ScaledObject")[0]["spec"]["triggers"]
