@@ -83,6 +83,37 @@ def test_in_flight_is_the_management_apis_and_a_lagging_snapshot_never_lowers_th
     assert [w.total for w in reads] == [5] * len(reads) and all(w.warnings == () for w in reads)
 
 
+def test_a_message_requeued_by_a_consumer_that_died_is_not_counted_twice(rabbitmq: RabbitMQ,
+                                                                        channel: BlockingChannel) -> None:
+    """A consumer's connection drops with 2 messages unacknowledged (a replica killed in a drain): AMQP shows
+    them ready at once, while the management API still shows them unacknowledged until its next emission.
+    Counting both would read 4 and scale the drained service straight back up."""
+    name = queue(channel, rabbitmq)
+    for _ in range(2):
+        channel.basic_publish("", name, b"job")
+    consumer = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", rabbitmq.amqp_port))
+    taking = consumer.channel()
+    taking.basic_qos(prefetch_count=2)
+    held: list[object] = []
+    taking.basic_consume(name, lambda _ch, method, _props, _body: held.append(method), auto_ack=False)
+    while len(held) < 2:
+        consumer.process_data_events(time_limit=0.1)
+    wait_for("the management API to show 2 unacknowledged", lambda: management(rabbitmq, name) == (0, 2), 20)
+    consumer.close()  # the broker requeues both
+
+    reads: list[Work] = []
+    with polling("rabbitmq", rabbitmq.url(), name) as poller:
+        def settled() -> bool:
+            reads.append(poller.read())
+            return (reads[-1].ready, reads[-1].in_flight) == (2, 0)
+
+        wait_for("2 ready and 0 unacknowledged", settled, 20, interval=0.05)
+    print(f"\n{len(reads)} reads until the management API showed the requeue: "
+          + ", ".join(f"{w.ready}+{w.in_flight}" for w in reads[:5]) + (" ..." if len(reads) > 5 else ""))
+    assert len(reads) > 1, "the management API showed the requeue at once: nothing was tested"
+    assert [w.total for w in reads] == [2] * len(reads)
+
+
 def test_amqp_refused_is_one_warning_without_the_password_and_the_management_figures_count(
         rabbitmq: RabbitMQ, channel: BlockingChannel) -> None:
     name = queue(channel, rabbitmq)

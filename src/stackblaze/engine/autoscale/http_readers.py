@@ -58,10 +58,13 @@ class RabbitMQReader(HttpReader):
     passive queue.declare per queue (amqp_ready.py), whose ready count is the broker's own at that instant.
     The management plugin shows a publish only at its next stats emission (~3 s measured on RabbitMQ 3.10, even
     with collect_statistics_interval 100), too late to wake a worker at 0 within a poll; AMQP cannot count the
-    unacknowledged, so in_flight stays the management API's. Ready is the larger of the two: the management
-    figures are one consistent older snapshot (a message delivered since shows in neither of its columns yet),
-    so the work read is never below what the management API alone says. AMQP that cannot be read is a warning,
-    and the management figures are counted alone."""
+    unacknowledged, so in_flight stays the management API's. The work of a queue is the larger of the two
+    readings, the management API's ready + unacknowledged (one consistent older snapshot: a message taken by a
+    consumer since shows in neither column yet, so it must not be lowered by AMQP's ready) and AMQP's ready
+    alone (a message published since): ready = max(management ready, AMQP ready - management unacknowledged).
+    Adding AMQP's ready to the lagging unacknowledged instead would count a message requeued since (a consumer
+    killed in a drain) twice, and scale a drained service straight back up. AMQP that cannot be read is a
+    warning, and the management figures are counted alone."""
 
     kind = "rabbitmq"
 
@@ -99,8 +102,9 @@ class RabbitMQReader(HttpReader):
                                 "them every collect_statistics_interval, 5 s by default)")
             stamp = queue.get("head_message_timestamp")  # set only when publishers set the timestamp property
             age = max(0.0, now - stamp) if isinstance(stamp, int | float) and stamp > 0 else None
-            rows.append(QueueWork(name, ready=max(ready if isinstance(ready, int) else 0, amqp_ready.get(name, 0)),
-                                  in_flight=unacked if isinstance(unacked, int) else 0, oldest_age=age))
+            ready, unacked = (ready if isinstance(ready, int) else 0), (unacked if isinstance(unacked, int) else 0)
+            rows.append(QueueWork(name, ready=max(ready, amqp_ready.get(name, 0) - unacked), in_flight=unacked,
+                                  oldest_age=age))
         return Work.of(rows, warnings)
 
     async def close(self) -> None:
