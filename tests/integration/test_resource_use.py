@@ -90,7 +90,9 @@ def test_usage_route_serves_a_rising_series_and_the_exit_on_the_same_axis(sb: St
     memory = [m for m in series["memory"] if m is not None]
     assert series["at"] == sorted(series["at"])
     assert all(later >= earlier - 4 * MB for earlier, later in pairwise(memory)), memory
-    assert memory[-1] - memory[0] > 150 * MB
+    # The series shows the climb itself: its first sample is from before most of it (how early depends on when
+    # the sampler's first tick fell, later on a loaded machine), its highest past 200 MB.
+    assert memory[0] < 100 * MB and max(memory) > 200 * MB, memory
     assert climbed["available"] is True and 0 < climbed["interval"] <= 0.1  # 10 s at time scale 0.01
     (tmp_path / "markers" / "stop").touch()
     after = wait_for("the exit and a sample after the restart", lambda: (
