@@ -6,11 +6,13 @@ import hashlib
 import os
 from pathlib import Path
 
+from stackblaze.spec.naming import SPEC_NAMES
+
 IGNORED = {".git", "__pycache__", ".stackblaze", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 # stackblaze reads these, the app does not: what they say reaches the replicas as the service's config (its
 # own digest), so a change to them (a service added, an env value) must not make a new release of every
 # service whose code sits beside them, which would roll its replicas for nothing.
-SPEC_FILES = frozenset({"stackblaze.yaml", "stackblaze.yml"})
+SPEC_FILES = frozenset(SPEC_NAMES)
 
 
 def digest_tree(root: Path, *, skip: frozenset[str] = frozenset()) -> str:
