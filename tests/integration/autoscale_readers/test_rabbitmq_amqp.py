@@ -21,8 +21,12 @@ from tests.integration.conftest import free_port, wait_for
 
 @pytest.fixture
 def channel(rabbitmq: RabbitMQ) -> Iterator[BlockingChannel]:
+    """A channel in confirm mode: each publish returns once the broker has the message in its queue, so a read
+    after it is a read after the publish, not a race with the message still on the wire."""
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", rabbitmq.amqp_port))
-    yield connection.channel()
+    channel = connection.channel()
+    channel.confirm_delivery()
+    yield channel
     connection.close()
 
 
