@@ -257,7 +257,7 @@ def _rq(kind: Kind, broker: Broker, ids: list[int], seconds: float) -> None:
 
 
 def _celery(kind: Kind, broker: Broker, ids: list[int], seconds: float) -> None:
-    from celery import Celery
+    from celery import Celery  # type: ignore[import-untyped]
 
     app = Celery("sender", broker=broker.url)
     with app.producer_or_acquire() as producer:
@@ -270,7 +270,7 @@ def _dramatiq(kind: Kind, broker: Broker, ids: list[int], seconds: float) -> Non
     from dramatiq import Message
     from dramatiq.brokers.redis import RedisBroker
 
-    sender = RedisBroker(url=broker.url)
+    sender = RedisBroker(url=broker.url)  # type: ignore[no-untyped-call]
     try:
         for i in ids:
             sender.enqueue(Message(queue_name=kind.queue, actor_name="run", args=(i, seconds), kwargs={},
@@ -280,7 +280,7 @@ def _dramatiq(kind: Kind, broker: Broker, ids: list[int], seconds: float) -> Non
 
 
 def _rabbitmq(kind: Kind, broker: Broker, ids: list[int], seconds: float) -> None:
-    import pika
+    import pika  # type: ignore[import-untyped]
 
     conn = pika.BlockingConnection(pika.URLParameters(broker.amqp))
     try:

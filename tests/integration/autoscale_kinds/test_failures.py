@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.autoscale_kinds.conftest import Scaled
+from tests.integration.autoscale_kinds.scaled import Scaled
 from tests.integration.autoscale_readers.brokers import Nats, stop
 from tests.integration.conftest import instance_pids, wait_for
 from tests.tools import need
 
 SCALE = 0.1
 PROBE = f"      busy_probe: {sys.executable} busy.py\n"
+JOBS = 150  # the NATS load
 
 
 def holders(worker: Scaled) -> dict[int, int]:
@@ -38,8 +39,9 @@ def test_a_busy_rabbitmq_replica_killed_after_a_too_short_grace_is_reported_and_
     only when a worker starts or on every 10th of its 10 s cycles, ~100 s, after the visibility timeout; the
     autoscaler counts it in flight meanwhile and keeps a replica for it.) idle_after is 10 s real here: RabbitMQ's
     management API shows the two jobs ~3 s after they are taken, and reads of 0 for longer than idle_after would
-    rightly take the service to 0."""
-    worker = scaled("rabbitmq", scale=SCALE, grace="20s", autoscale=(
+    rightly take the service to 0. Not settled at 0 first: the manual scale to 2 pauses the loop straight away (and
+    waiting out that idle_after after the deploy cost 10 s)."""
+    worker = scaled("rabbitmq", scale=SCALE, grace="20s", settle=False, autoscale=(
         "      min: 0\n      max: 2\n      poll: 10s\n      idle_after: 100s\n      target_per_replica: 2\n"
         "      scale_down: {window: 0s}\n" + PROBE))
     worker.sb.run("scale", "worker", "--replicas", "2")
@@ -78,7 +80,9 @@ def test_a_broker_stopped_under_load_holds_the_count_says_why_and_decisions_resu
         "      min: 0\n      max: 4\n      poll: 10s\n      idle_after: 10s\n"))
     server = worker.broker.server
     assert isinstance(server, Nats)
-    worker.enqueue(range(300), 0.2)
+    # Enough work that 4 replicas still have some when the broker stops, after the wake and the scale-up (~25 jobs
+    # of 0.1 s), and little enough that the rest is done soon after it is back.
+    worker.enqueue(range(JOBS), 0.1)
     wait_for("4 replicas under load", lambda: worker.service()["desired"] == 4 and worker.running() == 4, 60,
              interval=0.1)
     stop(server.proc)
@@ -102,7 +106,7 @@ def test_a_broker_stopped_under_load_holds_the_count_says_why_and_decisions_resu
         assert desired == {4}, f"the count moved while the broker was away: {sorted(desired)}"
         assert len(during) >= 4 and {d["rule"] for d in during} == {"error-hold"}, during
         assert len(errors) == 1 and "holding 4 replicas" in errors[0]["message"]
-        wait_for("the load done after the outage", lambda: worker.done() == 300, 90, interval=0.2)
+        wait_for("the load done after the outage", lambda: worker.done() == JOBS, 90, interval=0.2)
     finally:
         stop(again)
 

@@ -2,7 +2,8 @@
 job once due wake a worker idle at 0; a BullMQ job delayed into the future and a paused BullMQ queue do not; a
 wrong queue name is an `autoscale-warning` within one poll, never a silent 0.
 
-STACKBLAZE_TIME_SCALE=0.1 with spec durations ×10: poll 10s is 1 s real, idle_after 10s is 1 s real."""
+STACKBLAZE_TIME_SCALE=0.1 with spec durations ×10: poll 5s (the local default) is 0.5 s real, idle_after 10s is
+1 s real."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from collections.abc import Callable
 import pytest
 from celery import Celery
 
-from tests.integration.autoscale_kinds.conftest import Scaled
 from tests.integration.autoscale_kinds.kinds import bull
+from tests.integration.autoscale_kinds.scaled import Scaled
 from tests.integration.conftest import wait_for
 
 SCALE = 0.1
-POLL = 1.0  # real seconds
-SPEC = "      min: 0\n      max: 2\n      poll: 10s\n      idle_after: 10s\n"
+POLL = 0.5  # real seconds
+SPEC = "      min: 0\n      max: 2\n      poll: 5s\n      idle_after: 10s\n"
 HOUR_MS = 3_600_000
 
 
@@ -85,11 +86,11 @@ def test_bullmq_prioritized_and_due_delayed_jobs_wake_a_future_delayed_job_and_a
 
     sent = time.monotonic()
     added = time.time()
-    bull(worker.kind, worker.broker, {"op": "add", "queue": "work", "id": 4, "s": 0.01, "opts": {"delay": 2000}})
+    bull(worker.kind, worker.broker, {"op": "add", "queue": "work", "id": 4, "s": 0.01, "opts": {"delay": 1000}})
     due = woken_by(worker, 4, sent)
     wake = next(d for d in worker.decisions() if d["rule"] == "wake")
-    print(f"bullmq: a prioritized job woke the worker in {prioritized:.2f}s; a job delayed 2 s woke it "
+    print(f"bullmq: a prioritized job woke the worker in {prioritized:.2f}s; a job delayed 1 s woke it "
           f"{due:.2f}s after it was added (wake decision {wake['at'] - added:.2f}s after, due {wake['due']}, "
           f"ready {wake['ready']})")
-    assert float(wake["at"]) >= added + 2.0 and wake["due"] == 1, f"woken before the job was due: {wake}"
+    assert float(wake["at"]) >= added + 1.0 and wake["due"] == 1, f"woken before the job was due: {wake}"
     assert worker.runs() == {3: 1, 4: 1}  # the paused queue's job and the future one never ran

@@ -46,8 +46,9 @@ class Poller:
     def until(self, what: str, check: object, timeout: float = 20.0) -> Work:
         """Poll until `check(work)` holds; fail naming `what` and the last reading."""
         assert callable(check)
-        return wait_for(what, lambda: (lambda w: w if check(w) else None)(self.read()), timeout=timeout,
-                        interval=0.1)
+        found: Work = wait_for(what, lambda: (lambda w: w if check(w) else None)(self.read()), timeout=timeout,
+                               interval=0.1)
+        return found
 
     def close(self) -> None:
         self._runner.run(self._reader.close())
