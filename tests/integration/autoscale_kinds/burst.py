@@ -45,13 +45,21 @@ class Burst:
         steps = ", ".join(f"{a}->{b} at {at:.1f}s" for a, b, at in self.steps)
         return (f"{self.kind} (time scale {self.scale:g}, {self.jobs} jobs of 10 ms): enqueued in "
                 f"{self.enqueued:.2f}s, first replica running {self.woke:.2f}s, first job started "
-                f"{self.first_job:.2f}s, peak {self.peak} "
-                + (f"(reached at {self.full:.2f}s)" if self.full is not None else "")
+                f"{self.first_job:.2f}s, peak {self.peak}"
+                + (f" (reached at {self.full:.2f}s)" if self.full is not None else "")
                 + f", all done {self.finished:.2f}s by {self.replicas_used} replicas, {self.lost} lost, "
                 f"{self.repeated} repeated, back to 0 {self.to_zero:.2f}s after the last, {len(self.kills)} SIGKILLs"
                 f"; autoscaled {steps}"
                 + (f"; desired while the long job ran: {sorted(set(self.long_job_desired))}"
                    if self.long_job_desired else ""))
+
+
+class Unfinished(AssertionError):
+    """Not every job was done within the deadline: the burst so far, with the jobs that did run."""
+
+    def __init__(self, found: Burst) -> None:
+        super().__init__(f"{found}: not every job done ({found.lost} never ran)")
+        self.burst = found
 
 
 def burst(worker: Scaled, jobs: int, top: int, *, seconds: float = 0.01, long_job: float = 0.0,
@@ -93,7 +101,11 @@ def burst(worker: Scaled, jobs: int, top: int, *, seconds: float = 0.01, long_jo
             found.long_job_desired.append(worker.service()["desired"])
         return worker.done() == total
 
-    wait_for("every job done", all_done, done_within + 2 * long_job, interval=0.1)
+    try:
+        wait_for("every job done", all_done, done_within + 2 * long_job, interval=0.1)
+    except AssertionError:
+        found.runs = worker.runs()
+        raise Unfinished(found) from None
     found.finished = clock()
     wait_for("back to 0", lambda: not worker.replicas(), zero_within, interval=0.1)
     found.to_zero = clock() - found.finished
