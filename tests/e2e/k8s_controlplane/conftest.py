@@ -36,9 +36,10 @@ def _binaries() -> Path:
         pytest.fail(f"under CI=true the control plane must build ({versions}): {error}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A started control plane; `.kubeconfig` (admin, context `.context` == "stackblaze-test"), `.server`,
+    """A started control plane, stopped when this package's tests are done (not at the end of the whole run:
+    its etcd, API server, controller manager and scheduler would keep working beside every later test); `.kubeconfig` (admin, context `.context` == "stackblaze-test"), `.server`,
     `.node_names` (kwok-node-0..2, Ready), `.api_client()`, `.ready_seconds`."""
     binaries = _binaries()
     workdir = tmp_path_factory.mktemp("k8s")
