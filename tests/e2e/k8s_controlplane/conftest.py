@@ -39,7 +39,8 @@ def _binaries() -> Path:
 @pytest.fixture(scope="package")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A started control plane, stopped when this package's tests are done (not at the end of the whole run:
-    its etcd, API server, controller manager and scheduler would keep working beside every later test); `.kubeconfig` (admin, context `.context` == "stackblaze-test"), `.server`,
+    its etcd, API server, controller manager and scheduler would keep working beside every later test);
+    `.kubeconfig` (admin, context `.context` == "stackblaze-test"), `.server`,
     `.node_names` (kwok-node-0..2, Ready), `.api_client()`, `.ready_seconds`."""
     binaries = _binaries()
     workdir = tmp_path_factory.mktemp("k8s")
