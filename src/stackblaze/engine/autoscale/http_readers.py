@@ -1,6 +1,6 @@
 """The brokers read over HTTP, one GET per poll: RabbitMQ's management API (which, unlike AMQP, counts the
-unacknowledged messages; AMQP's ready counts, which do not lag, are read beside it) and NATS's monitoring
-endpoint (JetStream consumers' pending and ack-pending)."""
+unacknowledged messages; its queue totals are live, its statistics, read beside them for the oldest job's age,
+lag) and NATS's monitoring endpoint (JetStream consumers' pending and ack-pending)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from stackblaze.engine.autoscale.amqp_ready import AmqpReady, amqp_url
 from stackblaze.engine.autoscale.work import QueueWork, ReadError, Work, redact
 
+RABBITMQ_TOTALS = {"disable_stats": "true", "enable_queue_totals": "true",
+                   "columns": "name,messages_ready,messages_unacknowledged"}
 RABBITMQ_COLUMNS = "name,messages_ready,messages_unacknowledged,head_message_timestamp"
 
 
@@ -53,63 +54,75 @@ class HttpReader:
 
 
 class RabbitMQReader(HttpReader):
-    """Two reads at once per poll: GET /api/queues/<vhost>?columns=... (messages_ready and
-    messages_unacknowledged per queue; the url's path is the vhost, %2F or empty for "/") and, over AMQP, a
-    passive queue.declare per queue (amqp_ready.py), whose ready count is the broker's own at that instant.
-    The management plugin shows a publish only at its next stats emission (~3 s measured on RabbitMQ 3.10, even
-    with collect_statistics_interval 100), too late to wake a worker at 0 within a poll; AMQP cannot count the
-    unacknowledged, so in_flight stays the management API's. The work of a queue is the larger of the two
-    readings, the management API's ready + unacknowledged (one consistent older snapshot: a message taken by a
-    consumer since shows in neither column yet, so it must not be lowered by AMQP's ready) and AMQP's ready
-    alone (a message published since): ready = max(management ready, AMQP ready - management unacknowledged).
-    Adding AMQP's ready to the lagging unacknowledged instead would count a message requeued since (a consumer
-    killed in a drain) twice, and scale a drained service straight back up. AMQP that cannot be read is a
-    warning, and the management figures are counted alone."""
+    """Two GETs at once per poll on /api/queues/<vhost> (the url's path is the vhost, %2F or empty for "/"; any
+    query, such as an older stackblaze's ?amqp_port=, is ignored):
+
+    - the queue totals (?disable_stats=true&enable_queue_totals=true): messages_ready and
+      messages_unacknowledged of every queue, as each queue holds them now (a publish or an ack showed within
+      0.13 s, measured on RabbitMQ 3.10), all from one answer, so a message moving between the columns (taken
+      by a consumer, requeued by one that died) is counted once. These are the work.
+    - the statistics (?columns=...): head_message_timestamp, the oldest job's age. They are refreshed only at
+      the broker's next stats emission (5-10 s late with the default collect_statistics_interval of 5 s), so
+      the age lags; it may only add a replica or block a scale-down, never decide a scale to 0, so a lag is
+      harmless. A failed read of them is a warning, and the counts stand.
+
+    A broker whose totals answer carries no counts (before RabbitMQ 3.8's enable_queue_totals) is counted from
+    the statistics' columns instead, with a warning at each such read that they lag and why."""
 
     kind = "rabbitmq"
 
     def __init__(self, url: str, names: Sequence[str], *, timeout: float = 5.0) -> None:
         super().__init__(url, names, timeout=timeout)
         self.vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"
-        self.amqp = AmqpReady(amqp_url(url), self.names, timeout=timeout)
+        self.path = f"/api/queues/{quote(self.vhost, safe='')}"
 
     async def read(self, now: float) -> Work:
-        live, found = await asyncio.gather(
-            self.amqp.read(), self.get(f"/api/queues/{quote(self.vhost, safe='')}", {"columns": RABBITMQ_COLUMNS}))
-        amqp_ready, amqp_warning = live
-        if found is None:
+        totals, stats = await asyncio.gather(self.get(self.path, RABBITMQ_TOTALS), self._statistics())
+        if totals is None:
             return Work.of((QueueWork(name) for name in self.names),
                            [f"rabbitmq vhost {self.vhost!r} not found on {redact(self.url)}: none of its queues "
                             "counted (the url's path is the vhost, %2F for /)"])
-        if not isinstance(found, list):
+        if not isinstance(totals, list):
             raise ReadError.reading(self.url, "/api/queues did not answer a list of queues")
-        queues = {q.get("name"): q for q in found if isinstance(q, dict)}
-        warnings: list[str] = [amqp_warning] if amqp_warning else []
-        rows = []
+        live = _by_name(totals)
+        lagging: dict[str, dict[str, Any]] = stats if isinstance(stats, dict) else {}
+        warnings: list[str] = [] if isinstance(stats, dict) else [stats]
+        rows: list[QueueWork] = []
+        without_totals: list[str] = []
         for name in self.names:
-            queue = queues.get(name)
+            queue = live.get(name)
             if queue is None:
-                if name in amqp_ready:  # declared since the management API's last emission
-                    rows.append(QueueWork(name, ready=amqp_ready[name]))
-                    continue
                 warnings.append(f"rabbitmq queue {name!r} not found in vhost {self.vhost!r} on {redact(self.url)}: "
                                 "check names")
                 rows.append(QueueWork(name))
                 continue
-            ready, unacked = queue.get("messages_ready"), queue.get("messages_unacknowledged")
-            if not isinstance(ready, int) or not isinstance(unacked, int):
-                warnings.append(f"rabbitmq queue {name!r}: no message counts yet (the management plugin reports "
-                                "them every collect_statistics_interval, 5 s by default)")
-            stamp = queue.get("head_message_timestamp")  # set only when publishers set the timestamp property
-            age = max(0.0, now - stamp) if isinstance(stamp, int | float) and stamp > 0 else None
-            ready, unacked = (ready if isinstance(ready, int) else 0), (unacked if isinstance(unacked, int) else 0)
-            rows.append(QueueWork(name, ready=max(ready, amqp_ready.get(name, 0) - unacked), in_flight=unacked,
-                                  oldest_age=age))
+            counted = lagging.get(name, {})
+            ready, unacked = _counts(queue)
+            if ready is None or unacked is None:
+                without_totals.append(name)
+                ready, unacked = _counts(counted)
+                if ready is None or unacked is None:
+                    warnings.append(f"rabbitmq queue {name!r}: no message counts yet (the management plugin reports "
+                                    "them every collect_statistics_interval, 5 s by default)")
+            stamp = counted.get("head_message_timestamp")  # set only when publishers set the timestamp property
+            # A head the statistics still show in a queue with nothing ready now is gone: no age to report.
+            age = max(0.0, now - stamp) if isinstance(stamp, int | float) and stamp > 0 and ready else None
+            rows.append(QueueWork(name, ready=ready or 0, in_flight=unacked or 0, oldest_age=age))
+        if without_totals:
+            warnings.insert(0, f"rabbitmq on {redact(self.url)} gave no live totals for queue(s) "
+                               f"{', '.join(map(repr, without_totals))} (its management API's enable_queue_totals "
+                               "needs RabbitMQ 3.8 or later): counted from its statistics, which lag by its "
+                               "collect_statistics_interval (5 s by default); upgrade RabbitMQ for live counts")
         return Work.of(rows, warnings)
 
-    async def close(self) -> None:
-        await self.amqp.close()
-        await super().close()
+    async def _statistics(self) -> dict[str, dict[str, Any]] | str:
+        """The statistics' columns by queue name, or the warning of a failed read (the counts come from the
+        totals, and the age alone can wait)."""
+        try:
+            found = await self.get(self.path, {"columns": RABBITMQ_COLUMNS})
+        except ReadError as error:
+            return f"rabbitmq queues' oldest job's age not read: {error}"
+        return _by_name(found) if isinstance(found, list) else {}
 
 
 class NatsReader(HttpReader):
@@ -144,6 +157,16 @@ class NatsReader(HttpReader):
             rows.append(QueueWork(name, ready=_int(consumer.get("num_pending")),
                                   in_flight=_int(consumer.get("num_ack_pending"))))
         return Work.of(rows, warnings)
+
+
+def _by_name(queues: list[Any]) -> dict[str, dict[str, Any]]:
+    return {str(q.get("name")): q for q in queues if isinstance(q, dict)}
+
+
+def _counts(queue: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(messages_ready, messages_unacknowledged), each None where the answer has no count."""
+    ready, unacked = queue.get("messages_ready"), queue.get("messages_unacknowledged")
+    return (ready if isinstance(ready, int) else None), (unacked if isinstance(unacked, int) else None)
 
 
 def _int(value: object) -> int:

@@ -154,8 +154,8 @@ def rabbitmq_auth(project: str, service: str, namespace: str, url: str) -> list[
 
 
 def _without_amqp_port(url: str) -> str:
-    """The management url without stackblaze's own `?amqp_port=` (the local reader's AMQP port), which KEDA's
-    http protocol has no use for."""
+    """The management url without the `?amqp_port=` an earlier stackblaze read AMQP at (a url may still carry
+    it; the local reader ignores it), which KEDA's http protocol has no use for."""
     parts = urlsplit(url)
     query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("amqp_port="))
     return parts._replace(query=query).geturl()
