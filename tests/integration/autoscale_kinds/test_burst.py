@@ -46,12 +46,6 @@ def test_a_burst_wakes_the_worker_grows_it_runs_every_job_once_and_it_goes_back_
     assert not found.kills, f"{found}: SIGKILLs: {[e['message'] for e in found.kills]}"
     assert found.steps[-1][1] == 0  # back to 0 (burst() waited for no replica at all): by the autoscaler
     if long_job:
-        # RabbitMQ's management API counts a message taken by a consumer ~3 s late (real seconds, its stats
-        # interval; AMQP cannot count it): longer than idle_after at this time scale (1 s real), so the in-flight
-        # long job can read as no work for longer than idle_after and the service is rightly taken to 0 (seen: 1 run
-        # in 2). With the idle_after 10s at time scale 1 the lag is within it. The job must still finish
-        # once, under its shutdown_grace, unkilled.
-        if kind != "rabbitmq":
-            assert found.long_job_desired and min(found.long_job_desired) >= 1, \
-                f"{found}: scaled to 0 with the long job in flight"
+        assert found.long_job_desired and min(found.long_job_desired) >= 1, \
+            f"{found}: scaled to 0 with the long job in flight"
         assert found.runs[-1] == 1 and worker.count.hget("starts", -1) == b"1", f"{found}: the long job ran again"

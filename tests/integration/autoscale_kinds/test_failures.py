@@ -37,10 +37,9 @@ def test_a_busy_rabbitmq_replica_killed_after_a_too_short_grace_is_reported_and_
     """Manual acks: the job of a consumer killed mid-run goes back to the queue when its connection drops, and
     the surviving replica runs it. (Celery on Redis was tried first: kombu 5.5 restores an unacknowledged task
     only when a worker starts or on every 10th of its 10 s cycles, ~100 s, after the visibility timeout; the
-    autoscaler counts it in flight meanwhile and keeps a replica for it.) idle_after is 10 s real here: RabbitMQ's
-    management API shows the two jobs ~3 s after they are taken, and reads of 0 for longer than idle_after would
-    rightly take the service to 0. Not settled at 0 first: the manual scale to 2 pauses the loop straight away (and
-    waiting out that idle_after after the deploy cost 10 s)."""
+    autoscaler counts it in flight meanwhile and keeps a replica for it.) idle_after is 10 s real here, twice the jobs'
+    5 s: this test is about the drain, and nothing in it should go to 0. Not settled at 0 first: the manual
+    scale to 2 pauses the loop straight away (and waiting out that idle_after after the deploy cost 10 s)."""
     worker = scaled("rabbitmq", scale=SCALE, grace="20s", settle=False, autoscale=(
         "      min: 0\n      max: 2\n      poll: 10s\n      idle_after: 100s\n      target_per_replica: 2\n"
         "      scale_down: {window: 0s}\n" + PROBE))
