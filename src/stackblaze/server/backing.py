@@ -32,7 +32,7 @@ from stackblaze.spec.model import BACKING_TYPES, BackingType
 from stackblaze.spec.references import expand
 from stackblaze.spec.rollout import DEFAULT_PROGRESS_DEADLINE
 from stackblaze.spec.targets import LOCAL, Target, split_key
-from stackblaze.state.backing import BackingRow, BackingStore
+from stackblaze.state.backing import BackingRow, BackingStore, first_address
 from stackblaze.state.store import ReleaseRow, ServiceRow
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def is_backing(spec: dict[str, Any]) -> bool:
 class BackingServices:
     def __init__(self, control: Control) -> None:
         self._control = control
-        self.rows = BackingStore(control.store)
+        self.rows = BackingStore(control.store, first=first_address(control.settings.home))
 
     # -- who, where, names -------------------------------------------------------------------------
 

@@ -8,11 +8,13 @@ with the store's key; it is used only while the service says `auth: password`.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from stackblaze.errors import ConflictError
 from stackblaze.state.store import Store
@@ -25,6 +27,18 @@ CREATE TABLE IF NOT EXISTS backing (
 """
 # 127.0.0.0/16 holds 127.0.0.1, Debian's 127.0.1.1 hostname line and systemd-resolved's 127.0.0.53/54.
 BLOCK = ipaddress.IPv4Network("127.77.0.0/16")
+
+
+HOSTS = BLOCK.num_addresses - 2  # without the network and broadcast addresses
+
+
+def first_address(home: Path) -> ipaddress.IPv4Address:
+    """Where a home's search for a free address starts: a point of BLOCK derived from the home's path. Two
+    daemons on one machine (two users' homes, or test runs side by side) that allocate at the same moment
+    would both take the lowest free address, since neither server listens yet; from points far apart they do
+    not. A home keeps its point across restarts, so its addresses stay predictable."""
+    digest = hashlib.sha256(str(home).encode()).digest()
+    return BLOCK.network_address + 1 + int.from_bytes(digest[:4], "big") % HOSTS
 
 
 @dataclass(frozen=True)
@@ -43,8 +57,10 @@ class BackingRow:
 
 
 class BackingStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, first: ipaddress.IPv4Address | None = None) -> None:
+        """`first`: where the search for a free address starts (first_address(home)); BLOCK's lowest if None."""
         self._store = store
+        self._first = int(first or BLOCK.network_address + 1) - int(BLOCK.network_address) - 1
         self._db = store.connection
         self._db.executescript(SCHEMA)
 
@@ -91,10 +107,11 @@ class BackingStore:
         return gone
 
     def _free_address(self, busy: Callable[[str], bool]) -> str:
-        """The lowest address of BLOCK no service holds, skipping host parts .0 and .255 (some tools take
-        them for a network or a broadcast address)."""
+        """The first address of BLOCK from `first` on (wrapping round) that no service holds, skipping host
+        parts .0 and .255 (some tools take them for a network or a broadcast address)."""
         taken = {r[0] for r in self._db.execute("SELECT address FROM backing WHERE address IS NOT NULL")}
-        for address in BLOCK.hosts():
+        for i in range(HOSTS):
+            address = BLOCK.network_address + 1 + (self._first + i) % HOSTS
             if address.packed[3] not in (0, 255) and str(address) not in taken and not busy(str(address)):
                 return str(address)
         raise ConflictError(f"every address of {BLOCK} is taken by a backing service: remove some "

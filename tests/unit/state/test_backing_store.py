@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stackblaze.state.backing import BackingStore
+from stackblaze.state.backing import BLOCK, BackingStore, first_address
 from stackblaze.state.secrets import SecretBox
 from stackblaze.state.store import Store
 
@@ -56,3 +56,16 @@ def test_the_password_is_encrypted_at_rest(tmp_path: Path) -> None:
     store.close()
     raw = b"".join(path.read_bytes() for path in tmp_path.glob("state.db*"))
     assert password.encode() not in raw
+
+
+def test_each_home_starts_its_search_at_its_own_point_and_wraps_round(tmp_path: Path) -> None:
+    """Two daemons allocating at the same moment (neither server listening yet) would take the same lowest
+    address; two homes start apart, each always at the same point."""
+    one, two = first_address(tmp_path / "one"), first_address(tmp_path / "two")
+    assert one != two and one == first_address(tmp_path / "one") and one in BLOCK and two in BLOCK
+    store = Store(tmp_path / "state.db", SecretBox(tmp_path / "secret.key"))
+    rows = BackingStore(store, first=one)
+    assert rows.ensure("acme", "cache", kind="redis", auth="none", local=True).address == str(one)
+    last = BackingStore(store, first=BLOCK.broadcast_address - 1)  # 127.77.255.254, then round to the start
+    assert [last.ensure("acme", f"s{n}", kind="redis", auth="none", local=True).address for n in range(2)] == [
+        "127.77.255.254", "127.77.0.1"]
