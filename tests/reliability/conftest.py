@@ -148,16 +148,19 @@ def fill(filesystem: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def test_user() -> Iterator[pwd.struct_passwd]:
-    """An unprivileged system user of these tests, created with useradd when missing (as root)."""
+    """An unprivileged system user of these tests, created with useradd when missing (as root), removed after
+    the run that made it. Under pytest-xdist another worker may make it at the same moment (useradd then exits
+    9, "already exists") or still use it after this worker is done: there it is made once and kept."""
     if os.geteuid() != 0:
         need("root", "the test creates a user and runs stackblaze as it")
     created = False
     try:
         user = pwd.getpwnam(TEST_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
-                       check=True, capture_output=True)
-        created = True
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                               TEST_USER], capture_output=True, text=True)
+        assert made.returncode in (0, 9), f"useradd {TEST_USER} exited {made.returncode}: {made.stderr}"
+        created = made.returncode == 0 and "PYTEST_XDIST_WORKER" not in os.environ
         user = pwd.getpwnam(TEST_USER)
     yield user
     if created:
