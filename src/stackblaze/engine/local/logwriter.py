@@ -5,13 +5,21 @@ Used by the runner, so it stays on the standard library and does per-chunk (not 
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 MAX_LINE = 16 * 1024  # longer lines are split into partial (P) records, never dropped
 IOV_MAX = 1024  # writev takes at most this many pieces (Linux)
+
+
+def _file_size_limit() -> int | None:
+    """The runner's RLIMIT_FSIZE (soft), None when unlimited: a write that crosses it stops inside a record."""
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def format_timestamp(now: float) -> bytes:
@@ -56,6 +64,9 @@ class LogFile:
             return _count_lines(parts)
         assert self._fd is not None
         total = sum(map(len, parts))
+        limit = _file_size_limit()
+        if limit is not None and self._size + total > limit:
+            return self._write_what_fits(parts, limit - self._size)
         try:
             if self._torn:
                 self._size += os.write(self._fd, b"\n")
@@ -76,6 +87,18 @@ class LogFile:
         if self._size >= self.max_bytes:
             self.rotate()
         return 0
+
+    def _write_what_fits(self, parts: Sequence[bytes | memoryview], room: int) -> int:
+        """Under a file-size limit: the whole records that fit in `room` bytes, and EFBIG for the rest, so a
+        reader never sees half a record, not even for the moment before _cut_torn_record would cut it off."""
+        data = b"".join(parts)
+        room -= self._torn  # the newline that ends a torn record goes first
+        whole = data.rfind(b"\n", 0, max(0, room)) + 1
+        lost = data[whole:].count(b"\n")
+        if whole and self.write([data[:whole]]):  # failed after all (a full disk as well): every line is lost
+            return lost + data[:whole].count(b"\n")
+        self.error = OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+        return lost
 
     def _cut_torn_record(self, data: memoryview, written: int, exc: OSError) -> int:
         """A write stopped inside a record: cut the file back to its last whole record, so no reader
