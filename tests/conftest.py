@@ -28,6 +28,7 @@ def group_of(path: Path) -> str:
     return next((f for f in FOLDERS if where.startswith(f + "/")), where)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the marks into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group_of(item.path)))
