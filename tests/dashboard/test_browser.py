@@ -72,7 +72,9 @@ def test_services_live_logs_filter_scale_and_crash(sb: Stackblaze, tmp_path: Pat
     said = f"hello from the test {time.time()}"
     (tmp_path / "markers" / "say").write_text(said)
     started = time.monotonic()
-    page.wait_for_selector(f".logs .line >> text={said}", timeout=1000)
+    # A deadline, not a speed goal (the figure is printed; tail latency is bench/tail_latency.py's): the worker
+    # notices the marker on its own poll, and a loaded 2-core machine has taken over a second.
+    page.wait_for_selector(f".logs .line >> text={said}", timeout=10_000)
     print(f"a printed line was on the page after {1000 * (time.monotonic() - started):.0f} ms")
     line = page.inner_text(f".logs .line:has-text('{said}')")
     assert "warn" in line and "queue=emails" in line  # JSON fields shown readably
