@@ -95,12 +95,20 @@ def test_usage_route_serves_a_rising_series_and_the_exit_on_the_same_axis(sb: St
     assert memory[0] < 100 * MB and max(memory) > 200 * MB, memory
     assert climbed["available"] is True and 0 < climbed["interval"] <= 0.1  # 10 s at time scale 0.01
     (tmp_path / "markers" / "stop").touch()
-    after = wait_for("the exit and a sample after the restart", lambda: (
-        answer := usage(sb, "leaker")) and (exits := [e for e in answer["events"] if e["kind"] == "exit"])
-        and answer["replicas"][0]["at"][-1] > exits[0]["at"] + 0.3 and (answer, exits[0]), timeout=30)
-    answer, exit_mark = after
+    def measured_after_the_restart() -> tuple[dict[str, Any], dict[str, Any], list[tuple[float, Any]]] | None:
+        """The answer, its exit and its points once a sample with a memory figure follows the exit by 0.3 s
+        (the first ticks after it may find no process yet, and carry None)."""
+        answer = usage(sb, "leaker")
+        exits = [e for e in answer["events"] if e["kind"] == "exit"]
+        if not exits or not answer["replicas"]:
+            return None
+        points = list(zip(answer["replicas"][0]["at"], answer["replicas"][0]["memory"], strict=True))
+        late = any(at > exits[0]["at"] + 0.3 and m is not None for at, m in points)
+        return (answer, exits[0], points) if late else None
+
+    answer, exit_mark, points = wait_for("the exit and a measured sample after the restart",
+                                         measured_after_the_restart, timeout=30)
     assert exit_mark["code"] == 3 and exit_mark["replica"] == 1
-    points = list(zip(answer["replicas"][0]["at"], answer["replicas"][0]["memory"], strict=True))
     before = [m for at, m in points if at < exit_mark["at"] and m is not None]
     restarted = [m for at, m in points if at > exit_mark["at"] + 0.2 and m is not None]
     assert max(before) > 200 * MB and restarted[-1] < 100 * MB, (max(before), restarted[-1])
