@@ -42,6 +42,7 @@ class LogFile:
         self._fd: int | None = None
         self._torn = False  # the file ends inside a record that could not be cut off
         self._size = 0
+        self._limit = _file_size_limit()  # set on the runner before it starts: read once, not per write
         self._open()
 
     def _open(self) -> bool:
@@ -64,9 +65,8 @@ class LogFile:
             return _count_lines(parts)
         assert self._fd is not None
         total = sum(map(len, parts))
-        limit = _file_size_limit()
-        if limit is not None and self._size + total > limit:
-            return self._write_what_fits(parts, limit - self._size)
+        if self._limit is not None and self._size + total > self._limit:
+            return self._write_what_fits(parts, self._limit - self._size)
         try:
             if self._torn:
                 self._size += os.write(self._fd, b"\n")
@@ -101,8 +101,9 @@ class LogFile:
         return lost
 
     def _cut_torn_record(self, data: memoryview, written: int, exc: OSError) -> int:
-        """A write stopped inside a record: cut the file back to its last whole record, so no reader
-        ever sees half of one. Returns the lines lost."""
+        """A write stopped inside a record: cut the file back to its last whole record, so the file
+        never keeps half of one (a reader in between may see it: under a file-size limit _write_what_fits
+        avoids even that). Returns the lines lost."""
         self.error = exc
         whole = bytes(data[:written]).rfind(b"\n") + 1
         assert self._fd is not None
