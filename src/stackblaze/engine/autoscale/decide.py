@@ -5,6 +5,12 @@ One evaluation is KEDA's two phases in one place: at 0 replicas the activation s
 activation), from 1 up the HPA (hpa.py), and N -> 0 directly once the work has been 0 for `idle_after`
 (KEDA's cooldownPeriod, which bypasses the HPA's window). Read errors hold the count; after
 FAILURE_THRESHOLD in a row a configured fallback applies as KEDA's `behavior: currentReplicasIfHigher`.
+
+One addition to the HPA, the settling poll: a scale-down the window allows is held for one poll and made at the
+next if that poll allows the same count ("down-settling"). The window's max falls in steps as the
+recommendations that held it leave, and after a backlog those are consecutive polls' (10, 9, 7): the HPA makes a
+change at each step, this waits until the steps stop and makes one. It costs a scale-down one poll; with no
+scale-down window (`window: 0s`, "scale down at once") nothing waits.
 """
 
 from __future__ import annotations
@@ -70,11 +76,13 @@ class LoopState:
     idle_since: float | None = None  # since when the work has been 0 in every reading (None: not idle)
     failures: int = 0  # consecutive failed reads
     paused: Pause | None = None
+    settling: Recommendation | None = None  # a scale-down seen at the last poll, not yet made (_settle)
 
     def to_dict(self) -> dict[str, object]:
         return {"recommendations": [[r.at, r.replicas] for r in self.recommendations],
                 "events": [[e.at, e.change] for e in self.events], "idle_since": self.idle_since,
                 "failures": self.failures,
+                "settling": None if self.settling is None else [self.settling.at, self.settling.replicas],
                 "paused": None if self.paused is None else
                 {"by": self.paused.by, "since": self.paused.since, "replicas": self.paused.replicas}}
 
@@ -84,11 +92,12 @@ class LoopState:
         idle, failures = data.get("idle_since"), data.get("failures", 0)
         assert isinstance(recs, list) and isinstance(events, list) and isinstance(failures, int)
         assert idle is None or isinstance(idle, int | float)
-        pause = None
+        pause, settling = None, data.get("settling")
         if isinstance(paused, dict):
             pause = Pause(str(paused["by"]), float(paused["since"]), int(paused["replicas"]))
         return cls(tuple(Recommendation(float(at), int(n)) for at, n in recs),
-                   tuple(ScaleEvent(float(at), int(n)) for at, n in events), idle, failures, pause)
+                   tuple(ScaleEvent(float(at), int(n)) for at, n in events), idle, failures, pause,
+                   Recommendation(float(settling[0]), int(settling[1])) if isinstance(settling, list) else None)
 
 
 def start(current: int, now: float) -> LoopState:
@@ -161,13 +170,14 @@ def decide(spec: Autoscale, state: LoopState, reading: WorkLike | Exception, *, 
     scale-down stops `choose_victims(..., current - desired, spec.scale_down.prefer)`, each leaving the desired
     set before it is signalled. A manual scale calls `pause`, `scale --auto` calls `resume`; a deploy runs
     `count_for_deploy(spec, current)` replicas and keeps the state."""
+    settling, state = state.settling, replace(state, settling=None)  # only _hpa's hold keeps it
     if isinstance(reading, Exception):
         verdict, state = _on_error(spec, state, current, now, reading)
     elif state.paused is not None:
         verdict = _Verdict(current, "paused", facts={"by": state.paused.by, "since": state.paused.since,
                                                      "replicas": state.paused.replicas})
     else:
-        verdict, state = _on_work(spec, state, reading, current, target, now)
+        verdict, state = _on_work(spec, state, reading, current, target, now, settling)
     decision = Decision(at=now, current=current, desired=verdict.desired, rule=verdict.rule, target=target,
                         raw=verdict.raw, facts=dict(verdict.facts or {}))
     if isinstance(reading, Exception):
@@ -213,8 +223,8 @@ def _on_error(spec: Autoscale, state: LoopState, current: int, now: float, error
     return _Verdict(desired, "fallback", raw=to, facts=facts), _record(state, spec, now, current, desired)
 
 
-def _on_work(spec: Autoscale, state: LoopState, work: WorkLike, current: int, target: int, now: float
-             ) -> tuple[_Verdict, LoopState]:
+def _on_work(spec: Autoscale, state: LoopState, work: WorkLike, current: int, target: int, now: float,
+             settling: Recommendation | None = None) -> tuple[_Verdict, LoopState]:
     # rounded: three 2-decimal means may add up to 4.000000000000001, whose ceil is 5
     total = round(work.ready + work.due + work.in_flight, 6)
     # The poll's mean (sampling.py) knows how long its last reads found no work: the idle clock starts there,
@@ -240,7 +250,7 @@ def _on_work(spec: Autoscale, state: LoopState, work: WorkLike, current: int, ta
         desired = spec.max if current > spec.max else hpa_min
         verdict = _Verdict(desired, "above-max" if current > spec.max else "below-min")
         return _to_zero(spec, verdict, state, total, current, now), _record(state, spec, now, current, desired)
-    verdict, state = _hpa(spec, state, work, total, current, target, now)
+    verdict, state = _hpa(spec, state, work, total, current, target, now, settling)
     return _to_zero(spec, verdict, state, total, current, now), state
 
 
@@ -257,7 +267,7 @@ def _to_zero(spec: Autoscale, verdict: _Verdict, state: LoopState, total: float,
 
 
 def _hpa(spec: Autoscale, state: LoopState, work: WorkLike, total: float, current: int, target: int,
-         now: float) -> tuple[_Verdict, LoopState]:
+         now: float, settling: Recommendation | None = None) -> tuple[_Verdict, LoopState]:
     raw, ratio = replicas_for_work(total, target, current, spec.tolerance)
     # The oldest job's age lags the backlog (it keeps rising until the backlog clears), so it may only add
     # one replica, or hold a shrink while it is still high.
@@ -272,6 +282,7 @@ def _hpa(spec: Autoscale, state: LoopState, work: WorkLike, total: float, curren
     hpa_min = max(1, spec.min)
     facts: dict[str, Fact] = {"wanted": stabilized}
     rule: Rule | None = None
+    hold: Recommendation | None = None
     if stabilized > current:
         limit, policy = scale_up_limit(current, state.events, spec.scale_up, now)
         desired = min(stabilized, limit, spec.max)
@@ -284,6 +295,10 @@ def _hpa(spec: Autoscale, state: LoopState, work: WorkLike, total: float, curren
         if desired > stabilized:
             rule = "down-min" if hpa_min >= floor else "down-disabled" if policy is None else "down-limited"
             facts.update(_policy_facts(policy) if rule == "down-limited" else {})
+        if desired < current and down_window > 0 and not _settled(settling, desired, now):
+            # the settling poll (module docstring): hold, and make it at the next poll if that wants the same
+            hold = Recommendation(now, desired)
+            desired, rule, facts = current, "down-settling", {"to": hold.replicas, "window": down_window}
     else:
         desired = current
     if rule is None:
@@ -304,5 +319,11 @@ def _hpa(spec: Autoscale, state: LoopState, work: WorkLike, total: float, curren
         else:
             rule, facts = "steady", {}
     recs = keep_recommendations(state.recommendations, now, up_window=up_window, down_window=down_window)
-    state = replace(state, recommendations=(*recs, Recommendation(now, raw)))
+    state = replace(state, recommendations=(*recs, Recommendation(now, raw)),
+                    settling=hold if rule == "down-settling" else None)
     return _Verdict(desired, rule, raw=raw, facts=facts), _record(state, spec, now, current, desired)
+
+
+def _settled(settling: Recommendation | None, desired: int, now: float) -> bool:
+    """Whether the last poll already wanted this scale-down to `desired` (and held for it)."""
+    return settling is not None and settling.replicas == desired and settling.at < now

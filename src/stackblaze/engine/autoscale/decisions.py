@@ -15,7 +15,8 @@ from typing import Literal, get_args
 Rule = Literal[
     "paused", "error-hold", "fallback", "to-zero", "idle-wait", "wake", "asleep", "below-min", "above-max",
     "up", "down", "steady", "tolerance", "up-limited", "up-max", "up-disabled", "up-stabilized",
-    "down-stabilized", "down-limited", "down-min", "down-disabled", "latency-add", "latency-block",
+    "down-stabilized", "down-limited", "down-min", "down-disabled", "down-settling", "latency-add",
+    "latency-block",
 ]
 RULES: tuple[Rule, ...] = get_args(Rule)
 Fact = int | float | str | None
@@ -225,6 +226,9 @@ def _rule_words(d: Decision) -> str:
                     f"(max seen at {_clock(float(_number(f['seen_at'])))})")
         case "down-limited":
             return f"scale-down limited by policy {_policy(f)}: {f['wanted']} wanted, {d.desired} allowed"
+        case "down-settling":
+            return (f"held one poll: the scale-down window {_s(f['window'])} now allows {f['to']}; going there at "
+                    f"the next poll if it still does")
         case "down-min":
             return f"held at min {d.desired}: {f['wanted']} wanted"
         case "down-disabled":

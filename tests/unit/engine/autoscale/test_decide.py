@@ -64,7 +64,9 @@ def test_goes_to_zero_only_after_no_work_for_idle_after() -> None:
     s = spec(idle_after=300.0)
     state = start(2, T0 - 400)
     d, state = one(s, work(), 2, state, at=T0)
-    assert d.desired == 1  # down window: 400 s ago is out of it; the HPA's floor is 1
+    assert (d.desired, d.rule) == (2, "down-settling")  # down window: 400 s ago is out of it; one poll to settle
+    d, state = one(s, work(), 2, state, at=T0 + 5)
+    assert d.desired == 1  # the HPA's floor is 1
     d, state = one(s, work(), 1, state, at=T0 + 299)
     assert (d.desired, d.rule) == (1, "idle-wait")
     assert reason(d) == "keep 1: no work for 299s, to zero after 300s"
@@ -112,9 +114,42 @@ def test_scale_down_is_held_by_the_highest_recommendation_of_the_window() -> Non
     d, _ = one(s, work(ready=2), 6, state)
     assert (d.desired, d.rule, d.raw) == (6, "down-stabilized", 2)
     assert reason(d).startswith("held: scale-down stabilization window 300s keeps 6 (max seen at ")
-    d, _ = one(s, work(ready=2), 6, state, at=T0 + 201)  # the 6 left the window, the 4 has not
+    _, later = one(s, work(ready=2), 6, state, at=T0 + 201)  # the 6 left the window, the 4 has not
+    d, _ = one(s, work(ready=2), 6, later, at=T0 + 206)  # (the poll before held to settle)
     assert (d.desired, d.rule) == (4, "down-stabilized")
-    d, _ = one(s, work(ready=2), 6, state, at=T0 + 251)
+    _, later = one(s, work(ready=2), 6, state, at=T0 + 251)
+    d, _ = one(s, work(ready=2), 6, later, at=T0 + 256)
+    assert (d.desired, d.rule) == (2, "down")
+
+
+def test_a_scale_down_settles_for_one_poll_and_a_falling_window_makes_one_change() -> None:
+    """The window's max falls in steps as a backlog's recommendations (10, 9, 7 at consecutive polls) leave it:
+    the HPA would make a change at each; held one poll each time the allowed count moves, it makes one."""
+    s = spec(max=20)
+    recs = (Recommendation(T0 - 300, 10), Recommendation(T0 - 295, 9), Recommendation(T0 - 250, 7))
+    state = LoopState(recommendations=recs)
+    d, state = one(s, work(ready=5), 10, state, at=T0 + 1)  # the 10 left: 9 allowed
+    assert (d.desired, d.rule) == (10, "down-settling")
+    assert reason(d) == ("held one poll: the scale-down window 300s now allows 9; going there at the next poll "
+                         "if it still does")
+    d, state = one(s, work(ready=5), 10, state, at=T0 + 6)  # the 9 left too: 7 allowed, a different count
+    assert (d.desired, d.rule) == (10, "down-settling")
+    d, state = one(s, work(ready=5), 10, state, at=T0 + 11)  # 7 again: made
+    assert (d.desired, d.rule) == (7, "down-stabilized")
+    assert state.settling is None
+
+
+def test_a_scale_down_that_the_next_poll_no_longer_wants_is_not_made() -> None:
+    s = spec(max=20)
+    d, state = one(s, work(ready=2), 6, LoopState(), at=T0)
+    assert (d.desired, d.rule) == (6, "down-settling")
+    d, state = one(s, work(ready=6), 6, state, at=T0 + 5)
+    assert (d.desired, d.rule) == (6, "steady") and state.settling is None
+
+
+def test_no_settling_without_a_scale_down_window() -> None:
+    """`scale_down: {window: 0s}` asks for the HPA's immediate scale-down: no poll is added."""
+    d, _ = one(spec(max=20, scale_down=Direction(0.0, SCALE_UP.policies[1:])), work(ready=2), 6)
     assert (d.desired, d.rule) == (2, "down")
 
 
@@ -151,7 +186,9 @@ def test_read_errors_hold_the_count_never_down_never_to_zero() -> None:
     assert reason(d) == "held: broker unreachable (6 failures; on_metric_error: hold)"
     assert d.error == "cannot read redis://127.0.0.1:6379/0: Connection refused"
     d, state = one(s, work(), 3, state, at=T0 + 100)
-    assert d.desired == 1 and state.failures == 0  # decisions resume; the idle clock starts again
+    assert d.rule == "down-settling" and state.failures == 0  # decisions resume; the idle clock starts again
+    d, state = one(s, work(), 3, state, at=T0 + 105)
+    assert d.desired == 1
     assert one(s, work(), 1, state, at=T0 + 109)[0].desired == 1
     assert one(s, work(), 1, state, at=T0 + 110)[0].desired == 0
 
@@ -210,7 +247,8 @@ def test_resume_starts_the_idle_clock_again() -> None:
 def test_start_keeps_a_restarted_daemon_from_shrinking_at_once() -> None:
     d, _ = one(spec(), work(ready=1), 6, start(6, T0))
     assert d.desired == 6
-    assert one(spec(), work(ready=1), 6, LoopState())[0].desired == 1  # what a lost state would have done
+    _, lost = one(spec(), work(ready=1), 6, LoopState())  # what a lost state would have done (after one poll)
+    assert one(spec(), work(ready=1), 6, lost, at=T0 + 5)[0].desired == 1
 
 
 def test_state_survives_json_and_gives_the_same_next_decision() -> None:
