@@ -7,7 +7,9 @@ It starts its own redis-server (keyspace notifications on) and a daemon per kind
 STACKBLAZE_HOME. Per run: enqueue -> the replica's process running its first line (wake), enqueue -> the
 job's first line (start); and, for comparison, the boot of the worker alone (started by hand with a job
 waiting: its process start -> the job's first line). Prints p50 and max per kind and mode, and the acceptance
-line: job started <= 0.3 s + boot with push, <= poll + boot with the poll alone (boot: the median alone).
+line: job started <= 0.3 s + boot with push, <= poll + boot with the poll alone (boot: the median alone). At 0
+the poll alone reads 10 times a poll (engine/autoscale/sampling.py), so it should start within about poll / 10
++ boot.
 BullMQ comes from npm as examples/bullmq-email locks it
 (`npm ci` into SB_BENCH_NODE_DIR, default /tmp/sb-bench-bullmq).
 """

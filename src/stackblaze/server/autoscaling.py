@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from stackblaze.engine.autoscale.busy import UNKNOWN, Busy, probe_busy, rq_busy
 from stackblaze.engine.autoscale.celery_busy import CeleryHeartbeats
 from stackblaze.engine.autoscale.decide import LoopState, decide, pause, resolve_target, resume, start
-from stackblaze.engine.autoscale.decisions import Decision, DecisionLog, explain, reason
+from stackblaze.engine.autoscale.decisions import Decision, DecisionLog, Fact, explain, reason
 from stackblaze.engine.autoscale.readers import Reader, open_reader
-from stackblaze.engine.autoscale.sampling import MeanWork, sample_count, sample_work
+from stackblaze.engine.autoscale.sampling import MeanWork, ZeroRead, sample_count, sample_until_wake, sample_work
 from stackblaze.engine.autoscale.victims import ReplicaInfo, choose_victims
 from stackblaze.engine.autoscale.work import ReadError, Work, redact
 from stackblaze.engine.clock import ScaledClock, SystemClock
@@ -212,6 +212,7 @@ class ServiceLoop:
         self._url: str | None = None
         self._watch = _Watch()
         self._closing: asyncio.Task[None] | None = None
+        self._next: float | None = None  # when a poll at 0 a push ended early, the next poll's start (platform)
         self._waker = Waker(lambda message, details: self._control.event(
             project=project, service=service, kind="autoscale-push", message=f"{service}: {message}",
             details=details))
@@ -235,7 +236,7 @@ class ServiceLoop:
             spec = autoscale_of(row.spec) if row is not None else None
             if row is None or spec is None or not row.running:
                 return
-            began = clock.time()
+            began, self._next = clock.time(), None
             try:
                 await self.tick(spec, push=push or None)
                 self._follow_push(spec)
@@ -246,17 +247,21 @@ class ServiceLoop:
                 log.error("%s/%s: autoscale poll failed: %s", self.project, self.service, exc)
             except Exception:
                 log.exception("%s/%s: autoscale poll failed", self.project, self.service)
-            wait = max(0.0, began + spec.poll - clock.time()) * scale
+            wait = max(0.0, (began + spec.poll if self._next is None else self._next) - clock.time()) * scale
             push = await self._waker.sleep(max(MIN_SLEEP, wait))  # the poll's sleep, cut short by a push
 
     def _follow_push(self, spec: Autoscale) -> None:
         """A push listener while the service is at 0 and not paused (autoscale_wake.py), none otherwise."""
+        if self._url is not None:
+            self._waker.follow(replace(spec.queues, url=self._url), own="${{" in spec.queues.url,
+                               listen=self._asleep(spec))
+
+    def _asleep(self, spec: Autoscale) -> bool:
+        """At 0 replicas, not paused, min 0: only work can wake it (a push may say so first)."""
         row = self._control.store.service(self.project, self.service)
         found = self._scaler.rows.row(self.project, self.service)
         paused = found is not None and found.state.get("paused") is not None
-        at_zero = row is not None and row.running and row.replicas == 0 and not paused and spec.min == 0
-        if self._url is not None:
-            self._waker.follow(replace(spec.queues, url=self._url), own="${{" in spec.queues.url, listen=at_zero)
+        return row is not None and row.running and row.replicas == 0 and not paused and spec.min == 0
 
     def _follow_heartbeats(self, spec: Autoscale) -> None:
         """Celery workers' heartbeats heard while the service has replicas (celery_busy.py); replicas that send
@@ -283,23 +288,37 @@ class ServiceLoop:
             self._url = url
         return self._reader
 
-    async def _read(self, spec: Autoscale) -> Work | MeanWork:
-        """One read at 0 replicas (a wake wants the latest count, at once); with replicas, the mean of the reads
-        spread over this poll (sampling.py says why), the last (count - 1) / count of a poll from now."""
+    async def _read(self, spec: Autoscale, push: str | None) -> Work | MeanWork | ZeroRead:
+        """Asleep at 0: the reads spread over this poll until one shows waiting work or a push asks (sampling.py's
+        `sample_until_wake`), that read alone; with replicas, the mean of the reads spread over this poll
+        (sampling.py says why), the last (count - 1) / count of a poll from now; one read otherwise (at 0 but
+        paused or with min >= 1, or a poll too short to sample)."""
         reader = self._open(spec)
         row = self._control.store.service(self.project, self.service)
-        scale = self._control.settings.time_scale
+        scale, clock = self._control.settings.time_scale, self._scaler.clock
         count = sample_count(spec.poll, scale, MIN_SLEEP)
+        if self._asleep(spec):
+            zero = await sample_until_wake(lambda: reader.read(time.time()), poll=spec.poll, count=count,
+                                           activation=spec.activation, clock=clock.time, push=push,
+                                           sleep=lambda seconds: self._waker.sleep(seconds * scale))
+            if zero.push is not None and not zero.woke(spec.activation):
+                # A push that woke nothing ended the poll early: the reads go on at their pace from here, not
+                # after a whole poll (which would leave a poll-only wake a poll late again).
+                self._next = clock.time() + spec.poll / count
+            return zero
         if row is None or row.replicas == 0 or count == 1:
             return await reader.read(time.time())
         return await sample_work(lambda: reader.read(time.time()), poll=spec.poll, count=count,
-                                 clock=self._scaler.clock.time, sleep=lambda seconds: asyncio.sleep(seconds * scale))
+                                 clock=clock.time, sleep=lambda seconds: asyncio.sleep(seconds * scale))
 
     async def tick(self, spec: Autoscale, push: str | None = None) -> None:
         """One evaluation; `push`: what the broker pushed to ask for it (a hint: the read still decides)."""
         reading: Any
+        facts: dict[str, Fact] = {}
         try:
-            reading = await self._read(spec)
+            reading = await self._read(spec, push)
+            if isinstance(reading, ZeroRead):  # which read of the poll at 0 decided, and the push that asked
+                facts, push, reading = {"read": reading.read, "reads": reading.reads}, reading.push, reading.work
         except (ReadError, UserError) as exc:
             reading = exc
         except (OSError, ValueError) as exc:  # what a reader did not translate is still a failed read
@@ -317,7 +336,7 @@ class ServiceLoop:
             decision, loop_state = decide(spec, LoopState.from_dict(found.state), reading, current=row.replicas,
                                           target=target, now=now)
             decision = replace(decision, at=scaler.clock.to_wall(now) if isinstance(scaler.clock, ScaledClock)
-                               else now, facts={**decision.facts, **({"push": push} if push else {})})
+                               else now, facts={**decision.facts, **facts, **({"push": push} if push else {})})
             self._report_reading(spec, reading, decision)
             found = replace(found, state=loop_state.to_dict())
             changed = decision.desired != row.replicas
@@ -355,7 +374,8 @@ class ServiceLoop:
             for n in victims:
                 busy = busy_of.get(n, UNKNOWN)
                 drains.append({"replica": n, "pid": pids.get(n), "busy": busy.busy, "jobs": busy.jobs,
-                               "source": busy.source, "since_event": last_event, "at": time.time()})
+                               "ids": list(busy.ids), "source": busy.source, "since_event": last_event,
+                               "at": time.time()})
         found = replace(found, indexes=indexes, drains=tuple(drains))
         store = self._control.store
         with store.transaction():
@@ -416,7 +436,8 @@ class ServiceLoop:
             if exit_event is None and drain["replica"] in stopping:
                 busy = fresh.get(drain["replica"])
                 if busy is not None and busy.source != "unknown":
-                    drain = {**drain, "busy": busy.busy, "jobs": busy.jobs, "source": busy.source}
+                    drain = {**drain, "busy": busy.busy, "jobs": busy.jobs, "ids": list(busy.ids),
+                             "source": busy.source}
                 left.append(drain)
                 continue
             if exit_event is not None and exit_event.get("killed_after_grace"):
@@ -435,14 +456,15 @@ class ServiceLoop:
     def _report_kill(self, drain: Mapping[str, Any], exit_event: Mapping[str, Any], row: ServiceRow) -> None:
         jobs = drain.get("jobs")
         grace = float(exit_event.get("killed_after_grace") or 0) / self._control.settings.time_scale
+        ids = [str(i) for i in drain.get("ids") or ()]
         held = "an unknown number of jobs" if jobs is None or (jobs == 0 and drain.get("busy") is None) else \
-            f"{jobs} job{'s' if jobs != 1 else ''}"
+            f"{jobs} job{'s' if jobs != 1 else ''}" + (f" ({', '.join(ids)})" if ids else "")
         name = f"{self.service}.{drain['replica']}"
         self._control.event(
             project=self.project, service=self.service, replica=drain["replica"], kind="drain-killed",
             message=f"{name} killed after its {grace:g}s shutdown_grace during an autoscale drain, holding {held}"
                     f" (busy data: {drain.get('source') or 'unknown'})",
-            details={"replica": drain["replica"], "pid": drain.get("pid"), "jobs": jobs,
+            details={"replica": drain["replica"], "pid": drain.get("pid"), "jobs": jobs, "job_ids": ids,
                      "source": drain.get("source"), "grace": grace})
 
     def _report_reading(self, spec: Autoscale, reading: object, decision: Decision) -> None:

@@ -11,8 +11,14 @@ the HPA's CPU metric is an average over its window rather than whether the CPU i
 is the mean of the work (so it sizes the same), its noise is a third of one read's. A read costs 0.2-0.5 ms
 on a local Redis, so ten per poll are still cheap.
 
-At 0 replicas the loop reads once (waking wants the latest count, at once), and at very small time scales
-(tests) there are as many samples as the loop can sleep between (MIN_SLEEP), down to one.
+At 0 replicas (not paused, min 0) the reads come at the same pace but are not averaged: a wake wants the
+latest count, at once. `sample_until_wake` ends the poll at the first read that shows waiting work
+(`ready + due > activation`, decide()'s wake) or that a push asked for, and hands decide() that one read; when
+none does, the poll's last read ("asleep": one decision per poll, not one per read). Without push a job
+enqueued to an idle service is so seen within poll / SAMPLES_PER_POLL instead of a whole poll.
+
+At very small time scales (tests) there are as many samples as the loop can sleep between (MIN_SLEEP), down to
+one.
 """
 
 from __future__ import annotations
@@ -77,3 +83,40 @@ async def sample_work(read: Callable[[], Awaitable[Work]], *, poll: float, count
             await sleep(wait)
         reads.append(await read())
     return mean_work(reads, poll / count)
+
+
+@dataclass(frozen=True)
+class ZeroRead:
+    """What a poll at 0 replicas hands decide(): one read (`work`), the `read`-th of the poll's `reads` (from
+    1), and the push that asked for it (None when a read found waiting work or the poll ran out; "" is the
+    listener's (re)subscription, which asks for a read without naming a push)."""
+
+    work: Work
+    read: int
+    reads: int
+    push: str | None
+
+    def woke(self, activation: float) -> bool:
+        """The read shows what wakes the service from 0 (decide()'s `ready + due > activation`)."""
+        return self.work.ready + self.work.due > activation
+
+
+async def sample_until_wake(read: Callable[[], Awaitable[Work]], *, poll: float, count: int, activation: float,
+                            clock: Callable[[], float], sleep: Callable[[float], Awaitable[str | None]],
+                            push: str | None = None) -> ZeroRead:
+    """Up to `count` reads at `poll / count` intervals of `clock`'s time from now, as `sample_work` takes them,
+    ending at the first that shows waiting work (`ready + due > activation`), else at the last. `sleep(seconds)`
+    waits that long on the same clock, less when a push comes: it returns the push's hint (None: no push), and
+    the read right after it ends the sampling whatever it shows (a push asks for an evaluation now). `push`: a
+    push already heard, so the first read is that evaluation. A read that fails ends the sampling: its error is
+    the poll's."""
+    began = clock()
+    for i in range(count):
+        wait = began + poll * i / count - clock()
+        if wait > 0:
+            push = await sleep(wait)
+        work = await read()
+        result = ZeroRead(work, i + 1, count, push)
+        if push is not None or result.woke(activation) or i == count - 1:
+            return result
+    raise ValueError("sample_until_wake: count < 1")

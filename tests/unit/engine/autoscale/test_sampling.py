@@ -1,17 +1,25 @@
 """The poll's mean of reads (sampling.py): what decide() sizes on, when the idle clock starts, how many reads a
-poll takes and when. Pure functions and an asyncio loop on a real clock; no broker (the real-process test of
-the daemon's sampling is tests/integration/test_autoscale_steady.py)."""
+poll takes and when; and at 0 replicas, the read that ends the poll to wake the service. Pure functions, an
+asyncio loop on a real clock or on a Timeline clock; no broker (the real-process tests of the daemon's sampling
+are tests/integration/test_autoscale_steady.py and tests/integration/autoscale_wake/test_poll_wake.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
 from stackblaze.engine.autoscale.decide import LoopState, decide
 from stackblaze.engine.autoscale.decisions import explain
-from stackblaze.engine.autoscale.sampling import SAMPLES_PER_POLL, mean_work, sample_count, sample_work
+from stackblaze.engine.autoscale.sampling import (
+    SAMPLES_PER_POLL,
+    mean_work,
+    sample_count,
+    sample_until_wake,
+    sample_work,
+)
 from stackblaze.engine.autoscale.work import ReadError, Work
 from stackblaze.spec.autoscale import Autoscale, Queues
 
@@ -90,3 +98,92 @@ def test_reads_are_spread_over_the_poll_and_a_failed_one_is_the_polls_error() ->
         assert calls == 3
 
     asyncio.run(failing())
+
+
+class Timeline:
+    """A clock whose `sleep` moves it on (what the loop's platform clock and the Waker's sleep do, without the
+    waiting), with the pushes a listener would hear: `pushes[t]` cuts the sleep that spans t short at t."""
+
+    def __init__(self, queue: dict[float, Work], pushes: dict[float, str] | None = None) -> None:
+        self.now = 0.0
+        self.queue = queue  # from each time on, what a read finds
+        self.pushes = dict(pushes or {})
+        self.reads: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> str | None:
+        until = self.now + seconds
+        heard = min((t for t in self.pushes if self.now < t <= until), default=None)
+        if heard is not None:
+            self.now = heard
+            return self.pushes.pop(heard)
+        self.now = until
+        return None
+
+    async def read(self) -> Work:
+        self.reads.append(round(self.now, 6))
+        return self.queue[max(t for t in self.queue if t <= self.now)]
+
+
+def ready(n: int, in_flight: int = 0) -> Work:
+    return Work(ready=n, due=0, in_flight=in_flight, oldest_age=None)
+
+
+def test_at_zero_the_poll_ends_at_the_first_read_that_shows_waiting_work_and_that_read_wakes_it() -> None:
+    line = Timeline({0.0: ready(0), 2.2: ready(1)})  # enqueued 2.2 s into a 10 s poll
+    zero = asyncio.run(sample_until_wake(line.read, poll=10.0, count=10, activation=0, clock=line.clock,
+                                         sleep=line.sleep))
+    assert line.reads == [0.0, 1.0, 2.0, 3.0]  # seen 0.8 s after the enqueue, not at the next poll (10 s)
+    assert (zero.read, zero.reads, zero.push, zero.work.ready) == (4, 10, None, 1)
+    decision, _ = decide(SPEC, LoopState(), zero.work, current=0, target=1, now=3.0)
+    assert (decision.rule, decision.desired) == ("wake", 1)
+
+
+def test_at_zero_a_poll_without_waiting_work_decides_once_with_its_last_read() -> None:
+    # In flight at 0 (a job a stopped replica left unacknowledged) and ready at the activation do not wake.
+    spec = replace(SPEC, activation=2)
+    line = Timeline({0.0: ready(0), 3.0: ready(2, in_flight=1)})
+    zero = asyncio.run(sample_until_wake(line.read, poll=10.0, count=10, activation=spec.activation,
+                                         clock=line.clock, sleep=line.sleep))
+    assert line.reads == [float(n) for n in range(10)] and line.now == 9.0  # the caller sleeps the last 1 s
+    assert (zero.read, zero.reads, zero.push) == (10, 10, None) and not zero.woke(spec.activation)
+    decision, _ = decide(spec, LoopState(), zero.work, current=0, target=1, now=9.0)
+    assert (decision.rule, decision.desired) == ("asleep", 0)
+
+
+def test_a_push_ends_the_poll_at_once_with_one_read_whatever_it_shows() -> None:
+    line = Timeline({0.0: ready(0)}, pushes={4.5: "bullmq waiting job 1"})  # e.g. a job added to a paused queue
+    zero = asyncio.run(sample_until_wake(line.read, poll=10.0, count=10, activation=0, clock=line.clock,
+                                         sleep=line.sleep))
+    assert line.reads == [0.0, 1.0, 2.0, 3.0, 4.0, 4.5] and (zero.read, zero.push) == (6, "bullmq waiting job 1")
+    heard = Timeline({0.0: ready(0)})  # a push heard before the poll began: its first read is the evaluation
+    zero = asyncio.run(sample_until_wake(heard.read, poll=10.0, count=10, activation=0, clock=heard.clock,
+                                         sleep=heard.sleep, push=""))
+    assert heard.reads == [0.0] and (zero.read, zero.push) == (1, "")
+
+
+def test_at_zero_a_failed_read_is_the_polls_error_and_a_tiny_time_scale_reads_as_often_as_it_can() -> None:
+    line = Timeline({0.0: ready(0)})
+    calls = 0
+
+    async def failing() -> Work:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ReadError("cannot read redis://127.0.0.1:6379/0: connection refused")
+        return await line.read()
+
+    with pytest.raises(ReadError, match="connection refused"):
+        asyncio.run(sample_until_wake(failing, poll=10.0, count=10, activation=0, clock=line.clock,
+                                      sleep=line.sleep))
+    assert calls == 3 and line.now == 2.0
+
+    # STACKBLAZE_TIME_SCALE=0.01: a 5 s poll is 50 ms real, room for 5 reads 10 ms apart; 1 s is one read.
+    for poll, expected in ((5.0, [0.0, 1.0, 2.0, 3.0, 4.0]), (1.0, [0.0])):
+        tiny = Timeline({0.0: ready(0)})
+        zero = asyncio.run(sample_until_wake(tiny.read, poll=poll, count=sample_count(poll, 0.01, 0.01),
+                                             activation=0, clock=tiny.clock, sleep=tiny.sleep))
+        assert tiny.reads == expected and zero.read == zero.reads == len(expected)
+
