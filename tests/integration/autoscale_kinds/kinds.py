@@ -35,11 +35,13 @@ def run(job_id, seconds):
     pipe.execute()
 """
 
-# A busy_probe (issue 16 §4): exit 0 when this replica holds a job, 1 when it holds none.
+# A busy_probe (issue 16 §4): exit 0 and print the job's id when this replica holds a job, 1 when it holds none.
 BUSY_PROBE = """\
 import os, sys, redis
-held = redis.Redis.from_url(os.environ["COUNT_URL"]).hexists("holder", os.environ["STACKBLAZE_REPLICA"])
-sys.exit(0 if held else 1)
+held = redis.Redis.from_url(os.environ["COUNT_URL"]).hget("holder", os.environ["STACKBLAZE_REPLICA"])
+if held is not None:
+    print(held.decode())
+sys.exit(0 if held is not None else 1)
 """
 
 # A worker that BRPOPs a plain list; SIGTERM lets the job in hand finish (a 1 s BRPOP bounds the exit).
@@ -58,11 +60,15 @@ while not stopping:
         jobs.run(job["id"], job["s"])
 """
 
+# RQ's defaults unless the env says otherwise (test_grace.py shortens what hands back a killed worker's job:
+# the maintenance interval, the heartbeat of a job's execution, and the idle BLPOP, worker_ttl - 15 s).
 RQ_WORKER = """\
 import os, redis
 from rq import Queue, Worker
 conn = redis.Redis.from_url(os.environ["BROKER_URL"])
-Worker([Queue(os.environ["QUEUE"], connection=conn)], connection=conn).work(logging_level="WARNING")
+knobs = {k: int(os.environ[v]) for k, v in (("maintenance_interval", "RQ_MAINTENANCE_INTERVAL"),
+         ("job_monitoring_interval", "RQ_JOB_MONITORING_INTERVAL"), ("worker_ttl", "RQ_WORKER_TTL")) if v in os.environ}
+Worker([Queue(os.environ["QUEUE"], connection=conn)], connection=conn, **knobs).work(logging_level="WARNING")
 """
 
 # Celery as examples/celery-orders runs it: acks_late (a task killed mid-run stays unacknowledged and Redis
@@ -90,7 +96,10 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 import jobs
 
-dramatiq.set_broker(RedisBroker(url=os.environ["BROKER_URL"]))
+# dramatiq's defaults unless the env says otherwise (test_grace.py: a dead worker's messages come back sooner).
+dramatiq.set_broker(RedisBroker(url=os.environ["BROKER_URL"],
+                                heartbeat_timeout=int(os.environ.get("DRAMATIQ_HEARTBEAT_TIMEOUT_MS", "60000")),
+                                maintenance_chance=int(os.environ.get("DRAMATIQ_MAINTENANCE_CHANCE", "1000"))))
 
 @dramatiq.actor(queue_name=os.environ["QUEUE"], max_retries=0, time_limit=3_600_000)
 def run(job_id, seconds):
@@ -121,7 +130,8 @@ channel.cancel()
 conn.close()
 """
 
-# nats-py pull consumer: fetch one, run it (in a thread: the client's loop keeps answering), ack it.
+# nats-py pull consumer: fetch one, run it (in a thread: the client's loop keeps answering), ack it; a job longer
+# than a third of the consumer's ack_wait says it is in progress as it runs, so only a dead worker's job comes back.
 NATS_WORKER = """\
 import asyncio, json, os, signal, nats, jobs
 from nats.errors import TimeoutError as FetchTimeout
@@ -132,6 +142,7 @@ async def main():
     nc = await nats.connect(os.environ["NATS_URL"])
     stream, durable = os.environ["QUEUE"].split("/")
     sub = await nc.jetstream().pull_subscribe("jobs", durable=durable, stream=stream)
+    beat = (await sub.consumer_info()).config.ack_wait / 3
     while not stopping.is_set():
         try:
             msgs = await sub.fetch(1, timeout=0.5)
@@ -142,7 +153,13 @@ async def main():
             continue
         for msg in msgs:
             job = json.loads(msg.data)
-            await asyncio.to_thread(jobs.run, job["id"], job["s"])
+            running = asyncio.ensure_future(asyncio.to_thread(jobs.run, job["id"], job["s"]))
+            while not (await asyncio.wait({running}, timeout=beat))[0]:
+                try:
+                    await msg.in_progress()
+                except Exception:  # the server is away: the job goes on, its ack is tried after it
+                    pass
+            running.result()
             try:
                 await msg.ack_sync()
             except Exception:  # not acknowledged: JetStream delivers it again after ack_wait
@@ -152,7 +169,8 @@ async def main():
 asyncio.run(main())
 """
 
-# BullMQ, concurrency 1; SIGTERM closes the worker (the job in hand finishes) and exits.
+# BullMQ, concurrency 1; SIGTERM closes the worker (the job in hand finishes) and exits. The lock and the stalled
+# check are BullMQ's defaults unless the env says otherwise (test_grace.py: a dead worker's job comes back sooner).
 BULLMQ_WORKER = """\
 const { Worker } = require('bullmq');
 const IORedis = require('ioredis');
@@ -166,7 +184,8 @@ const worker = new Worker(process.env.QUEUE, async (job) => {
   await new Promise((r) => setTimeout(r, s * 1000));
   await count.pipeline().hincrby('runs', id, 1).hset('by', id, replica).sadd('done', id).hdel('holder', replica)
     .exec();
-}, { connection, concurrency: 1 });
+}, { connection, concurrency: 1, lockDuration: Number(process.env.BULL_LOCK_DURATION_MS || 30000),
+      stalledInterval: Number(process.env.BULL_STALLED_INTERVAL_MS || 30000) });
 process.on('SIGTERM', async () => { await worker.close(); await count.quit(); process.exit(0); });
 """
 
@@ -321,8 +340,9 @@ _SENDERS = {"redis-list": _redis_list, "rq": _rq, "celery": _celery, "dramatiq":
             "nats": _nats, "bullmq": _bullmq}
 
 
-async def make_stream(nats_url: str, stream: str, durable: str) -> None:
-    """The JetStream stream (subject `jobs`) and the durable pull consumer the workers share."""
+async def make_stream(nats_url: str, stream: str, durable: str, *, ack_wait: float = 60) -> None:
+    """The JetStream stream (subject `jobs`) and the durable pull consumer the workers share (an unacknowledged
+    message is delivered again `ack_wait` seconds after it was last delivered or said in progress)."""
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -330,5 +350,5 @@ async def make_stream(nats_url: str, stream: str, durable: str) -> None:
     js = nc.jetstream()
     await js.add_stream(name=stream, subjects=["jobs"])
     await js.add_consumer(stream, ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
-                                                 ack_wait=60))
+                                                 ack_wait=ack_wait))
     await nc.close()

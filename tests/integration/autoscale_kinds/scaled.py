@@ -64,9 +64,9 @@ def redis_at(data: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def broker_of(name: str, data: Path, redis_url: str) -> Iterator[Broker]:
+def broker_of(name: str, data: Path, redis_url: str, *, ack_wait: float = 60) -> Iterator[Broker]:
     """The broker of a kind: `redis_url` for the Redis kinds, else a rabbitmq-server (management plugin) with the
-    queue declared, or a nats-server with the stream and consumer made, stopped on the way out."""
+    queue declared, or a nats-server with the stream and consumer (its `ack_wait`) made, stopped on the way out."""
     if name == "rabbitmq":
         with rabbitmq_server(data / "rabbitmq") as server:
             amqp = f"amqp://guest:guest@127.0.0.1:{server.amqp_port}/%2F"
@@ -78,7 +78,7 @@ def broker_of(name: str, data: Path, redis_url: str) -> Iterator[Broker]:
             yield Broker(server.url(), {"AMQP_URL": amqp}, amqp=amqp)
     elif name == "nats":
         with nats_server(data / "jetstream") as nats:
-            asyncio.run(make_stream(nats.client_url, "JOBS", "workers"))
+            asyncio.run(make_stream(nats.client_url, "JOBS", "workers", ack_wait=ack_wait))
             yield Broker(nats.url, {"NATS_URL": nats.client_url}, nats=nats.client_url, server=nats)
     else:
         yield Broker(redis_url, {"BROKER_URL": redis_url})
@@ -200,12 +200,13 @@ env:
 @contextlib.contextmanager
 def deployed(root: Path, name: str, *, scale: float, autoscale: str, grace: str, redis_url: str,
              node_modules: Path | None = None, env: dict[str, str] | None = None, names: tuple[str, ...] = (),
-             settle: bool = True) -> Iterator[Scaled]:
-    """Kind `name`'s broker started, its worker deployed in a daemon of its own under `root` at time scale `scale`,
-    and idle at 0 (or at min) before the caller goes on (`settle`); all of it stopped on the way out."""
+             settle: bool = True, ack_wait: float = 60) -> Iterator[Scaled]:
+    """Kind `name`'s broker started (NATS: its consumer's `ack_wait`), its worker deployed in a daemon of its own
+    under `root` at time scale `scale`, and idle at 0 (or at min) before the caller goes on (`settle`); all of it
+    stopped on the way out."""
     with contextlib.ExitStack() as stack:
         k = kind(name, node_modules=node_modules)
-        broker = stack.enter_context(broker_of(name, root, redis_url))
+        broker = stack.enter_context(broker_of(name, root, redis_url, ack_wait=ack_wait))
         sb = stack.enter_context(stackblaze_home(root / "home", scale))
         app = scaled_project(root, sb, k, broker, redis_url, autoscale=autoscale, grace=grace, extra_env=env,
                              names=names)

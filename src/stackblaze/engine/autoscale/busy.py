@@ -4,8 +4,9 @@ RQ: every worker keeps a hash `rq:worker:<name>` (its `state`, `pid`, `hostname`
 the set `rq:worker:<name>:executions` of the jobs it runs; a worker is a replica's when its pid is the
 replica's process or one of its descendants on this host, so the user's start command needs no change.
 Celery: its workers' heartbeats, the same pid mapping (celery_busy.py). Anything else: an optional `busy_probe`
-command run with the replica's env (exit 0 busy, 1 idle); without one the state is unknown, and
-`choose_victims` then stops the highest numbers first among the unknown.
+command run with the replica's env (exit 0 busy, 1 idle; what it prints when busy, one a line, are the ids of the
+jobs it holds); without one the state is unknown, and `choose_victims` then stops the highest numbers first among
+the unknown. The job ids (RQ's executions, a probe's lines) name what a kill at the end of a drain cost.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import redis.asyncio as aioredis
 
 PROBE_TIMEOUT = 5.0  # seconds a busy_probe may take before its answer counts as unknown
 MAX_DEPTH = 64  # parent links followed from a worker's pid to a replica's
-# Every registered RQ worker's pid, hostname and state, and how many executions (jobs) it holds: one trip.
+MAX_IDS = 100  # job ids kept per replica (a probe's lines, RQ's executions): names for a report, not a count
+# Every registered RQ worker's pid, hostname and state, and the executions (`<job id>:<execution id>`) it holds:
+# one trip.
 WORKERS = """
 local out = {}
 for _, key in ipairs(redis.call('SMEMBERS', 'rq:workers')) do
   local f = redis.call('HMGET', key, 'pid', 'hostname', 'state')
-  out[#out + 1] = {f[1] or '', f[2] or '', f[3] or '', redis.call('SCARD', key .. ':executions')}
+  out[#out + 1] = {f[1] or '', f[2] or '', f[3] or '', redis.call('SMEMBERS', key .. ':executions')}
 end
 return out
 """
@@ -39,9 +42,10 @@ class Busy:
     busy: bool | None  # None: unknown
     jobs: int | None  # jobs it holds (None: unknown)
     source: str  # "rq", "celery", "busy_probe", "unknown"
+    ids: tuple[str, ...] = ()  # the ids of the jobs it holds, where the source names them
 
     def to_dict(self) -> dict[str, Any]:
-        return {"busy": self.busy, "jobs": self.jobs, "source": self.source}
+        return {"busy": self.busy, "jobs": self.jobs, "source": self.source, "ids": list(self.ids)}
 
 
 UNKNOWN = Busy(None, None, "unknown")
@@ -87,15 +91,17 @@ async def rq_busy(url: str, replicas: Mapping[int, int], *, timeout: float = 5.0
         index = owner_of(int(pid), replicas)
         if index is None:
             continue
-        busy = state == "busy" or int(executions or 0) > 0
-        jobs = int(executions or 0) or (1 if busy else 0)
-        found[index] = Busy(busy, jobs, "rq")
+        ids = tuple(sorted({str(e).rsplit(":", 1)[0] for e in executions or ()}))[:MAX_IDS]
+        busy = state == "busy" or bool(ids)
+        jobs = len(ids) or (1 if busy else 0)
+        found[index] = Busy(busy, jobs, "rq", ids)
     return found
 
 
 async def probe_busy(command: str, *, env: Mapping[str, str], cwd: str, user: Mapping[str, Any] | None,
                      timeout: float = PROBE_TIMEOUT) -> Busy:
-    """Run a `busy_probe`: exit 0 busy, 1 idle; anything else (or no answer in time) is unknown."""
+    """Run a `busy_probe`: exit 0 busy (the lines it printed: the ids of the jobs it holds), 1 idle; anything else
+    (or no answer in time) is unknown."""
     extra: dict[str, Any] = {}
     if user is not None and os.geteuid() == 0:  # as the replica runs: never the daemon's root
         extra = {"user": int(user["uid"]), "group": int(user["gid"]),
@@ -103,14 +109,17 @@ async def probe_busy(command: str, *, env: Mapping[str, str], cwd: str, user: Ma
     try:
         process = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", command, env=dict(env), cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **extra)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **extra)
     except OSError:
         return UNKNOWN
     try:
-        code = await asyncio.wait_for(process.wait(), timeout)
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, 9)
         await process.wait()
         return UNKNOWN
-    return Busy(True, None, "busy_probe") if code == 0 else Busy(False, 0, "busy_probe") if code == 1 else UNKNOWN
+    if process.returncode == 0:
+        ids = tuple(dict.fromkeys(line.strip() for line in out.decode(errors="replace").splitlines() if line.strip()))
+        return Busy(True, len(ids) or None, "busy_probe", ids[:MAX_IDS])
+    return Busy(False, 0, "busy_probe") if process.returncode == 1 else UNKNOWN

@@ -51,3 +51,13 @@ def test_a_busy_probe_answers_busy_idle_or_unknown() -> None:
     assert asyncio.run(probe("exit 1")) == (False, "busy_probe")
     assert asyncio.run(probe("exit 2")) == (None, "unknown")
     assert asyncio.run(probe("sleep 5", timeout=0.2)) == (None, "unknown")
+
+
+def test_a_busy_probe_names_the_jobs_it_prints_one_a_line() -> None:
+    def probe(command: str) -> tuple[bool | None, int | None, tuple[str, ...]]:
+        answer = asyncio.run(probe_busy(command, env={"PATH": os.defpath}, cwd="/", user=None))
+        return answer.busy, answer.jobs, answer.ids
+
+    assert probe("printf 'job-7\\n\\njob-8\\njob-7\\n'") == (True, 2, ("job-7", "job-8"))
+    assert probe("true") == (True, None, ())  # busy, how many unknown
+    assert probe("echo job-7; exit 1") == (False, 0, ())  # idle: what it printed names nothing
