@@ -1,6 +1,7 @@
-"""The queue-metrics server KEDA's metrics-api trigger reads on a cluster, run here as the Deployment runs it
+"""The queue-metrics server KEDA's metrics-api triggers read on a cluster, run here as the Deployment runs it
 (`python -m stackblaze.engine.autoscale.metrics_server`, its config a JSON file named by the env) against a real
-redis-server: the work it serves is what the readers count, an unknown service is a 404, a stopped broker a 503
+redis-server: the work it serves is the poll's mean of what the readers count (a poll of 0.5 s here, the config's
+per-service `poll`), `waiting` the latest read's at once, an unknown service is a 404, a stopped broker a 503
 without the password (KEDA counts that as a failed read), and a bad config one line before it serves."""
 
 from __future__ import annotations
@@ -9,24 +10,27 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from stackblaze.engine.autoscale.metrics_server import CONFIG_ENV
+from stackblaze.engine.autoscale.metrics_server import CONFIG_ENV, POLL_ENV
 from tests.integration.autoscale_readers.brokers import redis_server, stop
 from tests.integration.conftest import free_port, wait_for
 
 MODULE = "stackblaze.engine.autoscale.metrics_server"
+POLL = 0.5  # orders' poll (the config's); mails has none: STACKBLAZE_QUEUE_METRICS_POLL's 2 s
 
 
 def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """The server as its Deployment runs it, its output (stdout and stderr) in `log`."""
     env = {**os.environ, CONFIG_ENV: str(config), "STACKBLAZE_QUEUE_METRICS_HOST": "127.0.0.1",
-           "STACKBLAZE_QUEUE_METRICS_PORT": str(port)}
+           "STACKBLAZE_QUEUE_METRICS_PORT": str(port), POLL_ENV: "2"}
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", MODULE], env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -38,7 +42,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, redis.Redis, subprocess.Popen[
     with redis_server(tmp_path / "redis", password) as server:
         config = tmp_path / "queues.json"
         config.write_text(json.dumps({"services": {
-            "orders": {"kind": "redis-list", "url": server.url, "names": ["jobs", "jobs-high"]},
+            "orders": {"kind": "redis-list", "url": server.url, "names": ["jobs", "jobs-high"], "poll": POLL},
             "mails": {"kind": "rq", "url": server.url, "names": ["default"]}}}), encoding="utf-8")
         port = free_port()
         log = tmp_path / "queue-metrics.log"
@@ -58,22 +62,50 @@ def served(tmp_path: Path) -> Iterator[tuple[str, redis.Redis, subprocess.Popen[
             stop(proc)
 
 
+def metrics(base: str, service: str) -> dict[str, Any]:
+    answer = httpx.get(f"{base}/metrics/{service}", timeout=5)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
 def test_it_serves_each_services_work_as_the_readers_count_it(
         served: tuple[str, redis.Redis, subprocess.Popen[bytes], str]) -> None:
     base, client, _, _ = served
     client.rpush("jobs", *range(7))
     client.rpush("jobs-high", "x", "y")
-    answer = httpx.get(f"{base}/metrics/orders", timeout=5)
-    assert answer.status_code == 200
-    body = answer.json()
-    # `work` is KEDA's valueLocation; ready + due + in_flight beside it for people reading it
-    assert (body["work"], body["ready"], body["due"], body["in_flight"]) == (9, 9, 0, 0)
-    assert [q["name"] for q in body["queues"]] == ["jobs", "jobs-high"]
+    # `waiting` is the latest read (within one read interval, 0.05 s): what wakes a worker from 0
+    wait_for("the latest read to see the jobs", lambda: metrics(base, "orders")["waiting"] == 9, timeout=5)
+    # `work` (KEDA's valueLocation) is the mean of a whole poll's reads: 9 once a poll has read only 9
+    body = wait_for("a poll's mean of 9", lambda: (b := metrics(base, "orders"))["work"] == 9 and b, timeout=10)
+    assert (body["work"], body["ready"], body["due"], body["in_flight"], body["samples"]) == (9, 9, 0, 0, 10)
+    assert body["poll"] == POLL and [q["name"] for q in body["latest"]["queues"]] == ["jobs", "jobs-high"]
     client.delete("jobs")
-    assert httpx.get(f"{base}/metrics/orders", timeout=5).json()["work"] == 2
-    assert httpx.get(f"{base}/metrics/mails", timeout=5).json()["work"] == 0
+    wait_for("the latest read to see 2", lambda: metrics(base, "orders")["waiting"] == 2, timeout=5)
+    wait_for("a poll's mean of 2", lambda: metrics(base, "orders")["work"] == 2, timeout=10)
+    mails = metrics(base, "mails")
+    assert (mails["work"], mails["poll"]) == (0, 2.0)  # no poll in its config: the env's
     missing = httpx.get(f"{base}/metrics/nope", timeout=5)
     assert missing.status_code == 404 and "mails, orders" in missing.json()["error"]
+
+
+def test_the_mean_lags_a_burst_by_a_poll_while_waiting_shows_it_at_once(
+        served: tuple[str, redis.Redis, subprocess.Popen[bytes], str]) -> None:
+    """Under a steady load one read's noise must not size the count (sampling.py): the served work is a whole
+    poll's mean, so it shows a burst only once a poll of reads has seen it (0.45 s at least, the poll's first to
+    last read), while `waiting`, the latest read, shows it at once (what wakes a worker from 0)."""
+    base, client, _, _ = served
+    wait_for("a complete poll", lambda: metrics(base, "orders")["samples"] == 10, timeout=10)
+    pushed = time.monotonic()
+    client.rpush("jobs", *range(20))
+    seen = []
+    while not seen or seen[-1][2] != 20:
+        body = metrics(base, "orders")
+        seen.append((round(time.monotonic() - pushed, 3), body["waiting"], body["work"]))
+        assert seen[-1][0] < 10, seen
+        time.sleep(0.02)
+    assert any(waiting == 20 and work < 20 for _, waiting, work in seen), seen
+    assert seen[-1][0] >= 0.45 - 0.05, seen  # 9 intervals of 0.05 s between a poll's first and last read
 
 
 def test_a_stopped_broker_is_a_503_without_the_password(
@@ -82,8 +114,9 @@ def test_a_stopped_broker_is_a_503_without_the_password(
     assert httpx.get(f"{base}/metrics/orders", timeout=5).status_code == 200
     broker.terminate()
     broker.wait(timeout=10)
-    answer = httpx.get(f"{base}/metrics/orders", timeout=10)
-    assert answer.status_code == 503
+    # the sampler reads every 0.05 s: its next read fails (a refused connect at once, else READ_TIMEOUT's 2.5 s)
+    answer = wait_for("a 503", lambda: (a := httpx.get(f"{base}/metrics/orders", timeout=10)).status_code == 503
+                      and a, timeout=5)
     assert answer.json()["error"].startswith("cannot read redis://:***@127.0.0.1:")
     assert password not in answer.text
 

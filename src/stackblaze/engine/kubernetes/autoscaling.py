@@ -41,7 +41,9 @@ def render_queue_metrics(project: Project, *, namespace: str) -> list[Manifest]:
     if not services:
         return []
     check_no_clash(project.name, [service.name for service in project.services])
-    return queue_metrics_manifests(project.name, namespace, services)
+    polls = {service.name: service.autoscale.poll for service in project.services
+             if service.autoscale is not None and service.name in services}
+    return queue_metrics_manifests(project.name, namespace, services, polls=polls)
 
 
 def autoscale_for(desired: Desired) -> list[Manifest]:
@@ -71,4 +73,5 @@ def queue_metrics_for(desireds: Iterable[Desired], host_aliases: list[Manifest])
     app, namespace = _cluster_names(wanted[0])
     check_no_clash(app, [desired.service for desired in desireds])
     services = {desired.service: desired.autoscale.queues for desired in wanted if desired.autoscale is not None}
-    return queue_metrics_manifests(app, namespace, services, host_aliases=host_aliases)
+    polls = {desired.service: desired.autoscale.poll for desired in wanted if desired.autoscale is not None}
+    return queue_metrics_manifests(app, namespace, services, polls=polls, host_aliases=host_aliases)

@@ -25,6 +25,9 @@ FAILURE_THRESHOLD = 3  # as the local loop's (engine/autoscale/decide.py FAILURE
 METRICS_API_KINDS = ("celery", "rq", "bullmq", "dramatiq", "redis-list")
 DEFAULT_TOLERANCE = 0.1  # the HPA's cluster-wide default (--horizontal-pod-autoscaler-tolerance)
 MAX_WINDOW = 3600  # the HPA's limit on stabilizationWindowSeconds
+# A per-replica target no queue reaches: ceil(value / NEVER_DRIVES) is 1 for any value above 0, so a trigger
+# there only activates (metrics-api's wake and busy triggers) and never sizes.
+NEVER_DRIVES = 1_000_000_000
 NATS_ACCOUNT = "$G"  # NATS's global account: the one a server without accounts configured uses
 _SELECT = {"max": "Max", "min": "Min", "disabled": "Disabled"}
 _POLICY = {"pods": "Pods", "percent": "Percent"}
@@ -95,9 +98,21 @@ def _nats(queues: Queues, target: int, activation: int, where: str) -> list[Mani
 
 
 def _metrics_api(url: str, target: int, activation: int) -> list[Manifest]:
-    return [{"type": "metrics-api", "name": "work", "metadata": {
-        "url": url, "format": "json", "valueLocation": "work", "targetValue": str(target),
-        "activationTargetValue": str(activation)}}]
+    """The queue-metrics server's answer as the local loop reads it. KEDA's metrics-api takes one valueLocation
+    per trigger, the HPA sizes on the max over triggers, and the object is active (kept above 0, woken from 0)
+    while any trigger is: so `work` (the poll's mean) sizes, `waiting` (ready + due of the latest single read)
+    wakes from 0 at once when it is above `activation` (the local wake rule) with a target no count can reach
+    (it asks for 1 replica at most, which the HPA's min already is), and with `activation` above 0 `in_flight`
+    (the poll's mean) keeps a busy worker from being taken to 0 while the work is at most `activation` (locally
+    N -> 0 needs no work at all for idle_after)."""
+    def trigger(name: str, location: str, target: int, activation: int) -> Manifest:
+        return {"type": "metrics-api", "name": name, "metadata": {
+            "url": url, "format": "json", "valueLocation": location, "targetValue": str(target),
+            "activationTargetValue": str(activation)}}
+    triggers = [trigger("work", "work", target, activation), trigger("wake", "waiting", NEVER_DRIVES, activation)]
+    if activation > 0:
+        triggers.append(trigger("busy", "in_flight", NEVER_DRIVES, 0))
+    return triggers
 
 
 def scaled_object(project: str, service: str, namespace: str, spec: Autoscale, *, target: int,
@@ -124,7 +139,7 @@ def scaled_object(project: str, service: str, namespace: str, spec: Autoscale, *
         "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(spec, where)}},
         "triggers": triggers,
     }
-    if len(triggers) > 1:  # several NATS consumers: their sum is the work, as locally
+    if queues.kind == "nats" and len(triggers) > 1:  # several NATS consumers: their sum is the work, as locally
         object_spec["advanced"]["scalingModifiers"] = {
             "formula": " + ".join(t["name"] for t in triggers), "target": str(target),
             "activationTarget": str(spec.activation), "metricType": "AverageValue"}

@@ -55,9 +55,12 @@ def _selector(project: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": metrics_name(project)}
 
 
-def config_json(services: Mapping[str, Queues]) -> str:
-    """The server's config (metrics_server.load_config reads it), sorted so the same queues give the same bytes."""
-    return json.dumps({"services": {name: queues.to_dict() for name, queues in sorted(services.items())}},
+def config_json(services: Mapping[str, Queues], polls: Mapping[str, float] | None = None) -> str:
+    """The server's config (metrics_server.load_config reads it), sorted so the same queues give the same bytes;
+    `polls`: each service's `autoscale.poll`, the span the server takes its mean over (KEDA's pollingInterval)."""
+    polls = polls or {}
+    return json.dumps({"services": {name: queues.to_dict() | ({"poll": polls[name]} if name in polls else {})
+                                    for name, queues in sorted(services.items())}},
                       sort_keys=True, indent=1)
 
 
@@ -69,12 +72,13 @@ def check_no_clash(project: str, service_names: list[str]) -> None:
 
 
 def queue_metrics_manifests(project: str, namespace: str, services: Mapping[str, Queues], *,
-                            image: str = QUEUE_METRICS_IMAGE, host_aliases: list[Manifest] | None = None
-                            ) -> list[Manifest]:
+                            polls: Mapping[str, float] | None = None, image: str = QUEUE_METRICS_IMAGE,
+                            host_aliases: list[Manifest] | None = None) -> list[Manifest]:
     """Secret, Deployment and Service, in apply order; `services` (service -> its queues, URLs expanded) is not
-    empty. `host_aliases`: the pod's <name>.internal entries, as the workers get them (the engine knows the IPs)."""
+    empty; `polls`: service -> its worker's poll. `host_aliases`: the pod's <name>.internal entries, as the
+    workers get them (the engine knows the IPs)."""
     name = metrics_name(project)
-    config = config_json(services)
+    config = config_json(services, polls)
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
               "metadata": {"name": name, "namespace": namespace, "labels": _labels(project)},
               "stringData": {CONFIG_FILE: config}}

@@ -14,7 +14,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from stackblaze.engine.autoscale.metrics_server import load_config
+from stackblaze.engine.autoscale.metrics_server import Served, load_config
 from stackblaze.engine.kubernetes.autoscaling import autoscale_for, queue_metrics_for
 from stackblaze.engine.kubernetes.keda import PAUSED_REPLICAS
 from stackblaze.engine.kubernetes.manifests import deployment_for, render_manifests
@@ -92,7 +92,7 @@ def test_the_crd_check_can_fail() -> None:
 
 
 def test_the_spec_fields_land_where_keda_reads_them(tmp_path: Path) -> None:
-    found = scaled(tmp_path, "celery", """\
+    whole = scaled(tmp_path, "celery", """\
         min: 2
         poll: 2500ms
         idle_after: 90s
@@ -102,7 +102,9 @@ def test_the_spec_fields_land_where_keda_reads_them(tmp_path: Path) -> None:
         on_metric_error: fallback:5
         scale_up: {window: 30s, policies: [{pods: 2, period: 20s}], select: disabled}
         scale_down: {window: 10m, policies: [{percent: 10, period: 1m}], select: min}
-        """)["spec"]
+        """)
+    keda_crd.validate(whole)
+    found = whole["spec"]
     assert found["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop-work"}
     assert (found["minReplicaCount"], found["maxReplicaCount"]) == (2, 8)
     assert (found["pollingInterval"], found["cooldownPeriod"]) == (3, 90)  # whole seconds, rounded up
@@ -112,10 +114,18 @@ def test_the_spec_fields_land_where_keda_reads_them(tmp_path: Path) -> None:
     assert behavior["scaleDown"] == {"stabilizationWindowSeconds": 600, "selectPolicy": "Min", "tolerance": "0.2",
                                      "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}]}
     assert found["fallback"] == {"failureThreshold": 3, "replicas": 5, "behavior": "currentReplicasIfHigher"}
-    [trigger] = found["triggers"]
-    assert trigger["type"] == "metrics-api"
-    assert trigger["metadata"] == {"url": "http://shop-queue-metrics.shop.svc:8080/metrics/work", "format": "json",
-                                   "valueLocation": "work", "targetValue": "10", "activationTargetValue": "3"}
+    url = "http://shop-queue-metrics.shop.svc:8080/metrics/work"
+    # The poll's mean work sizes; the latest read's ready + due wakes from 0 above the activation; with an
+    # activation above 0, work in flight keeps the worker above 0 (locally only W == 0 for idle_after takes it
+    # to 0). The HPA takes the max over triggers: the two others ask for 1 replica at most.
+    assert [(t["type"], t["name"], t["metadata"]) for t in found["triggers"]] == [
+        ("metrics-api", "work", {"url": url, "format": "json", "valueLocation": "work", "targetValue": "10",
+                                 "activationTargetValue": "3"}),
+        ("metrics-api", "wake", {"url": url, "format": "json", "valueLocation": "waiting",
+                                 "targetValue": "1000000000", "activationTargetValue": "3"}),
+        ("metrics-api", "busy", {"url": url, "format": "json", "valueLocation": "in_flight",
+                                 "targetValue": "1000000000", "activationTargetValue": "0"})]
+    assert "scalingModifiers" not in found["advanced"]  # a formula would sum them: each trigger stands alone
 
 
 def test_the_specs_defaults_are_kedas_and_the_hpas(tmp_path: Path) -> None:
@@ -132,9 +142,12 @@ def test_the_specs_defaults_are_kedas_and_the_hpas(tmp_path: Path) -> None:
             {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]},
         "scaleDown": {"stabilizationWindowSeconds": 300, "selectPolicy": "Max", "policies": [
             {"type": "Percent", "value": 100, "periodSeconds": 15}]}}
-    # target_per_replica unset: the worker's concurrency, as locally; activation 0: KEDA's "at least one"
-    assert found["triggers"][0]["metadata"]["targetValue"] == "4"
-    assert found["triggers"][0]["metadata"]["activationTargetValue"] == "0"
+    # target_per_replica unset: the worker's concurrency, as locally; activation 0: KEDA's "at least one", and
+    # then `work` > 0 already covers work in flight: no busy trigger
+    work, wake = found["triggers"]
+    assert work["metadata"]["targetValue"] == "4"
+    assert work["metadata"]["activationTargetValue"] == "0"
+    assert (wake["metadata"]["valueLocation"], wake["metadata"]["activationTargetValue"]) == ("waiting", "0")
 
 
 def test_rabbitmq_is_read_over_http_and_its_password_stays_in_a_secret(tmp_path: Path) -> None:
@@ -199,13 +212,19 @@ def test_the_queue_metrics_server_is_rendered_only_for_the_kinds_keda_cannot_cou
     [config] = [s for s in of_kind(manifests, "Secret") if s["metadata"]["name"] == "shop-queue-metrics"]
     # What the server will read: the queues, the reference to the cache expanded to its in-cluster name
     assert load_config(config["stringData"]["queues.json"], "config") == {
-        "work": Queues("celery", "redis://cache.internal:6379/0", ("celery", "priority"))}
+        "work": Served(Queues("celery", "redis://cache.internal:6379/0", ("celery", "priority")), poll=5.0)}
     [service] = [s for s in of_kind(manifests, "Service") if s["metadata"]["name"] == "shop-queue-metrics"]
     [deployment] = [d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"] == "shop-queue-metrics"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels[k] == v for k, v in service["spec"]["selector"].items())
     assert deployment["spec"]["template"]["spec"]["containers"][0]["command"] == [
         "python", "-m", "stackblaze.engine.autoscale.metrics_server"]
+    # Each worker's poll is the span the server takes its mean over (KEDA's pollingInterval for that worker)
+    two = render_manifests(load(tmp_path, worker("celery", "poll: 2500ms")
+                                + worker("rq").replace("name: work", "name: mails")))
+    [config] = [s for s in of_kind(two, "Secret") if s["metadata"]["name"] == "shop-queue-metrics"]
+    assert {name: served.poll for name, served in load_config(config["stringData"]["queues.json"], "c").items()} \
+        == {"work": 2.5, "mails": 5.0}
     for kind in ("rabbitmq", "nats"):
         others = render_manifests(load(tmp_path, worker(kind)))
         assert not [m for m in others if "queue-metrics" in m["metadata"]["name"]], kind
