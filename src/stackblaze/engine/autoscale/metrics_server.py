@@ -12,7 +12,8 @@ Its config is a JSON file (on Kubernetes a Secret, since a queue URL may carry a
 STACKBLAZE_QUEUE_METRICS_CONFIG: {"services": {"<service>": {"kind": ..., "url": ..., "names": [...],
 "poll": 5.0}}}; a service without "poll" is read over STACKBLAZE_QUEUE_METRICS_POLL seconds (default 5, the
 spec's). Once the latest read failed the answer is 503, which KEDA counts as a failed read (its fallback acts
-after 3 in a row), until a read succeeds again.
+after 3 in a row), until a read succeeds again. In a cluster, a service whose config has "pods" (its worker pods'
+labels; rq and celery) also gets its pods' deletion costs written once per poll (deletion_cost.py).
 """
 
 from __future__ import annotations
@@ -233,7 +234,11 @@ def main() -> None:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise SystemExit(f"STACKBLAZE_QUEUE_METRICS_PORT={port!r} is not a TCP port (e.g. {PORT})")
     services = load_config(text, path, default_poll=default_poll)
-    uvicorn.run(create_app(services), host=host, port=int(port), log_level="info", access_log=False)
+    # In a cluster, it also writes its rq/celery workers' pod deletion costs: idle pods go first on a scale-down.
+    from stackblaze.engine.autoscale.deletion_cost import with_pod_costs
+
+    app = with_pod_costs(create_app(services), text, path, default_poll=default_poll)
+    uvicorn.run(app, host=host, port=int(port), log_level="info", access_log=False)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import kubernetes.client
 import kubernetes.config
+import kubernetes.config.incluster_config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -59,11 +60,34 @@ class KubeClient:
         except (ConfigException, OSError, ValueError) as error:
             raise UserError(f"kubeconfig {self.kubeconfig}, context {self.context!r}: {_one_line(error)} "
                             f"(check it with: kubectl --context {self.context} cluster-info)") from error
+        self._bind()
+
+    @classmethod
+    def in_cluster(cls, account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount",
+                   environ: Mapping[str, str] = os.environ) -> KubeClient:
+        """The cluster this process runs in, as its pod's service account (the token and CA the kubelet mounts in
+        `account_dir`, the API server from KUBERNETES_SERVICE_HOST/PORT): the queue-metrics server's client."""
+        configuration = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+                token_filename=f"{account_dir}/token", cert_filename=f"{account_dir}/ca.crt",
+                environ=environ).load_and_set(configuration)
+        except (ConfigException, OSError, ValueError) as error:
+            raise UserError(f"in-cluster kubernetes config ({account_dir}): {_one_line(error)} (the pod needs a "
+                            f"service account token: automountServiceAccountToken: true)") from error
+        client = cls.__new__(cls)  # no kubeconfig to check: __init__'s work is not this one's
+        client.kubeconfig, client.context = "", "in-cluster"
+        client._api_client = kubernetes.client.ApiClient(configuration)
+        client._bind()
+        return client
+
+    def _bind(self) -> None:
         self.server = str(self._api_client.configuration.host)
         self._core = kubernetes.client.CoreV1Api(self._api_client)
         self._apps = kubernetes.client.AppsV1Api(self._api_client)
         self._batch = kubernetes.client.BatchV1Api(self._api_client)  # cron services' CronJobs
         self._custom = kubernetes.client.CustomObjectsApi(self._api_client)  # KEDA's ScaledObjects
+        self._rbac = kubernetes.client.RbacAuthorizationV1Api(self._api_client)  # the queue-metrics server's Role
 
     # -- writes ------------------------------------------------------------------------------------------
 
@@ -92,6 +116,15 @@ class KubeClient:
         if kind == "PersistentVolumeClaim":  # a disk (kubernetes/disks.py): applied, never pruned or deleted
             return await self._call("apply", f"persistentvolumeclaim {namespace}/{name}",
                                     self._core.patch_namespaced_persistent_volume_claim, name, namespace, **options)
+        if kind == "ServiceAccount":  # the queue-metrics server's, with its Role and RoleBinding (pod_access.py)
+            return await self._call("apply", f"serviceaccount {namespace}/{name}",
+                                    self._core.patch_namespaced_service_account, name, namespace, **options)
+        if kind == "Role":
+            return await self._call("apply", f"role {namespace}/{name}", self._rbac.patch_namespaced_role, name,
+                                    namespace, **options)
+        if kind == "RoleBinding":
+            return await self._call("apply", f"rolebinding {namespace}/{name}",
+                                    self._rbac.patch_namespaced_role_binding, name, namespace, **options)
         if manifest.get("apiVersion") == f"{KEDA_GROUP}/{KEDA_VERSION}" and kind in KEDA_PLURALS:
             what, plural = f"{str(kind).lower()} {namespace}/{name}", KEDA_PLURALS[str(kind)]
             try:
@@ -106,12 +139,19 @@ class KubeClient:
                                           KEDA_VERSION, namespace, plural, name)
             return stored
         raise ValueError(f"apply: kind {kind!r} is not one stackblaze applies (Namespace, Secret, Deployment, "
-                         f"Service, StatefulSet, CronJob, PersistentVolumeClaim, ScaledObject, TriggerAuthentication)")
+                         f"Service, StatefulSet, CronJob, PersistentVolumeClaim, ServiceAccount, Role, RoleBinding, "
+                         f"ScaledObject, TriggerAuthentication)")
 
     async def scale(self, name: str, namespace: str, replicas: int) -> Manifest:
         return await self._call("scale", f"deployment {namespace}/{name}",
                                 self._apps.patch_namespaced_deployment_scale, name, namespace,
                                 body={"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER,
+                                _content_type=MERGE)
+
+    async def annotate_pod(self, name: str, namespace: str, annotations: dict[str, str]) -> Manifest:
+        """A JSON merge patch of the pod's metadata.annotations: the keys given set, every other one kept."""
+        return await self._call("patch", f"pod {namespace}/{name}", self._core.patch_namespaced_pod, name, namespace,
+                                body={"metadata": {"annotations": annotations}}, field_manager=FIELD_MANAGER,
                                 _content_type=MERGE)
 
     async def restart(self, name: str, namespace: str, at: str) -> Manifest:

@@ -113,6 +113,7 @@ class FakeCluster:
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name): as applied
         self.cron_jobs: dict[tuple[str, str], dict[str, Any]] = {}  # stored as applied: no controller runs them
         self.claims: dict[tuple[str, str], dict[str, Any]] = {}  # PersistentVolumeClaims, as applied (always bound)
+        self.access: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name): RBAC, as applied
         self._events: list[dict[str, Any]] = []
         self._suffixes = itertools.count()
         self.kubelet = Kubelet(clock, self._behaviour_of, self._emit, self._sync_all)
@@ -143,6 +144,11 @@ class FakeCluster:
         A v1 Namespace or Secret is stored as given."""
         if manifest.get("apiVersion") == "v1" and manifest.get("kind") in ("Namespace", "Secret"):
             return self._apply_object(manifest)
+        if manifest.get("kind") in ("ServiceAccount", "Role", "RoleBinding"):  # the queue-metrics server's access
+            stored = copy.deepcopy(manifest)
+            self.access[(stored["kind"], stored["metadata"].get("namespace", "default"), stored["metadata"]["name"])] \
+                = stored
+            return copy.deepcopy(stored)
         if manifest.get("apiVersion") == "batch/v1" and manifest.get("kind") == "CronJob":
             stored = copy.deepcopy(manifest)
             self.cron_jobs[(stored["metadata"].get("namespace", "default"), stored["metadata"]["name"])] = stored

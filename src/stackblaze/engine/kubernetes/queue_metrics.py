@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from stackblaze.engine.autoscale.metrics_server import CONFIG_ENV, PORT
 from stackblaze.engine.kubernetes.manifests import MANAGER, RUN_AS, Manifest, object_name
+from stackblaze.engine.kubernetes.pod_access import access_manifests, pod_selectors
 from stackblaze.errors import UserError
 from stackblaze.spec.autoscale import Queues
 
@@ -55,11 +56,14 @@ def _selector(project: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": metrics_name(project)}
 
 
-def config_json(services: Mapping[str, Queues], polls: Mapping[str, float] | None = None) -> str:
+def config_json(services: Mapping[str, Queues], polls: Mapping[str, float] | None = None,
+                pods: Mapping[str, dict[str, str]] | None = None) -> str:
     """The server's config (metrics_server.load_config reads it), sorted so the same queues give the same bytes;
-    `polls`: each service's `autoscale.poll`, the span the server takes its mean over (KEDA's pollingInterval)."""
-    polls = polls or {}
+    `polls`: each service's `autoscale.poll`, the span the server takes its mean over (KEDA's pollingInterval);
+    `pods`: the labels of the pods whose deletion costs it writes (engine/autoscale/deletion_cost.py)."""
+    polls, pods = polls or {}, pods or {}
     return json.dumps({"services": {name: queues.to_dict() | ({"poll": polls[name]} if name in polls else {})
+                                    | ({"pods": pods[name]} if name in pods else {})
                                     for name, queues in sorted(services.items())}},
                       sort_keys=True, indent=1)
 
@@ -74,11 +78,13 @@ def check_no_clash(project: str, service_names: list[str]) -> None:
 def queue_metrics_manifests(project: str, namespace: str, services: Mapping[str, Queues], *,
                             polls: Mapping[str, float] | None = None, image: str = QUEUE_METRICS_IMAGE,
                             host_aliases: list[Manifest] | None = None) -> list[Manifest]:
-    """Secret, Deployment and Service, in apply order; `services` (service -> its queues, URLs expanded) is not
+    """(ServiceAccount, Role and RoleBinding, when a worker is rq or celery,) Secret, Deployment and Service, in
+    apply order; `services` (service -> its queues, URLs expanded) is not
     empty; `polls`: service -> its worker's poll. `host_aliases`: the pod's <name>.internal entries, as the
     workers get them (the engine knows the IPs)."""
     name = metrics_name(project)
-    config = config_json(services, polls)
+    pods = pod_selectors(project, services)  # workers with a busy source: the server writes their pods' costs
+    config = config_json(services, polls, pods)
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
               "metadata": {"name": name, "namespace": namespace, "labels": _labels(project)},
               "stringData": {CONFIG_FILE: config}}
@@ -98,13 +104,15 @@ def queue_metrics_manifests(project: str, namespace: str, services: Mapping[str,
     pod: Manifest = {
         "containers": [container],
         "volumes": [{"name": "config", "secret": {"secretName": name}}],
-        "automountServiceAccountToken": False, "enableServiceLinks": False,
+        "automountServiceAccountToken": bool(pods), "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 5,
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
                             "seccompProfile": {"type": "RuntimeDefault"}},
     }
     if host_aliases:
         pod["hostAliases"] = host_aliases
+    if pods:  # its token may get, list and patch pods (pod_access.py), and nothing else
+        pod["serviceAccountName"] = name
     digest = hashlib.sha256(config.encode()).hexdigest()[:16]
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -117,4 +125,5 @@ def queue_metrics_manifests(project: str, namespace: str, services: Mapping[str,
                "metadata": {"name": name, "namespace": namespace, "labels": _labels(project)},
                "spec": {"type": "ClusterIP", "selector": _selector(project),
                         "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]}}
-    return [secret, deployment, service]
+    access = access_manifests(name, namespace, _labels(project)) if pods else []
+    return [*access, secret, deployment, service]
