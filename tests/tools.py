@@ -19,6 +19,7 @@ INSTALL = {
     "buildah": "apt-get install -y buildah",
     "docker-registry": "apt-get install -y docker-registry",
     "busybox": "apt-get install -y busybox-static",
+    "debootstrap": "apt-get install -y debootstrap",
     "go": "apt-get install -y golang-go",
     "node": "apt-get install -y nodejs npm",
     "npm": "apt-get install -y nodejs npm",

@@ -26,6 +26,7 @@ from stackblaze.cli.drains import drains_app
 from stackblaze.cli.env import app as env_app
 from stackblaze.cli.exit_codes import INTERRUPTED, OK, USAGE, exit_code_for
 from stackblaze.cli.options import examples
+from stackblaze.cli.queue_metrics import queue_metrics_app
 from stackblaze.errors import StackblazeError
 
 try:
@@ -77,6 +78,7 @@ app.add_typer(cron_app, name="cron")
 app.add_typer(autoscale_app, name="autoscale")
 app.add_typer(lifecycle.rollout_app, name="rollout")
 app.add_typer(render_k8s.app, name="render")
+app.add_typer(queue_metrics_app, name="queue-metrics")
 app.add_typer(demo.app)
 
 

@@ -65,6 +65,8 @@ def render_k8s(
         _note(note)
     for note in backing_notes(project, namespace or project.name):
         _note(note)
+    for note in queue_metrics_notes(manifests):
+        _note(note)
     for service in project.services:
         if service.stop_signal != "SIGTERM" and not service.is_backing:
             _note(f"{service.name} stops with {service.stop_signal}: on Kubernetes that is the image's STOPSIGNAL "
@@ -100,6 +102,15 @@ def backing_notes(project: Project, namespace: str) -> list[str]:
                          f"secret generic {secret_name(project.name, service.name)} -n {namespace} "
                          f"--from-literal=PASSWORD=\"$(openssl rand -hex 24)\"")
     return notes
+
+
+def queue_metrics_notes(manifests: list[dict[str, Any]]) -> list[str]:
+    """The queue-metrics server's image is a name offline (a deploy builds and pushes it): how to make it."""
+    from stackblaze.build.queue_metrics_image import how_to_publish
+    from stackblaze.engine.kubernetes.queue_metrics import NAME
+
+    return [how_to_publish(m["spec"]["template"]["spec"]["containers"][0]["image"]) for m in manifests
+            if m["kind"] == "Deployment" and m["metadata"].get("labels", {}).get("app.kubernetes.io/name") == NAME]
 
 
 def to_yaml(manifests: list[dict[str, Any]]) -> str:

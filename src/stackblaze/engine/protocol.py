@@ -158,6 +158,9 @@ class Desired:
     app: str | None = None  # the project's own name ("acme")
     namespace: str | None = None
     image: str | None = None
+    # The project's queue-metrics server's image by digest (a deploy to a target with a registry pushes it); None:
+    # the name form, engine/kubernetes/queue_metrics.py's QUEUE_METRICS_IMAGE.
+    queue_metrics_image: str | None = None
     # Backing services (type redis | postgres, see spec/backing.py). `kind` is the service's type; `backing`
     # what an engine needs to run one: {"port", "auth", "disk_size"} and, locally, {"address", "data_dir"}.
     kind: str = "worker"

@@ -195,6 +195,7 @@ class Control:
             rolling=Rolling(**spec.get("rolling", {})), user=user.spawn_fields() if user else None,
             app=app if remote else None, namespace=(target.namespace or app) if target else None,
             image=release.details.get("image") if remote else None, **self.backing.worker_fields(project),
+            queue_metrics_image=spec.get("queue_metrics_image") if remote else None,
             **cron_fields(self.store, project, service, spec), disk=disk, indexes=self.autoscaler.indexes(row),
         )
 

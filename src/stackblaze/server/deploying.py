@@ -135,9 +135,12 @@ class Deployer:
                                 path_env=path_env)
         images = {} if where.is_local else await asyncio.to_thread(self.publish_all, project, where, built, progress,
                                                                    path_env=path_env)
+        metrics_image = None if where.is_local else await asyncio.to_thread(self.publish_queue_metrics, project,
+                                                                            where, progress)
         served = [await asyncio.to_thread(backing.record, self, project, service, where)
                   for service in project.services if service.is_backing]
-        results = served + [self._record(project, service, plan, result, target=where, image=images.get(service.name))
+        results = served + [self._record(project, service, plan, result, target=where, image=images.get(service.name),
+                                         queue_metrics_image=metrics_image)
                             for service, plan, result in built]
         for item in results:
             if item["scale_note"]:
@@ -233,8 +236,19 @@ class Deployer:
             progress(f"{service.name} | pushed {images[service.name]}")
         return images
 
+    def publish_queue_metrics(self, project: Project, target: Target, progress: Progress) -> str | None:
+        """The queue-metrics server's image, by digest, when a worker's queues need the server on this target
+        (build/queue_metrics_image.py: built and pushed once per stackblaze build and registry)."""
+        from stackblaze.build.queue_metrics_image import publish_for
+
+        image = publish_for(project, target, cache=self._settings.cache_dir,
+                            output=_prefixed(progress, "queue-metrics"))
+        if image is not None:
+            progress(f"queue-metrics | image {image}")
+        return image
+
     def _record(self, project: Project, service: Service, plan: BuildPlan, result: BuildResult, *,
-                target: Target, image: str | None = None) -> dict[str, Any]:
+                target: Target, image: str | None = None, queue_metrics_image: str | None = None) -> dict[str, Any]:
         digest = f"{result.build_id}:{plan.start}"
         number, new = self._number(project.name, service.name, digest)
         log_path = self._settings.releases_dir / project.name / service.name / "build.log"
@@ -270,6 +284,8 @@ class Deployer:
         spec = service_spec(project, service)
         if not target.is_local:
             spec["target"] = target.to_dict()
+        if queue_metrics_image is not None:  # the Kubernetes engine's queue-metrics Deployment pins it
+            spec["queue_metrics_image"] = queue_metrics_image
         self._store.save_service(ServiceRow(
             project.name, service.name, spec, replicas, number,
             old.running if old else True, old.generation if old else 0,

@@ -10,7 +10,12 @@ from dataclasses import replace
 from stackblaze.engine.autoscale.decide import resolve_target
 from stackblaze.engine.kubernetes.keda import METRICS_API_KINDS, keda_objects
 from stackblaze.engine.kubernetes.manifests import Manifest, _cluster_names, expand_offline, user_env
-from stackblaze.engine.kubernetes.queue_metrics import check_no_clash, metrics_url, queue_metrics_manifests
+from stackblaze.engine.kubernetes.queue_metrics import (
+    QUEUE_METRICS_IMAGE,
+    check_no_clash,
+    metrics_url,
+    queue_metrics_manifests,
+)
 from stackblaze.engine.protocol import Desired
 from stackblaze.spec.autoscale import Queues
 from stackblaze.spec.model import Project, Service
@@ -74,4 +79,6 @@ def queue_metrics_for(desireds: Iterable[Desired], host_aliases: list[Manifest])
     check_no_clash(app, [desired.service for desired in desireds])
     services = {desired.service: desired.autoscale.queues for desired in wanted if desired.autoscale is not None}
     polls = {desired.service: desired.autoscale.poll for desired in wanted if desired.autoscale is not None}
-    return queue_metrics_manifests(app, namespace, services, polls=polls, host_aliases=host_aliases)
+    # The first's: the worker being applied, whose deploy pushed the image last (the others may be older rows)
+    image = next((d.queue_metrics_image for d in wanted if d.queue_metrics_image), QUEUE_METRICS_IMAGE)
+    return queue_metrics_manifests(app, namespace, services, polls=polls, image=image, host_aliases=host_aliases)

@@ -14,10 +14,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from stackblaze.build.queue_metrics_image import how_to_publish
+from stackblaze.cli.render_k8s import queue_metrics_notes
 from stackblaze.engine.autoscale.metrics_server import Served, load_config
 from stackblaze.engine.kubernetes.autoscaling import autoscale_for, queue_metrics_for
 from stackblaze.engine.kubernetes.keda import PAUSED_REPLICAS
 from stackblaze.engine.kubernetes.manifests import deployment_for, render_manifests
+from stackblaze.engine.kubernetes.queue_metrics import QUEUE_METRICS_IMAGE
 from stackblaze.engine.protocol import Desired
 from stackblaze.errors import UserError
 from stackblaze.spec import Project, load_project
@@ -284,6 +287,13 @@ def test_the_engines_objects_follow_the_desired_and_a_manual_scale_pauses_keda()
     assert [m["kind"] for m in objects] == ["ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment",
                                             "Service"]
     assert objects[4]["spec"]["template"]["spec"]["hostAliases"] == aliases
+    # the image: the name form until a deploy pushed it, then by digest (what the deploy put in the Desired)
+    assert objects[4]["spec"]["template"]["spec"]["containers"][0]["image"] == QUEUE_METRICS_IMAGE
+    pushed = "127.0.0.1:5000/acme/stackblaze-queue-metrics@sha256:" + "b" * 64
+    pinned = queue_metrics_for([_desired(queue_metrics_image=pushed), desired], aliases)
+    assert pinned[4]["spec"]["template"]["spec"]["containers"][0]["image"] == pushed
+    assert queue_metrics_notes(objects) == [how_to_publish(QUEUE_METRICS_IMAGE)]  # render k8s says how to make it
+    assert "stackblaze queue-metrics image --registry" in how_to_publish(QUEUE_METRICS_IMAGE)
     assert list(json.loads(objects[3]["stringData"]["queues.json"])["services"]) == ["work"]
     for manifest in objects:
         kubernetes_validate.validate(manifest, K8S, strict=True)
