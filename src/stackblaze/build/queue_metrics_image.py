@@ -227,11 +227,12 @@ def build_queue_metrics_image(
 def publish_queue_metrics_image(
     registry: str, *, insecure: bool = False, base: str | None = None, builder: str | None = None,
     cache: Path | None = None, environ: Mapping[str, str] = os.environ,
-    output: Callable[[str], None] = lambda _: None,
+    output: Callable[[str], None] = lambda _: None, where: str = "registry",
 ) -> str:
     """`<registry>/stackblaze-queue-metrics@sha256:...`: built and pushed, or the reference this cache folder
-    holds for this registry, stackblaze and base (then nothing is built)."""
-    address = check_registry(registry, where="registry")
+    holds for this registry, stackblaze and base (then nothing is built). `where` names the registry's field in
+    an error (a target's `registry`, the CLI's `--registry`)."""
+    address = check_registry(registry, where=where)
     source = Stackblaze.installed()
     base = base or python_base(environ)
     destination = f"{address}/{IMAGE_NAME}:{image_tag(source, base)}"

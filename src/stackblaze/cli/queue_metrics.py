@@ -33,7 +33,7 @@ def image(
     from stackblaze.cli import render
 
     reference = publish_queue_metrics_image(
-        registry, insecure=insecure, base=base, builder=builder,
+        registry, insecure=insecure, base=base, builder=builder, where="--registry",
         output=lambda line: render.err.print(f"    {line}", markup=False, highlight=False))
     if as_json:
         render.print_json({"image": reference, "digest": reference.rsplit("@", 1)[1]})
