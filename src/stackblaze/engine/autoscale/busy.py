@@ -74,15 +74,20 @@ def owner_of(pid: int, replicas: Mapping[int, int], proc: Path = Path("/proc")) 
     return None
 
 
-async def rq_busy(url: str, replicas: Mapping[int, int], *, timeout: float = 5.0) -> dict[int, Busy]:
-    """Each replica's RQ worker state: busy (and the jobs it runs) or idle; replicas whose worker is not
-    registered (booting, or not an RQ worker) are left out. Raises RedisError when Redis cannot be read."""
+async def run_script(url: str, script: str, *, timeout: float) -> Any:
+    """One Lua script's answer on a connection of its own (decoded), closed after; raises RedisError."""
     client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                      decode_responses=True, single_connection_client=True)
     try:
-        rows = await client.register_script(WORKERS)()
+        return await client.register_script(script)()
     finally:
         await client.aclose()
+
+
+async def rq_busy(url: str, replicas: Mapping[int, int], *, timeout: float = 5.0) -> dict[int, Busy]:
+    """Each replica's RQ worker state: busy (and the jobs it runs) or idle; replicas whose worker is not
+    registered (booting, or not an RQ worker) are left out. Raises RedisError when Redis cannot be read."""
+    rows = await run_script(url, WORKERS, timeout=timeout)
     here = socket.gethostname()
     found: dict[int, Busy] = {}
     for pid, host, state, executions in rows:

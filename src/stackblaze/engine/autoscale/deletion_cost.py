@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from stackblaze.engine.autoscale.busy import Busy
+from stackblaze.engine.autoscale.busy import Busy, run_script
 from stackblaze.engine.autoscale.celery_busy import IDLE_FRESH, STALE, CeleryHeartbeats, Heartbeat
 from stackblaze.engine.autoscale.work import redact
 from stackblaze.errors import StackblazeError
@@ -110,13 +109,7 @@ def rq_by_host(rows: Iterable[Sequence[Any]]) -> dict[str, Busy]:
 
 async def rq_hosts(url: str, *, timeout: float = 5.0) -> dict[str, Busy]:
     """Raises RedisError when Redis cannot be read."""
-    client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                     decode_responses=True, single_connection_client=True)
-    try:
-        rows = await client.register_script(RQ_HOSTS)()
-    finally:
-        await client.aclose()
-    return rq_by_host(rows)
+    return rq_by_host(await run_script(url, RQ_HOSTS, timeout=timeout))
 
 
 class NodeHeartbeats(CeleryHeartbeats):
