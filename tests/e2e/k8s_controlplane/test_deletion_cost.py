@@ -28,7 +28,7 @@ import yaml
 from stackblaze.engine.autoscale.deletion_cost import COST, with_pod_costs
 from stackblaze.engine.autoscale.metrics_server import create_app, load_config
 from stackblaze.engine.kubernetes.client import KubeClient
-from stackblaze.engine.kubernetes.manifests import labels, object_name, selector_labels
+from stackblaze.engine.kubernetes.manifests import MANAGER, labels, object_name, selector_labels
 from stackblaze.engine.kubernetes.queue_metrics import CONFIG_FILE, queue_metrics_manifests
 from stackblaze.errors import UserError
 from stackblaze.spec.autoscale import Queues
@@ -168,7 +168,13 @@ def test_a_scale_down_deletes_the_idle_pods_and_keeps_the_busy_ones(
                         await server.scale(NAME, namespace, 1)
                 finally:
                     await server.close()
-                return await scale_to_two_and_wait(control_plane, admin, namespace)
+                left = await scale_to_two_and_wait(control_plane, admin, namespace)
+            # The project without its rq worker: the prune (as `kubectl apply --prune`) takes the access away, by label
+            project = {"app.kubernetes.io/part-of": PROJECT, "app.kubernetes.io/managed-by": MANAGER}
+            access = sorted(f"{m['kind']}/{m['metadata']['name']}" for m in manifests if m["kind"] in ACCESS)
+            assert sorted(await admin.prune(project, {NAME}, namespace)) == access
+            assert await admin.prune(project, {NAME}, namespace) == []
+            return left
         finally:
             await admin.close()
 

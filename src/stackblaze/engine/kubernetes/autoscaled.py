@@ -76,7 +76,7 @@ class AutoscaledWorkers:
         elif key in self._metrics:
             self._metrics.discard(key)
             app, namespace = self._namespace(key)
-            for kind in ("Service", "Deployment", "Secret"):
+            for kind in ("Service", "Deployment", "Secret", "RoleBinding", "Role", "ServiceAccount"):
                 await self._api.delete(kind, metrics_name(app), namespace)
 
     def forget(self, key: str, service: str) -> None:

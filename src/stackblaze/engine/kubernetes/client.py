@@ -29,7 +29,8 @@ T = TypeVar("T")
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
-PRUNED_KINDS = ("Deployment", "Secret", "Service", "StatefulSet", "CronJob")  # never a PVC: data outlives its service
+# never a PVC: data outlives its service. RoleBinding before Role and ServiceAccount: no moment grants a gone Role.
+PRUNED_KINDS = ("Deployment", "Secret", "Service", "StatefulSet", "CronJob", "RoleBinding", "Role", "ServiceAccount")
 # KEDA's kinds (an autoscaled worker's, kubernetes/keda.py), served only where KEDA's CRDs are installed.
 KEDA_GROUP, KEDA_VERSION = "keda.sh", "v1alpha1"
 KEDA_PLURALS = {"ScaledObject": "scaledobjects", "TriggerAuthentication": "triggerauthentications"}
@@ -163,7 +164,9 @@ class KubeClient:
         calls = {"Deployment": self._apps.delete_namespaced_deployment, "Secret": self._core.delete_namespaced_secret,
                  "Service": self._core.delete_namespaced_service,
                  "StatefulSet": self._apps.delete_namespaced_stateful_set,
-                 "CronJob": self._batch.delete_namespaced_cron_job}
+                 "CronJob": self._batch.delete_namespaced_cron_job,
+                 "RoleBinding": self._rbac.delete_namespaced_role_binding, "Role": self._rbac.delete_namespaced_role,
+                 "ServiceAccount": self._core.delete_namespaced_service_account}
         if kind in KEDA_PLURALS:
             calls[kind] = lambda name, namespace, **options: self._custom.delete_namespaced_custom_object(
                 KEDA_GROUP, KEDA_VERSION, namespace, KEDA_PLURALS[kind], name, **options)
@@ -182,7 +185,12 @@ class KubeClient:
                                       self._list("services", self._core.list_namespaced_service, namespace, selector),
                                       self._list("statefulsets", self._apps.list_namespaced_stateful_set, namespace,
                                                  selector),
-                                      self._list("cronjobs", self._batch.list_namespaced_cron_job, namespace, selector))
+                                      self._list("cronjobs", self._batch.list_namespaced_cron_job, namespace, selector),
+                                      self._list("rolebindings", self._rbac.list_namespaced_role_binding, namespace,
+                                                 selector),
+                                      self._list("roles", self._rbac.list_namespaced_role, namespace, selector),
+                                      self._list("serviceaccounts", self._core.list_namespaced_service_account,
+                                                 namespace, selector))
         stale = [(kind, item["metadata"]["name"])
                  for kind, items in zip(PRUNED_KINDS, listed, strict=True)
                  for item in items if item["metadata"]["name"] not in keep]

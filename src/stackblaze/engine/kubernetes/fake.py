@@ -247,6 +247,8 @@ class FakeCluster:
             return self.cron_jobs.pop((namespace, name), None) is not None
         if kind in ("Service", "StatefulSet"):
             return self.stateful.delete(kind, name, namespace)
+        if kind in ("RoleBinding", "Role", "ServiceAccount"):
+            return self.access.pop((kind, namespace, name), None) is not None
         if kind != "Deployment":
             raise UserError(f"fake cluster: cannot delete a {kind!r} (a Deployment or a Secret)")
         if (namespace, name) not in self._deployments:
@@ -271,6 +273,8 @@ class FakeCluster:
         gone += self.stateful.selected(selector, kept, namespace)
         gone += [f"CronJob/{name}" for (ns, name), job in sorted(self.cron_jobs.items())
                  if ns == namespace and name not in kept and _matches(job["metadata"].get("labels", {}), selector)]
+        gone += [f"{kind}/{name}" for (kind, ns, name), stored in sorted(self.access.items())
+                 if ns == namespace and name not in kept and _matches(stored["metadata"].get("labels", {}), selector)]
         for item in gone:
             kind, name = item.split("/", 1)
             self.delete_object(kind, name, namespace)

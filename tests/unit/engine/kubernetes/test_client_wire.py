@@ -214,7 +214,8 @@ async def test_follow_ends_when_the_log_does(kmock: kmock.RawHandler, kube: Kube
 @EMULATOR
 async def test_prune_deletes_only_what_the_spec_no_longer_has(kmock: kmock.KubernetesEmulator,
                                                               kube: KubeClient) -> None:
-    """Proves: prune lists Deployments, Secrets, Services and StatefulSets with the project's labelSelector,
+    """Proves: prune lists Deployments, Secrets, Services, StatefulSets, CronJobs, KEDA's objects and the
+    queue-metrics server's ServiceAccount, Role and RoleBinding with the project's labelSelector,
     then sends a foreground DELETE for each one not kept, and none for the kept; it reports `Kind/name`; it
     lists no PersistentVolumeClaims (a removed backing service's data stays). Cannot prove: the selector's
     filtering (kmock's emulator ignores labelSelector, so only labelled objects are stored here) or the
@@ -241,26 +242,43 @@ async def test_prune_deletes_only_what_the_spec_no_longer_has(kmock: kmock.Kuber
             "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
             "metadata": {"name": name, "namespace": NS, "labels": SELECTOR}, "spec": {"scaleTargetRef": {"name": name}}}
 
+    for path, kind in (("v1/serviceaccounts", "ServiceAccount"), ("rbac.authorization.k8s.io/v1/roles", "Role"),
+                       ("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding")):  # pod_access.py's
+        kmock.objects[path, NS, "shop-queue-metrics"] = {"apiVersion": path.rsplit("/", 1)[0], "kind": kind,
+                                                         "metadata": {"name": "shop-queue-metrics", "namespace": NS,
+                                                                      "labels": SELECTOR},
+                                                         **({"roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                                         "kind": "Role", "name": "shop-queue-metrics"}}
+                                                            if kind == "RoleBinding" else {})}
+
     pruned = await kube.prune(SELECTOR, {"shop-mailer", "shop-mailer-env", "shop-cache", "shop-nightly"}, NS)
 
-    assert sorted(pruned) == ["CronJob/shop-hourly", "Deployment/shop-old", "ScaledObject/shop-old",
-                              "Secret/shop-old-env", "Service/shop-queue", "StatefulSet/shop-queue"]
+    assert sorted(pruned) == ["CronJob/shop-hourly", "Deployment/shop-old", "Role/shop-queue-metrics",
+                              "RoleBinding/shop-queue-metrics", "ScaledObject/shop-old", "Secret/shop-old-env",
+                              "Service/shop-queue", "ServiceAccount/shop-queue-metrics", "StatefulSet/shop-queue"]
     lists = sorted((request.url.path, request.params["labelSelector"]) for request in kmock
                    if request.method == "GET")
     selector = "app.kubernetes.io/managed-by=stackblaze,app.kubernetes.io/part-of=shop"
-    assert lists == [(f"/api/v1/namespaces/{NS}/secrets", selector), (f"/api/v1/namespaces/{NS}/services", selector),
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}"
+    assert lists == [(f"/api/v1/namespaces/{NS}/secrets", selector),
+                     (f"/api/v1/namespaces/{NS}/serviceaccounts", selector),
+                     (f"/api/v1/namespaces/{NS}/services", selector),
                      (DEPLOYMENTS, selector), (f"/apis/apps/v1/namespaces/{NS}/statefulsets", selector),
                      (f"/apis/batch/v1/namespaces/{NS}/cronjobs", selector),
                      (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects", selector),
-                     (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/triggerauthentications", selector)]
+                     (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/triggerauthentications", selector),
+                     (f"{rbac}/rolebindings", selector), (f"{rbac}/roles", selector)]
     deletes = sorted((request.url.path, request.params.get("propagationPolicy")) for request in kmock
                      if request.method == "DELETE")
     assert deletes == [(f"/api/v1/namespaces/{NS}/secrets/shop-old-env", "Foreground"),
+                       (f"/api/v1/namespaces/{NS}/serviceaccounts/shop-queue-metrics", "Foreground"),
                        (f"/api/v1/namespaces/{NS}/services/shop-queue", "Foreground"),
                        (f"{DEPLOYMENTS}/shop-old", "Foreground"),
                        (f"/apis/apps/v1/namespaces/{NS}/statefulsets/shop-queue", "Foreground"),
                        (f"/apis/batch/v1/namespaces/{NS}/cronjobs/shop-hourly", "Foreground"),
-                       (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects/shop-old", "Foreground")]
+                       (f"/apis/keda.sh/v1alpha1/namespaces/{NS}/scaledobjects/shop-old", "Foreground"),
+                       (f"{rbac}/rolebindings/shop-queue-metrics", "Foreground"),
+                       (f"{rbac}/roles/shop-queue-metrics", "Foreground")]
     assert kmock.objects["apps/v1/deployments", NS, "shop-old"].deleted
     assert not kmock.objects["apps/v1/deployments", NS, "shop-mailer"].deleted
     assert not kmock.objects["apps/v1/statefulsets", NS, "shop-cache"].deleted
