@@ -143,9 +143,10 @@ def simulate(spec: Autoscale, model: QueueModel, *, until: float, start: float =
     """Poll every `spec.poll` seconds from `start` to `until`: advance the queue, read it (a ReadError while
     `down` = (from, to) holds), decide, and apply the decision to the model at once.
 
-    As the daemon reads (sampling.py): at 0 replicas one read at the poll; with replicas the mean of `samples`
-    reads spread evenly over the interval since the last poll, the last one at the poll (samples=1: one read,
-    the HPA's way)."""
+    With replicas, as the daemon reads (sampling.py): the mean of `samples` reads spread evenly over the interval
+    since the last poll, the last one at the poll (samples=1: one read, the HPA's way). At 0 replicas one read at
+    the poll, where the daemon reads `samples` times and wakes at the first read that sees work
+    (sample_until_wake): a simulated wake is the latest the daemon's can be."""
     state = state or LoopState()
     decisions: list[Decision] = []
     counts: list[tuple[float, int]] = []
