@@ -43,6 +43,12 @@ class Registry:
         headers, body = self.get(f"/v2/{name}/manifests/{reference}", accept=MANIFEST_TYPES)
         return headers["Docker-Content-Digest"], body
 
+    def delete_manifest(self, name: str, digest: str) -> None:
+        """What a registry's clean-up does to an image (the config enables `storage.delete`)."""
+        request = urllib.request.Request(f"http://{self.address}/v2/{name}/manifests/{digest}", method="DELETE")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 202, answer.status
+
     def tags(self, name: str) -> list[str]:
         return list(self.get(f"/v2/{name}/tags/list")[1]["tags"] or [])
 

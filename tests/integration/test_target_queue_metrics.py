@@ -1,5 +1,6 @@
 """A deploy to a cluster target with an rq-autoscaled worker publishes the queue-metrics server's image to the
-target's registry once per stackblaze build (a later deploy reuses it from the home's cache, builds nothing) and
+target's registry once per stackblaze build (a later deploy reuses it from the home's cache, builds nothing, unless
+the registry lost it: then it is built and pushed again) and
 says the reference by digest that the server's Deployment pins (engine/kubernetes/autoscaling.py puts the
 Desired's reference in the Deployment: tests/unit/engine/kubernetes/test_keda.py).
 
@@ -70,3 +71,15 @@ targets:
     found_again = IMAGE.search(again)
     assert found_again is not None and found_again["reference"] == reference, again[-3000:]
     assert BUILDING not in again
+
+    # The registry loses it (a clean-up deleted the manifest): the next deploy sees that, builds it again (from
+    # the builder's cache) and pushes it, so the server's pod can pull what its Deployment pins.
+    registry.delete_manifest("acme/stackblaze-queue-metrics", digest)
+    third = sb.run("deploy", str(project), "--target", "sim", timeout=480)
+    lost = third.err + third.out
+    assert f"{reference} is no longer in {registry.address}/acme; building it again" in lost, lost[-3000:]
+    assert BUILDING in lost
+    found_third = IMAGE.search(lost)
+    assert found_third is not None, lost[-3000:]
+    pushed = found_third["reference"].split("@")[1]
+    assert registry.manifest("acme/stackblaze-queue-metrics", pushed)[0] == pushed

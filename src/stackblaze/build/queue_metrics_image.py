@@ -39,7 +39,7 @@ from stackblaze.build.image import (
     find_ca_bundle,
     stream_command,
 )
-from stackblaze.build.registry import check_registry, push_image
+from stackblaze.build.registry import check_registry, push_image, registry_holds
 from stackblaze.build.release import digest_tree
 from stackblaze.errors import UserError
 from stackblaze.spec.model import Project
@@ -230,15 +230,19 @@ def publish_queue_metrics_image(
     output: Callable[[str], None] = lambda _: None, where: str = "registry",
 ) -> str:
     """`<registry>/stackblaze-queue-metrics@sha256:...`: built and pushed, or the reference this cache folder
-    holds for this registry, stackblaze and base (then nothing is built). `where` names the registry's field in
-    an error (a target's `registry`, the CLI's `--registry`)."""
+    holds for this registry, stackblaze and base while the registry still has it (then nothing is built).
+    `where` names the registry's field in an error (a target's `registry`, the CLI's `--registry`)."""
     address = check_registry(registry, where=where)
     source = Stackblaze.installed()
     base = base or python_base(environ)
     destination = f"{address}/{IMAGE_NAME}:{image_tag(source, base)}"
-    known = _read_cache(cache)
-    if destination in known:
-        return known[destination]
+    known = _read_cache(cache).get(destination)
+    if known is not None:
+        # the registry may have lost it (garbage-collected, wiped, a new one at the same address): a pod would
+        # then fail to pull it, so ask; a registry that cannot say (unreachable, credentials) keeps the cache's
+        if registry_holds(known, insecure=insecure, environ=environ) is not False:
+            return known
+        output(f"queue-metrics: {known} is no longer in {address}; building it again")
     used = build_queue_metrics_image(destination, base=base, builder=builder, source=source, environ=environ,
                                      output=output)
     reference = push_image(destination, destination, insecure=insecure, builder=used, environ=environ, output=output)

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import tempfile
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from stackblaze.build.image import ImageBuildError, build_image, builder_args, find_builder, stream_command
+import httpx
+
+from stackblaze.build.image import (
+    ImageBuildError,
+    build_image,
+    builder_args,
+    find_builder,
+    find_ca_bundle,
+    stream_command,
+)
 from stackblaze.build.plan import BuildPlan
 from stackblaze.build.release import digest_tree
 from stackblaze.errors import UserError
@@ -28,6 +38,12 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 STORE_OPTIONS = {"--root", "--runroot", "--storage-driver", "--storage-opt", "--registries-conf",
                  "--registries-conf-dir", "--userns-uid-map", "--userns-gid-map"}
 TAIL_LINES = 20
+# What a pull asks for: a registry answers a HEAD of a manifest by digest only in a type it is asked for.
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+))
 
 # What the tool's last lines mean, in order: (a fragment, lowercased, the problem and its fix).
 DIAGNOSES = (
@@ -97,6 +113,25 @@ def push_image(
         raise ImageBuildError(f"push to {host}: {kind} pushed {destination} but reported no sha256 digest "
                               f"(last line: {next(reversed(tail), 'none')[:200]})")
     return f"{repository_of(destination)}@{found.group(0)}"
+
+
+def registry_holds(reference: str, *, insecure: bool = False, environ: Mapping[str, str] = os.environ,
+                   timeout: float = 5.0) -> bool | None:
+    """Whether the registry still has `host[:port]/path/name@sha256:...` (a HEAD of its manifest, as a pull
+    begins): True or False when it says so (200, 404), None when it cannot tell us (unreachable, or it wants
+    credentials this process does not hold: those are the builder's)."""
+    repository, _, digest = reference.partition("@")
+    host, _, name = repository.partition("/")
+    if not DIGEST.fullmatch(digest) or not name:
+        return None
+    bundle = find_ca_bundle(environ)
+    url = f"{'http' if insecure else 'https'}://{host}/v2/{name}/manifests/{digest}"
+    try:
+        verify = ssl.create_default_context(cafile=bundle) if bundle is not None else True
+        answer = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=timeout, verify=verify)
+    except (httpx.HTTPError, OSError):  # ssl.SSLError is an OSError: a bundle that is no bundle, too
+        return None
+    return True if answer.status_code == 200 else False if answer.status_code == 404 else None
 
 
 def diagnose(tail: Sequence[str]) -> str:

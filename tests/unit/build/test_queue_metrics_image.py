@@ -28,10 +28,12 @@ from stackblaze.build.queue_metrics_image import (
     render_containerfile,
     requirements,
 )
+from stackblaze.build.registry import MANIFEST_TYPES
 from stackblaze.engine.kubernetes.keda import METRICS_API_KINDS
 from stackblaze.errors import UserError
 from stackblaze.spec import Project, load_project
 from stackblaze.spec.targets import Target
+from tests.unit.build.conftest import KEPT, LOST
 
 
 def test_the_wheel_installs_the_server_and_is_the_same_bytes_for_the_same_code(tmp_path: Path) -> None:
@@ -85,18 +87,31 @@ def test_the_base_is_the_project_python_images_one() -> None:
     assert python_base({"STACKBLAZE_BASE_IMAGE_PYTHON": "localhost/py"}) == "localhost/py"
 
 
-def test_a_publish_answers_from_its_cache_without_a_builder(tmp_path: Path) -> None:
-    """Once per stackblaze build, base and registry: a cached reference is returned as it is, before any builder
-    is looked for (the builder named here does not exist: looking for it is a UserError)."""
+def test_a_publish_answers_from_its_cache_without_a_builder_while_the_registry_holds_it(
+    tmp_path: Path, registry_api: tuple[str, list[tuple[str, str]]],
+) -> None:
+    """Once per stackblaze build, base and registry: a cached reference the registry still holds (a HEAD of its
+    manifest: conftest.py's server) is returned as it is, before any builder is looked for (the builder named
+    here does not exist: looking for it is a UserError). One the registry lost is built again."""
+    address, asked = registry_api
     source = Stackblaze.installed()
-    key = f"127.0.0.1:5000/acme/{IMAGE_NAME}:{image_tag(source, 'localhost/py')}"
-    pinned = f"127.0.0.1:5000/acme/{IMAGE_NAME}@sha256:" + "a" * 64
+    key = f"{address}/acme/{IMAGE_NAME}:{image_tag(source, 'localhost/py')}"
+    pinned = f"{address}/acme/{IMAGE_NAME}@{KEPT}"
     (tmp_path / CACHE_FILE).write_text(json.dumps({key: pinned}))
-    assert publish_queue_metrics_image("127.0.0.1:5000/acme", base="localhost/py", builder="nope",
-                                       cache=tmp_path) == pinned
+    said: list[str] = []
+    assert publish_queue_metrics_image(f"{address}/acme", base="localhost/py", builder="nope", cache=tmp_path,
+                                       insecure=True, output=said.append) == pinned
+    assert asked == [(f"/v2/acme/{IMAGE_NAME}/manifests/{KEPT}", MANIFEST_TYPES)] and said == []
     assert image_tag(source, "localhost/other") != image_tag(source, "localhost/py")  # another base: another image
     with pytest.raises(UserError, match="'nope' is not a known image builder"):  # another registry: a build
         publish_queue_metrics_image("127.0.0.1:5000/other", base="localhost/py", builder="nope", cache=tmp_path)
+
+    lost = f"{address}/acme/{IMAGE_NAME}@{LOST}"
+    (tmp_path / CACHE_FILE).write_text(json.dumps({key: lost}))
+    with pytest.raises(UserError, match="'nope' is not a known image builder"):
+        publish_queue_metrics_image(f"{address}/acme", base="localhost/py", builder="nope", cache=tmp_path,
+                                    insecure=True, output=said.append)
+    assert said == [f"queue-metrics: {lost} is no longer in {address}/acme; building it again"]
 
 
 def test_a_deploy_needs_the_image_only_for_the_kinds_the_server_reads(tmp_path: Path) -> None:
