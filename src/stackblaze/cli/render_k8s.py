@@ -47,6 +47,7 @@ def render_k8s(
 
     No Service and no Ingress for workers: they take no traffic. A redis or postgres service is a ClusterIP
     Service and a one-replica StatefulSet with a volume claim."""
+    from stackblaze.engine.autoscale.decide import kubernetes_notes
     from stackblaze.engine.kubernetes.manifests import DEFAULT_IMAGE, render_manifests
     from stackblaze.spec import load_project
 
@@ -66,6 +67,8 @@ def render_k8s(
     for note in backing_notes(project, namespace or project.name):
         _note(note)
     for note in queue_metrics_notes(manifests):
+        _note(note)
+    for note in kubernetes_notes(project):
         _note(note)
     for service in project.services:
         if service.stop_signal != "SIGTERM" and not service.is_backing:

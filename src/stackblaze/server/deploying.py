@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from stackblaze.build.builder import COMPLETE, Builder, BuildFailed, BuildResult, runtime_env
 from stackblaze.build.plan import BuildPlan
-from stackblaze.engine.autoscale.decide import count_for_deploy
+from stackblaze.engine.autoscale.decide import count_for_deploy, kubernetes_notes
 from stackblaze.server.release_phase import run_release_commands
 from stackblaze.server.user_env import merge_user_env
 from stackblaze.spec import fields
@@ -117,7 +117,8 @@ class Deployer:
             project = dataclasses.replace(project, name=where.store_key(app))
             progress(f"target: {where.describe()}")
             await self._control.connect(where)  # before building: an unknown context fails at once
-        notes = project.notes if not where.is_local else (*project.notes, *self._control.check_workers(project))
+        notes = ((*project.notes, *self._control.check_workers(project)) if where.is_local
+                 else (*project.notes, *kubernetes_notes(project)))
         for note in notes:
             progress(f"note: {note}")
         # Known from the start, so that a failed first deploy still has events and a build log to show.

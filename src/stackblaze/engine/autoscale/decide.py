@@ -34,6 +34,7 @@ from stackblaze.engine.autoscale.hpa import (
 )
 from stackblaze.engine.autoscale.sampling import MeanWork
 from stackblaze.spec.autoscale import Autoscale, Policy
+from stackblaze.spec.model import Project
 
 FAILURE_THRESHOLD = 3  # KEDA's fallback.failureThreshold as the spec maps it (research §4.6)
 # Where a worker's concurrency is read when target_per_replica is not set, first match wins. The DESIGN's own
@@ -142,6 +143,16 @@ def count_for_deploy(spec: Autoscale, current: int | None) -> int:
     if current is None:
         return max(1, spec.min)
     return min(max(current, spec.min), spec.max)
+
+
+def kubernetes_notes(project: Project) -> list[str]:
+    """What of a worker's `autoscale:` KEDA cannot say, one note per worker: `latency_slo` (the local loop adds
+    one replica while the oldest job is older, and holds a scale-down while it is older than half; the HPA
+    sizes on a metric and a target, and "one more than now" is not one)."""
+    return [f"{service.name}: autoscale.latency_slo {service.autoscale.latency_slo:g}s has no effect on "
+            f"Kubernetes (KEDA sizes on the work / target alone); the local engine adds a replica while the "
+            f"oldest job is older than it" for service in project.services
+            if service.autoscale is not None and service.autoscale.latency_slo is not None]
 
 
 def _policy_facts(policy: Policy | None) -> dict[str, Fact]:

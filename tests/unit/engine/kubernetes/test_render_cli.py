@@ -107,3 +107,29 @@ def test_a_target_gives_its_namespace_and_registry(tmp_path: Path) -> None:
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == ("error: --target: 'stage' is not a target of this project (targets: local; "
                                     "add it under targets: in stackblaze.yaml)")
+
+
+def test_a_latency_slo_kubernetes_cannot_follow_is_said_not_dropped_silently(tmp_path: Path) -> None:
+    """KEDA sizes on work / target alone: a worker's latency_slo would do nothing on a cluster, and says so."""
+    app = tmp_path / "slo"
+    app.mkdir()
+    (app / "stackblaze.yaml").write_text("""\
+project: shop
+services:
+  - name: mailer
+    start: python -m worker
+    autoscale:
+      max: 4
+      latency_slo: 30s
+      queues: {kind: rabbitmq, url: "http://guest:guest@mq.example:15672/%2F", names: [mail]}
+  - name: reports
+    start: python -m reports
+    autoscale: {max: 2, queues: {kind: rabbitmq, url: "http://guest:guest@mq.example:15672/%2F", names: [r]}}
+""", encoding="utf-8")
+    env = {**os.environ, "STACKBLAZE_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "stackblaze.cli", "render", "k8s"], cwd=app, capture_output=True,
+                            text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "latency_slo" in line]
+    assert notes == ["note: mailer: autoscale.latency_slo 30s has no effect on Kubernetes (KEDA sizes on the work / "
+                     "target alone); the local engine adds a replica while the oldest job is older than it"]
