@@ -48,6 +48,7 @@ services:
     start: ./worker.sh
     autoscale:
       max: 4
+      latency_slo: 30s
       queues: {{kind: rq, url: "redis://redis.example:6379/0", names: [default]}}
 targets:
   sim: {{kind: fake, registry: "{registry.address}/acme", insecure_registry: true}}
@@ -63,6 +64,8 @@ targets:
     assert repository.startswith(f"{registry.address}/acme/stackblaze-queue-metrics")
     assert registry.manifest("acme/stackblaze-queue-metrics", digest)[0] == digest
     assert BUILDING in said  # built by this deploy, its output streamed
+    # what KEDA cannot follow is said, not dropped
+    assert "note: worker: autoscale.latency_slo 30s has no effect on Kubernetes" in said
 
     # A new release of the worker: the server's image is the cached one, nothing is built or pushed again.
     (project / "worker.sh").write_text("#!/bin/sh\necho v2\nexec sleep 1000000\n")
