@@ -45,6 +45,7 @@ def project_dir(tmp_path: Path, kind: str) -> Path:
     (tmp_path / "stackblaze.yaml").write_text(
         "project: shop\nservices:\n  - name: work\n    start: python -m work\n    autoscale:\n      min: 1\n"
         f"      max: 8\n      queues: {QUEUES[kind]}\n      tolerance: 0.05\n      on_metric_error: fallback:2\n"
+        "      latency_slo: 30s\n"
         "      scale_down: {window: 60s, policies: [{pods: 1, period: 30s}], select: min}\n", encoding="utf-8")
     return tmp_path
 
@@ -133,6 +134,9 @@ def test_every_kinds_keda_objects_are_accepted_strictly_and_stored_as_rendered(
         assert stored["spec"] == manifest["spec"], "nothing pruned, nothing defaulted away"
     scaled = objects[-1]["spec"]
     assert scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["tolerance"] == "0.05"
+    # latency_slo: a metricType Value trigger on the queue-metrics server's `latency` (kinds KEDA cannot count)
+    latency = [t for t in scaled["triggers"] if t["name"] == "latency"]
+    assert [t.get("metricType") for t in latency] == (["Value"] if kind not in ("rabbitmq", "nats") else [])
 
 
 def test_the_engines_client_applies_and_prunes_keda_objects(

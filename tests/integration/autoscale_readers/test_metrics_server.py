@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from rq import Queue
 
 from stackblaze.engine.autoscale.metrics_server import CONFIG_ENV, POLL_ENV
 from tests.integration.autoscale_readers.brokers import redis_server, stop
@@ -25,6 +26,7 @@ from tests.integration.conftest import free_port, wait_for
 
 MODULE = "stackblaze.engine.autoscale.metrics_server"
 POLL = 0.5  # orders' poll (the config's); mails has none: STACKBLAZE_QUEUE_METRICS_POLL's 2 s
+SLO = 2.0  # reports' latency_slo
 
 
 def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -43,7 +45,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, redis.Redis, subprocess.Popen[
         config = tmp_path / "queues.json"
         config.write_text(json.dumps({"services": {
             "orders": {"kind": "redis-list", "url": server.url, "names": ["jobs", "jobs-high"], "poll": POLL},
-            "mails": {"kind": "rq", "url": server.url, "names": ["default"]}}}), encoding="utf-8")
+            "mails": {"kind": "rq", "url": server.url, "names": ["default"]},
+            "reports": {"kind": "rq", "url": server.url, "names": ["reports"], "poll": POLL,
+                        "latency_slo": SLO, "tolerance": 0.1}}}), encoding="utf-8")
         port = free_port()
         log = tmp_path / "queue-metrics.log"
         proc = start(config, port, log)
@@ -106,6 +110,31 @@ def test_the_mean_lags_a_burst_by_a_poll_while_waiting_shows_it_at_once(
         time.sleep(0.02)
     assert any(waiting == 20 and work < 20 for _, waiting, work in seen), seen
     assert seen[-1][0] >= 0.45 - 0.05, seen  # 9 intervals of 0.05 s between a poll's first and last read
+
+
+def test_the_latency_ratio_follows_the_oldest_jobs_age_against_the_latency_slo(
+        served: tuple[str, redis.Redis, subprocess.Popen[bytes], str]) -> None:
+    """What KEDA's latency trigger reads (keda.py: metricType Value, target 1): 0 while the oldest job of a real
+    RQ queue is younger than half the latency_slo, 1.0 past half (the HPA keeps the count: no shrink), 1.11 past
+    the slo (1 + tolerance + 0.01: the HPA adds a replica), each with the age it was served with; a worker without
+    a latency_slo serves 0 whatever its jobs' age."""
+    base, client, _, _ = served
+    assert metrics(base, "reports")["latency"] == 0  # no job, no age
+    Queue("reports", connection=client).enqueue("tasks.report")
+    Queue("default", connection=client).enqueue("tasks.mail")
+    seen: list[tuple[float | None, float]] = []
+    began = time.monotonic()
+    while not seen or seen[-1][1] != 1.11:
+        body = metrics(base, "reports")
+        seen.append((body["oldest_age"], body["latency"]))
+        assert time.monotonic() - began < 10, seen
+        time.sleep(0.05)
+    for age, ratio in seen:
+        assert ratio == (0 if age is None or age <= SLO / 2 else 1.0 if age <= SLO else 1.11), (age, ratio, seen)
+    assert [ratio for _, ratio in seen if ratio == 1.0], seen  # the hold was served on the way
+    mails = wait_for("the mail job 3 s old", lambda: ((b := metrics(base, "mails"))["oldest_age"] or 0) > 3 and b,
+                     timeout=10)
+    assert mails["latency"] == 0
 
 
 def test_a_stopped_broker_is_a_503_without_the_password(

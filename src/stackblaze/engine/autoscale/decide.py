@@ -145,14 +145,36 @@ def count_for_deploy(spec: Autoscale, current: int | None) -> int:
     return min(max(current, spec.min), spec.max)
 
 
+# The latency trigger's ratio above the tolerance: what the metric reports, rounded as KEDA's milli-quantities are.
+LATENCY_MARGIN = 0.01
+# The queue kinds whose KEDA trigger is KEDA's own (keda.py): no queue-metrics server reads their job ages there.
+NATIVE_KEDA_KINDS = ("rabbitmq", "nats")
+
+
+def latency_ratio(slo: float | None, age: float | None, tolerance: float) -> float:
+    """The latency rule of _hpa (one more replica while the oldest job is older than `slo`, no shrink while it is
+    older than half of it) as a number the HPA can act on: the queue-metrics server reports it (`latency`) to a
+    metricType Value trigger with target 1 (keda.py), so it is the usage ratio itself. The HPA proposes the count
+    unchanged for a ratio within the tolerance (1.0: the block) and ceil(ratio × ready pods) beyond it (just
+    past the tolerance: one more up to 1 / tolerance replicas, about tolerance × N more above that), and sizes on
+    the max over the triggers, as _hpa takes the work's count when that is higher. 0: the rule does not apply."""
+    if slo is None or age is None or age <= slo / 2:
+        return 0.0
+    if age > slo:
+        return round(1.0 + tolerance + LATENCY_MARGIN, 3)
+    return 1.0
+
+
 def kubernetes_notes(project: Project) -> list[str]:
-    """What of a worker's `autoscale:` KEDA cannot say, one note per worker: `latency_slo` (the local loop adds
-    one replica while the oldest job is older, and holds a scale-down while it is older than half; the HPA
-    sizes on a metric and a target, and "one more than now" is not one)."""
+    """What of a worker's `autoscale:` KEDA cannot say, one note per worker: `latency_slo` on rabbitmq and nats
+    queues, whose triggers are KEDA's own scalers, which read no job age (on the other kinds the queue-metrics
+    server reports latency_ratio)."""
     return [f"{service.name}: autoscale.latency_slo {service.autoscale.latency_slo:g}s has no effect on "
-            f"Kubernetes (KEDA sizes on the work / target alone); the local engine adds a replica while the "
-            f"oldest job is older than it" for service in project.services
-            if service.autoscale is not None and service.autoscale.latency_slo is not None]
+            f"Kubernetes for {service.autoscale.queues.kind} queues (KEDA's own {service.autoscale.queues.kind} "
+            f"trigger reads no job age); the local engine adds a replica while the oldest job is older than it"
+            for service in project.services
+            if service.autoscale is not None and service.autoscale.latency_slo is not None
+            and service.autoscale.queues.kind in NATIVE_KEDA_KINDS]
 
 
 def _policy_facts(policy: Policy | None) -> dict[str, Fact]:

@@ -2,7 +2,8 @@
 windows and the scaling policies.
 
 Transcribed from kubernetes/kubernetes pkg/controller/podautoscaler: replica_calculator.go
-(GetExternalPerPodMetricReplicas, the AverageValue target a queue metric uses) and horizontal.go
+(GetExternalPerPodMetricReplicas, the AverageValue target a queue metric uses; GetExternalMetricReplicas, the
+Value target of the latency trigger) and horizontal.go
 (stabilizeRecommendationWithBehaviors, convertDesiredReplicasWithBehaviorRate,
 calculateScaleUpLimitWithScalingRules, calculateScaleDownLimitWithBehaviors, getReplicasChangePerPeriod), so
 that a worker scales here as it does under KEDA. Times are seconds on whatever clock the caller uses.
@@ -40,6 +41,17 @@ def replicas_for_work(work: float, target: int, current: int, tolerance: float) 
     if 1.0 - tolerance <= ratio <= 1.0 + tolerance:
         return current, ratio
     return math.ceil(work / target), ratio
+
+
+def replicas_for_ratio(ratio: float, current: int, ready: int, tolerance: float) -> int:
+    """A Value target's proposal (GetExternalMetricReplicas through getUsageRatioReplicaCount): `current` when
+    `ratio` (the metric over its target) is within `tolerance` of 1, else `ceil(ratio × ready)`, the ready pods
+    being what the metric is taken to be spread over; at 0 replicas `ceil(ratio)`."""
+    if current == 0:
+        return math.ceil(ratio)
+    if abs(1.0 - ratio) <= tolerance:
+        return current
+    return math.ceil(ratio * ready)
 
 
 def stabilize(recommendations: Sequence[Recommendation], raw: int, current: int, now: float, *,

@@ -5,15 +5,17 @@ one instant read is the wrong figure), read in the background, so a request cost
 
 GET /metrics/<service> -> {"work": W, "ready", "due", "in_flight" (the last complete poll's means), "samples",
 "at" (when that poll ended), "waiting" (ready + due of the latest single read: a wake from 0 must not wait for a
-poll's mean), "latest": {the latest read}, "warnings": [...]}. Until a first poll is complete, the means are of
-the reads so far.
+poll's mean), "oldest_age", "latency" (decide.latency_ratio of that age and the service's latency_slo, 0 without
+one: the latency trigger's usage ratio), "latest": {the latest read}, "warnings": [...]}. Until a first poll is
+complete, the means are of the reads so far.
 
 Its config is a JSON file (on Kubernetes a Secret, since a queue URL may carry a password), named by
 STACKBLAZE_QUEUE_METRICS_CONFIG: {"services": {"<service>": {"kind": ..., "url": ..., "names": [...],
-"poll": 5.0}}}; a service without "poll" is read over STACKBLAZE_QUEUE_METRICS_POLL seconds (default 5, the
-spec's). Once the latest read failed the answer is 503, which KEDA counts as a failed read (its fallback acts
-after 3 in a row), until a read succeeds again. In a cluster, a service whose config has "pods" (its worker pods'
-labels; rq and celery) also gets its pods' deletion costs written once per poll (deletion_cost.py).
+"poll": 5.0, "latency_slo": 30.0, "tolerance": 0.1}}} (the last two optional); a service without "poll" is read
+over STACKBLAZE_QUEUE_METRICS_POLL seconds (default 5, the spec's). Once the latest read failed the answer is 503,
+which KEDA counts as a failed read (its fallback acts after 3 in a row), until a read succeeds again. In a
+cluster, a service whose config has "pods" (its worker pods' labels; rq and celery) also gets its pods' deletion
+costs written once per poll (deletion_cost.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from stackblaze.engine.autoscale.decide import latency_ratio
 from stackblaze.engine.autoscale.readers import Reader, open_reader
 from stackblaze.engine.autoscale.sampling import MeanWork, mean_work, sample_count, sample_work
 from stackblaze.engine.autoscale.work import ReadError, Work
@@ -56,17 +59,20 @@ class Served:
 
     queues: Queues
     poll: float = DEFAULT_POLL
+    latency_slo: float | None = None  # its worker's autoscale.latency_slo, and the tolerance the ratio passes
+    tolerance: float = 0.1
 
 
-def _poll(value: object, where: str) -> float:
+def _poll(value: object, where: str, *, most: float | None = 3600, example: str = "5.0") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise SystemExit(f"{where}: {value!r} is not a number of seconds (e.g. 5.0)")
+        raise SystemExit(f"{where}: {value!r} is not a number of seconds (e.g. {example})")
     try:
         seconds = float(value)
     except ValueError:
-        raise SystemExit(f"{where}: {value!r} is not a number of seconds (e.g. 5.0)") from None
-    if not 0 < seconds <= 3600:
-        raise SystemExit(f"{where}: {value!r} is not between 0 and 3600 seconds (e.g. 5.0)")
+        raise SystemExit(f"{where}: {value!r} is not a number of seconds (e.g. {example})") from None
+    if not seconds > 0 or (most is not None and seconds > most):
+        span = f"between 0 and {most:g} seconds" if most is not None else "a number of seconds above 0"
+        raise SystemExit(f"{where}: {value!r} is not {span} (e.g. {example})")
     return seconds
 
 
@@ -88,7 +94,14 @@ def load_config(text: str, where: str, *, default_poll: float = DEFAULT_POLL) ->
             raise SystemExit(f"{where}: services.{name}: not {{kind, url, names}} with kind one of "
                              f"{', '.join(QUEUE_KINDS)}")
         poll = _poll(raw["poll"], f"{where}: services.{name}.poll") if "poll" in raw else default_poll
-        out[str(name)] = Served(Queues(raw["kind"], raw["url"], tuple(str(n) for n in raw["names"])), poll)
+        slo = (_poll(raw["latency_slo"], f"{where}: services.{name}.latency_slo", most=None, example="30.0")
+               if "latency_slo" in raw else None)
+        tolerance = raw.get("tolerance", 0.1)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < 1:
+            raise SystemExit(f"{where}: services.{name}.tolerance: {tolerance!r} is not a fraction from 0 to below 1 "
+                             f"(e.g. 0.1)")
+        out[str(name)] = Served(Queues(raw["kind"], raw["url"], tuple(str(n) for n in raw["names"])), poll, slo,
+                                float(tolerance))
     return out
 
 
@@ -99,12 +112,14 @@ class Sampler:
     sleep on it; `wall` gives the epoch time readers reckon due jobs and ages from."""
 
     def __init__(self, name: str, reader: Reader, poll: float, *, url: str = "",
+                 latency_slo: float | None = None, tolerance: float = 0.1,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.name = name
         self.poll = poll
         self.count = sample_count(poll, 1.0, MIN_INTERVAL)
+        self.latency_slo, self.tolerance = latency_slo, tolerance
         self._reader, self._url = reader, url
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self.latest: Work | StackblazeError | None = None
@@ -170,6 +185,7 @@ class Sampler:
         return 200, {"work": round(mean.total, 2), "ready": mean.ready, "due": mean.due, "in_flight": mean.in_flight,
                      "samples": mean.samples, "poll": self.poll, "at": self.mean_at or self.latest_at,
                      "waiting": latest.ready + latest.due, "oldest_age": mean.oldest_age,
+                     "latency": latency_ratio(self.latency_slo, mean.oldest_age, self.tolerance),
                      "warnings": list(mean.warnings), "latest": {**latest.to_dict(), "at": self.latest_at}}
 
 
@@ -182,7 +198,8 @@ def create_app(services: Mapping[str, Served], *, timeout: float = READ_TIMEOUT)
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         readers = {name: open_reader(served.queues, timeout=timeout) for name, served in services.items()}
         for name, served in services.items():
-            samplers[name] = Sampler(name, readers[name], served.poll, url=served.queues.url)
+            samplers[name] = Sampler(name, readers[name], served.poll, url=served.queues.url,
+                                     latency_slo=served.latency_slo, tolerance=served.tolerance)
         tasks = [asyncio.create_task(sampler.run(), name=f"sample {name}") for name, sampler in samplers.items()]
         try:
             yield

@@ -4,7 +4,7 @@ queues are of a kind KEDA cannot count itself."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from stackblaze.engine.autoscale.decide import resolve_target
@@ -17,7 +17,7 @@ from stackblaze.engine.kubernetes.queue_metrics import (
     queue_metrics_manifests,
 )
 from stackblaze.engine.protocol import Desired
-from stackblaze.spec.autoscale import Queues
+from stackblaze.spec.autoscale import Autoscale, Queues
 from stackblaze.spec.model import Project, Service
 
 
@@ -39,6 +39,15 @@ def render_autoscale(project: Project, service: Service, *, namespace: str) -> l
                         metrics_url=url, where=f"services.{service.name}.autoscale")
 
 
+def _polls(specs: Mapping[str, Autoscale]) -> dict[str, float]:
+    return {name: spec.poll for name, spec in specs.items()}
+
+
+def _latency(specs: Mapping[str, Autoscale]) -> dict[str, tuple[float, float]]:
+    """service -> (latency_slo, tolerance) for the workers with a latency_slo (the server's `latency` ratio)."""
+    return {name: (spec.latency_slo, spec.tolerance) for name, spec in specs.items() if spec.latency_slo is not None}
+
+
 def render_queue_metrics(project: Project, *, namespace: str) -> list[Manifest]:
     """render k8s's queue-metrics server, when a worker needs it (else nothing)."""
     services = {service.name: _offline_queues(project, service) for service in project.services
@@ -46,9 +55,9 @@ def render_queue_metrics(project: Project, *, namespace: str) -> list[Manifest]:
     if not services:
         return []
     check_no_clash(project.name, [service.name for service in project.services])
-    polls = {service.name: service.autoscale.poll for service in project.services
+    specs = {service.name: service.autoscale for service in project.services
              if service.autoscale is not None and service.name in services}
-    return queue_metrics_manifests(project.name, namespace, services, polls=polls)
+    return queue_metrics_manifests(project.name, namespace, services, polls=_polls(specs), latency=_latency(specs))
 
 
 def autoscale_for(desired: Desired) -> list[Manifest]:
@@ -78,7 +87,8 @@ def queue_metrics_for(desireds: Iterable[Desired], host_aliases: list[Manifest])
     app, namespace = _cluster_names(wanted[0])
     check_no_clash(app, [desired.service for desired in desireds])
     services = {desired.service: desired.autoscale.queues for desired in wanted if desired.autoscale is not None}
-    polls = {desired.service: desired.autoscale.poll for desired in wanted if desired.autoscale is not None}
+    specs = {desired.service: desired.autoscale for desired in wanted if desired.autoscale is not None}
     # The first's: the worker being applied, whose deploy pushed the image last (the others may be older rows)
     image = next((d.queue_metrics_image for d in wanted if d.queue_metrics_image), QUEUE_METRICS_IMAGE)
-    return queue_metrics_manifests(app, namespace, services, polls=polls, image=image, host_aliases=host_aliases)
+    return queue_metrics_manifests(app, namespace, services, polls=_polls(specs), latency=_latency(specs),
+                                   image=image, host_aliases=host_aliases)

@@ -97,14 +97,16 @@ def _nats(queues: Queues, target: int, activation: int, where: str) -> list[Mani
     return triggers
 
 
-def _metrics_api(url: str, target: int, activation: int) -> list[Manifest]:
+def _metrics_api(url: str, target: int, activation: int, *, latency: bool = False) -> list[Manifest]:
     """The queue-metrics server's answer as the local loop reads it. KEDA's metrics-api takes one valueLocation
     per trigger, the HPA sizes on the max over triggers, and the object is active (kept above 0, woken from 0)
     while any trigger is: so `work` (the poll's mean) sizes, `waiting` (ready + due of the latest single read)
     wakes from 0 at once when it is above `activation` (the local wake rule) with a target no count can reach
     (it asks for 1 replica at most, which the HPA's min already is), and with `activation` above 0 `in_flight`
     (the poll's mean) keeps a busy worker from being taken to 0 while the work is at most `activation` (locally
-    N -> 0 needs no work at all for idle_after)."""
+    N -> 0 needs no work at all for idle_after). With a `latency_slo`, `latency` (decide.latency_ratio: the
+    local latency rule as a usage ratio) is a metricType Value trigger with target 1, which never activates: the
+    HPA keeps the count for its 1.0 and adds a replica for its ratio past the tolerance."""
     def trigger(name: str, location: str, target: int, activation: int) -> Manifest:
         return {"type": "metrics-api", "name": name, "metadata": {
             "url": url, "format": "json", "valueLocation": location, "targetValue": str(target),
@@ -112,6 +114,8 @@ def _metrics_api(url: str, target: int, activation: int) -> list[Manifest]:
     triggers = [trigger("work", "work", target, activation), trigger("wake", "waiting", NEVER_DRIVES, activation)]
     if activation > 0:
         triggers.append(trigger("busy", "in_flight", NEVER_DRIVES, 0))
+    if latency:
+        triggers.append(trigger("latency", "latency", 1, NEVER_DRIVES) | {"metricType": "Value"})
     return triggers
 
 
@@ -129,7 +133,7 @@ def scaled_object(project: str, service: str, namespace: str, spec: Autoscale, *
         triggers = _nats(queues, target, spec.activation, f"{where}.queues")
     else:
         assert metrics_url is not None, f"{queues.kind}: a metrics-api trigger needs the queue-metrics URL"
-        triggers = _metrics_api(metrics_url, target, spec.activation)
+        triggers = _metrics_api(metrics_url, target, spec.activation, latency=spec.latency_slo is not None)
     object_spec: Manifest = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": object_name(project, service)},
         "minReplicaCount": spec.min,

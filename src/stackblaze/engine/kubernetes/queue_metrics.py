@@ -57,13 +57,17 @@ def _selector(project: str) -> dict[str, str]:
 
 
 def config_json(services: Mapping[str, Queues], polls: Mapping[str, float] | None = None,
-                pods: Mapping[str, dict[str, str]] | None = None) -> str:
+                pods: Mapping[str, dict[str, str]] | None = None,
+                latency: Mapping[str, tuple[float, float]] | None = None) -> str:
     """The server's config (metrics_server.load_config reads it), sorted so the same queues give the same bytes;
     `polls`: each service's `autoscale.poll`, the span the server takes its mean over (KEDA's pollingInterval);
-    `pods`: the labels of the pods whose deletion costs it writes (engine/autoscale/deletion_cost.py)."""
-    polls, pods = polls or {}, pods or {}
+    `pods`: the labels of the pods whose deletion costs it writes (engine/autoscale/deletion_cost.py);
+    `latency`: (latency_slo, tolerance) of the workers that have a latency_slo (its `latency` ratio)."""
+    polls, pods, latency = polls or {}, pods or {}, latency or {}
     return json.dumps({"services": {name: queues.to_dict() | ({"poll": polls[name]} if name in polls else {})
                                     | ({"pods": pods[name]} if name in pods else {})
+                                    | ({"latency_slo": latency[name][0], "tolerance": latency[name][1]}
+                                       if name in latency else {})
                                     for name, queues in sorted(services.items())}},
                       sort_keys=True, indent=1)
 
@@ -76,15 +80,18 @@ def check_no_clash(project: str, service_names: list[str]) -> None:
 
 
 def queue_metrics_manifests(project: str, namespace: str, services: Mapping[str, Queues], *,
-                            polls: Mapping[str, float] | None = None, image: str = QUEUE_METRICS_IMAGE,
+                            polls: Mapping[str, float] | None = None,
+                            latency: Mapping[str, tuple[float, float]] | None = None,
+                            image: str = QUEUE_METRICS_IMAGE,
                             host_aliases: list[Manifest] | None = None) -> list[Manifest]:
     """(ServiceAccount, Role and RoleBinding, when a worker is rq or celery,) Secret, Deployment and Service, in
     apply order; `services` (service -> its queues, URLs expanded) is not
-    empty; `polls`: service -> its worker's poll. `host_aliases`: the pod's <name>.internal entries, as the
+    empty; `polls`: service -> its worker's poll; `latency`: service -> (latency_slo, tolerance), for the
+    workers that have one. `host_aliases`: the pod's <name>.internal entries, as the
     workers get them (the engine knows the IPs)."""
     name = metrics_name(project)
     pods = pod_selectors(project, services)  # workers with a busy source: the server writes their pods' costs
-    config = config_json(services, polls, pods)
+    config = config_json(services, polls, pods, latency)
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
               "metadata": {"name": name, "namespace": namespace, "labels": _labels(project)},
               "stringData": {CONFIG_FILE: config}}

@@ -11,13 +11,14 @@ from stackblaze.engine.autoscale.decide import (
     count_for_deploy,
     decide,
     default_target,
+    latency_ratio,
     pause,
     resolve_target,
     resume,
     start,
 )
 from stackblaze.engine.autoscale.decisions import Decision, reason
-from stackblaze.engine.autoscale.hpa import Recommendation, ScaleEvent
+from stackblaze.engine.autoscale.hpa import Recommendation, ScaleEvent, replicas_for_ratio, replicas_for_work
 from stackblaze.engine.autoscale.work import ReadError, Work
 from stackblaze.spec.autoscale import SCALE_UP, Autoscale, Direction, Queues
 
@@ -175,6 +176,26 @@ def test_latency_over_half_the_slo_blocks_a_scale_down() -> None:
     assert (d.desired, d.rule) == (4, "latency-block")
     assert reason(d) == "held: oldest job 20s > latency_slo/2 15s blocks scale-down (work 1 / target 1 = 1)"
     assert one(s, work(ready=1, oldest_age=10.0), 4)[0].desired == 1
+
+
+def test_on_kubernetes_the_latency_ratio_makes_the_hpa_do_what_the_local_rule_does() -> None:
+    """keda.py's latency trigger (metricType Value, target 1) carries latency_ratio; the HPA proposes
+    replicas_for_ratio for it and replicas_for_work for the work trigger, and takes the max. With every pod ready
+    and up to 1 / tolerance replicas that is the local loop's count, for every age: one more past the slo, the
+    count held past half of it, the work's count below. Past 1 / tolerance the HPA's ceil adds about tolerance × N
+    instead of one, and a pod not ready yet holds the addition back (the README says both)."""
+    s = spec(latency_slo=30.0, max=40, scale_down=Direction(0.0, SCALE_UP.policies[1:]))
+    for current in range(1, 10):
+        for age in (45.0, 31.0, 20.0, 15.5, 10.0, None):
+            local, _ = one(s, work(ready=1, oldest_age=age), current)
+            ratio = latency_ratio(30.0, age, 0.1)
+            cluster = max(replicas_for_work(1, 1, current, 0.1)[0], replicas_for_ratio(ratio, current, current, 0.1))
+            assert cluster == local.desired, (current, age, ratio, local.rule)
+    assert [latency_ratio(30.0, age, 0.1) for age in (45.0, 30.0, 20.0, 15.0, None)] == [1.11, 1.0, 1.0, 0.0, 0.0]
+    assert latency_ratio(None, 45.0, 0.1) == 0.0 and latency_ratio(30.0, 45.0, 0.3) == 1.31
+    past = latency_ratio(30.0, 45.0, 0.1)
+    assert [replicas_for_ratio(past, n, n, 0.1) for n in (9, 10, 20)] == [10, 12, 23]  # beyond 1 / tolerance
+    assert replicas_for_ratio(past, 4, 2, 0.1) == 3  # two of four pods ready: no addition yet
 
 
 def test_read_errors_hold_the_count_never_down_never_to_zero() -> None:

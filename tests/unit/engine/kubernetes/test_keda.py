@@ -16,6 +16,7 @@ import pytest
 
 from stackblaze.build.queue_metrics_image import how_to_publish
 from stackblaze.cli.render_k8s import queue_metrics_notes
+from stackblaze.engine.autoscale.decide import kubernetes_notes
 from stackblaze.engine.autoscale.metrics_server import Served, load_config
 from stackblaze.engine.kubernetes.autoscaling import autoscale_for, queue_metrics_for
 from stackblaze.engine.kubernetes.keda import PAUSED_REPLICAS
@@ -129,6 +130,45 @@ def test_the_spec_fields_land_where_keda_reads_them(tmp_path: Path) -> None:
         ("metrics-api", "busy", {"url": url, "format": "json", "valueLocation": "in_flight",
                                  "targetValue": "1000000000", "activationTargetValue": "0"})]
     assert "scalingModifiers" not in found["advanced"]  # a formula would sum them: each trigger stands alone
+
+
+def test_a_latency_slo_is_a_value_trigger_on_the_ratio_the_server_reports(tmp_path: Path) -> None:
+    """latency_slo on a kind the queue-metrics server reads: a fourth metrics-api trigger, metricType Value with
+    target 1 on `latency` (decide.latency_ratio: test_decide checks that the HPA then does what the local rule
+    does), which never activates (the wake stays ready + due > activation); the server's config carries the slo
+    and the tolerance the ratio must pass. On rabbitmq and nats, KEDA's own scalers read no age: no trigger, and
+    render and deploy say so."""
+    found = scaled(tmp_path, "rq", "latency_slo: 45s\ntolerance: 0.2")
+    keda_crd.validate(found)
+    url = "http://shop-queue-metrics.shop.svc:8080/metrics/work"
+    assert found["spec"]["triggers"][-1] == {
+        "type": "metrics-api", "name": "latency", "metricType": "Value", "metadata": {
+            "url": url, "format": "json", "valueLocation": "latency", "targetValue": "1",
+            "activationTargetValue": "1000000000"}}
+    manifests = render_manifests(load(tmp_path, worker("rq", "latency_slo: 45s\ntolerance: 0.2")))
+    [config] = [s for s in of_kind(manifests, "Secret") if s["metadata"]["name"] == "shop-queue-metrics"]
+    assert load_config(config["stringData"]["queues.json"], "c")["work"] == Served(
+        Queues("rq", "redis://redis.example:6379/0", ("default",)), poll=5.0, latency_slo=45.0, tolerance=0.2)
+    assert "latency" not in {t["name"] for t in scaled(tmp_path, "rq")["spec"]["triggers"]}
+    for kind in ("rabbitmq", "nats"):
+        native = scaled(tmp_path, kind, "latency_slo: 45s")
+        assert all(t["type"] != "metrics-api" for t in native["spec"]["triggers"]), kind
+        project = load(tmp_path, worker(kind, "latency_slo: 45s"))
+        assert kubernetes_notes(project) == [
+            f"work: autoscale.latency_slo 45s has no effect on Kubernetes for {kind} queues (KEDA's own {kind} "
+            f"trigger reads no job age); the local engine adds a replica while the oldest job is older than it"]
+    assert kubernetes_notes(load(tmp_path, worker("rq", "latency_slo: 45s"))) == []
+
+
+def test_a_bad_latency_slo_in_the_servers_config_is_one_line() -> None:
+    for field, value, said in (("latency_slo", -3, "-3 is not a number of seconds above 0 (e.g. 30.0)"),
+                               ("latency_slo", "soon", "'soon' is not a number of seconds (e.g. 30.0)"),
+                               ("tolerance", 1.5, "1.5 is not a fraction from 0 to below 1 (e.g. 0.1)")):
+        text = json.dumps({"services": {"work": {"kind": "rq", "url": "redis://r:6379/0", "names": ["default"],
+                                                 field: value}}})
+        with pytest.raises(SystemExit) as refused:
+            load_config(text, "queues.json")
+        assert str(refused.value) == f"queues.json: services.work.{field}: {said}"
 
 
 def test_the_specs_defaults_are_kedas_and_the_hpas(tmp_path: Path) -> None:
