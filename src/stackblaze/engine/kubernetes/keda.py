@@ -106,7 +106,8 @@ def _metrics_api(url: str, target: int, activation: int, *, latency: bool = Fals
     (the poll's mean) keeps a busy worker from being taken to 0 while the work is at most `activation` (locally
     N -> 0 needs no work at all for idle_after). With a `latency_slo`, `latency` (decide.latency_ratio: the
     local latency rule as a usage ratio) is a metricType Value trigger with target 1, which never activates: the
-    HPA keeps the count for its 1.0 and adds a replica for its ratio past the tolerance."""
+    HPA keeps the count for its 1.0 and adds a replica for its ratio past the tolerance. (KEDA before 2.17 refuses
+    a `fallback` next to a Value trigger; 2.17 and later spread the fallback's count over the ready pods.)"""
     def trigger(name: str, location: str, target: int, activation: int) -> Manifest:
         return {"type": "metrics-api", "name": name, "metadata": {
             "url": url, "format": "json", "valueLocation": location, "targetValue": str(target),
