@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
+
+from stackblaze.spec.autoscale import FIELDS
 
 from .spec_dir import SpecDir
 
@@ -23,6 +28,21 @@ def test_defaults_are_the_hpa_and_keda_ones(spec_dir: SpecDir) -> None:
         "scale_down": {"window": 300.0, "policies": [{"percent": 100, "period": 15.0}], "select": "max",
                        "prefer": "idle"},
         "on_metric_error": "hold", "busy_probe": None}
+
+
+def test_the_readmes_autoscale_block_loads_and_says_the_defaults(spec_dir: SpecDir) -> None:
+    """The README's reference block of every `autoscale:` field: it loads, every field is in it, and apart from
+    the three it sets for the example (target_per_replica, latency_slo, busy_probe) it says the defaults."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("Every field of a worker's `autoscale:` block"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml"))]
+    spec_dir.write(block.replace("services:\n", "project: acme\nservices:\n  - {name: cache, type: redis}\n", 1))
+    documented = spec_dir.load().services[1].autoscale
+    spec_dir.write(HEAD + "    autoscale: {max: 8, queues: {kind: celery, url: '${{cache.REDIS_URL}}/0'}}\n")
+    defaults = spec_dir.load().services[1].autoscale
+    assert documented is not None and defaults is not None
+    assert set(FIELDS) <= {line.strip().split(":")[0] for line in block.splitlines()}
+    assert replace(documented, target_per_replica=None, latency_slo=None, busy_probe=None) == defaults
 
 
 def test_every_setting_is_read(spec_dir: SpecDir) -> None:
