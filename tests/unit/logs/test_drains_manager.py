@@ -81,7 +81,9 @@ def test_a_failing_receiver_is_retried_with_one_event_each_way_and_nothing_lost(
         assert h.sink.texts() == numbers(60)
         assert h.kinds() == ["drain-failed", "drain-recovered"]
         counters = h.store.counters[7]
-        assert counters["sent"] == 60 and counters["retried"] > 0 and counters["retried"] % 50 == 0
+        # `retried` counts the lines of each failed attempt (a batch may hold fewer than the 50 lines, if it was
+        # read while they were being written: CI once counted 96)
+        assert counters["sent"] == 60 and counters["retried"] == h.sink.failed_lines > 0
         assert h.store.errors[7] is None
         await h.manager.close()
     asyncio.run(scenario())

@@ -21,6 +21,7 @@ class MemorySink:
     failing: str | None = None
     lines: list[tuple[str, int, str]] = field(default_factory=list)  # (service, replica, text)
     attempts: int = 0
+    failed_lines: int = 0  # the lines of the deliveries that failed, each failed attempt counted
     closed: int = 0
 
     def encode(self, chunks: Sequence[Chunk]) -> bytes:
@@ -34,6 +35,7 @@ class MemorySink:
     async def deliver(self, payload: bytes, *, lines: int) -> None:
         self.attempts += 1
         if self.failing is not None:
+            self.failed_lines += lines
             raise DeliveryError(self.failing)
         received = [item.split(b" ", 2) for item in payload.split(b"\n")] if payload else []
         assert len(received) == lines, f"payload has {len(received)} lines, said {lines}"
