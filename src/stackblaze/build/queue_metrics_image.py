@@ -42,6 +42,7 @@ from stackblaze.build.image import (
 from stackblaze.build.registry import check_registry, push_image, registry_holds
 from stackblaze.build.release import digest_tree
 from stackblaze.errors import UserError
+from stackblaze.spec.autoscale import METRICS_API_KINDS
 from stackblaze.spec.model import Project
 from stackblaze.spec.targets import Target
 
@@ -52,9 +53,6 @@ INSTALL = "/tmp/stackblaze-install"
 MODULE = "stackblaze.engine.autoscale.metrics_server"
 ENTRYPOINT = (f"{VENV}/bin/python", "-m", MODULE)
 CACHE_FILE = "queue-metrics-images.json"
-# The kinds a cluster reads through the server (engine/kubernetes/keda.py's METRICS_API_KINDS; a unit test keeps
-# the two equal): KEDA counts rabbitmq and nats itself.
-SERVED_KINDS = ("celery", "rq", "bullmq", "dramatiq", "redis-list")
 WHEEL_TIME = (1980, 1, 1, 0, 0, 0)  # zip's earliest: the same code makes the same wheel
 
 
@@ -255,7 +253,7 @@ def publish_for(project: Project, target: Target, *, cache: Path, environ: Mappi
                 output: Callable[[str], None] = lambda _: None) -> str | None:
     """What a deploy of `project` to `target` runs the server from: None when no worker's queues need it or the
     target has no registry (a fake cluster: the Deployment keeps the name, nothing pulls it)."""
-    if target.registry is None or not any(s.autoscale is not None and s.autoscale.queues.kind in SERVED_KINDS
+    if target.registry is None or not any(s.autoscale is not None and s.autoscale.queues.kind in METRICS_API_KINDS
                                           for s in project.services):
         return None
     return publish_queue_metrics_image(target.registry, insecure=target.insecure_registry, cache=cache,

@@ -18,6 +18,11 @@ from stackblaze.spec.messages import did_you_mean, fail, show
 
 QueueKind = Literal["celery", "rq", "bullmq", "dramatiq", "rabbitmq", "nats", "redis-list"]
 QUEUE_KINDS: tuple[QueueKind, ...] = ("celery", "rq", "bullmq", "dramatiq", "rabbitmq", "nats", "redis-list")
+# On Kubernetes KEDA's own scalers count these (keda.py); the others are read by stackblaze's queue-metrics server
+# (metrics-api triggers), which also reports the job ages their readers give: latency_slo acts there only.
+KEDA_NATIVE_KINDS: tuple[QueueKind, ...] = ("rabbitmq", "nats")
+METRICS_API_KINDS: tuple[QueueKind, ...] = tuple(k for k in QUEUE_KINDS if k not in KEDA_NATIVE_KINDS)
+DEFAULT_TOLERANCE = 0.1  # the HPA's cluster-wide default (--horizontal-pod-autoscaler-tolerance)
 # What a kind's url looks like; a reference such as ${{cache.REDIS_URL}} is expanded at deploy.
 URL_SCHEMES: dict[QueueKind, tuple[str, ...]] = {
     "celery": ("redis", "rediss"), "rq": ("redis", "rediss"), "bullmq": ("redis", "rediss"),
@@ -101,7 +106,7 @@ class Autoscale:
     poll: float = 5.0
     idle_after: float = 300.0  # KEDA's cooldownPeriod: N -> 0 only after no work at all for this long
     activation: int = 0  # wake from 0 when ready + due > activation
-    tolerance: float = 0.1
+    tolerance: float = DEFAULT_TOLERANCE
     scale_up: Direction = SCALE_UP
     scale_down: Direction = SCALE_DOWN
     fallback: int | None = None  # on_metric_error: None holds the count; N goes to N after 3 failed reads
@@ -117,6 +122,11 @@ class Autoscale:
 
 
 At = Callable[[str], str]
+
+
+def is_tolerance(value: object) -> bool:
+    """A tolerance the HPA takes: a fraction from 0 to below 1 (the spec's rule, and the queue-metrics config's)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value < 1
 
 
 def _count(value: object, *, where: str, key: str, low: int, high: int, example: int) -> int:
@@ -227,8 +237,8 @@ def read_autoscale(raw: object, at: At) -> Autoscale:
     if raw.get("target_per_replica") not in (None, "auto"):
         target = _count(raw["target_per_replica"], where=at("target_per_replica"), key="target_per_replica",
                         low=1, high=1_000_000, example=5)
-    tolerance = raw.get("tolerance", 0.1)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < 1:
+    tolerance = raw.get("tolerance", DEFAULT_TOLERANCE)
+    if not is_tolerance(tolerance):
         raise fail(at("tolerance"), f"{show(tolerance)} is not a fraction from 0 to below 1 (e.g. tolerance: 0.1)")
     fallback = None
     on_error = raw.get("on_metric_error", "hold")

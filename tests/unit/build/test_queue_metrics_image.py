@@ -17,7 +17,6 @@ import pytest
 from stackblaze.build.queue_metrics_image import (
     CACHE_FILE,
     IMAGE_NAME,
-    SERVED_KINDS,
     Stackblaze,
     constraints,
     image_tag,
@@ -29,7 +28,6 @@ from stackblaze.build.queue_metrics_image import (
     requirements,
 )
 from stackblaze.build.registry import MANIFEST_TYPES
-from stackblaze.engine.kubernetes.keda import METRICS_API_KINDS
 from stackblaze.errors import UserError
 from stackblaze.spec import Project, load_project
 from stackblaze.spec.targets import Target
@@ -115,8 +113,6 @@ def test_a_publish_answers_from_its_cache_without_a_builder_while_the_registry_h
 
 
 def test_a_deploy_needs_the_image_only_for_the_kinds_the_server_reads(tmp_path: Path) -> None:
-    assert SERVED_KINDS == METRICS_API_KINDS
-
     def project(kind: str, url: str) -> Project:
         (tmp_path / "stackblaze.yaml").write_text(
             f"project: shop\nservices:\n  - name: work\n    start: python -m work\n    autoscale:\n      max: 4\n"

@@ -33,7 +33,7 @@ from stackblaze.engine.autoscale.hpa import (
     stabilize,
 )
 from stackblaze.engine.autoscale.sampling import MeanWork
-from stackblaze.spec.autoscale import Autoscale, Policy
+from stackblaze.spec.autoscale import KEDA_NATIVE_KINDS, Autoscale, Policy
 from stackblaze.spec.model import Project
 
 FAILURE_THRESHOLD = 3  # KEDA's fallback.failureThreshold as the spec maps it (research §4.6)
@@ -147,8 +147,6 @@ def count_for_deploy(spec: Autoscale, current: int | None) -> int:
 
 # The latency trigger's ratio above the tolerance: what the metric reports, rounded as KEDA's milli-quantities are.
 LATENCY_MARGIN = 0.01
-# The queue kinds whose KEDA trigger is KEDA's own (keda.py): no queue-metrics server reads their job ages there.
-NATIVE_KEDA_KINDS = ("rabbitmq", "nats")
 
 
 def latency_ratio(slo: float | None, age: float | None, tolerance: float) -> float:
@@ -156,7 +154,7 @@ def latency_ratio(slo: float | None, age: float | None, tolerance: float) -> flo
     older than half of it) as a number the HPA can act on: the queue-metrics server reports it (`latency`) to a
     metricType Value trigger with target 1 (keda.py), so it is the usage ratio itself. The HPA proposes the count
     unchanged for a ratio within the tolerance (1.0: the block) and ceil(ratio × ready pods) beyond it (just
-    past the tolerance: one more up to 1 / tolerance replicas, about tolerance × N more above that), and sizes on
+    past the tolerance: one more below 1 / tolerance replicas, about tolerance × N more from there), and sizes on
     the max over the triggers, as _hpa takes the work's count when that is higher. 0: the rule does not apply."""
     if slo is None or age is None or age <= slo / 2:
         return 0.0
@@ -174,7 +172,7 @@ def kubernetes_notes(project: Project) -> list[str]:
             f"trigger reads no job age); the local engine adds a replica while the oldest job is older than it"
             for service in project.services
             if service.autoscale is not None and service.autoscale.latency_slo is not None
-            and service.autoscale.queues.kind in NATIVE_KEDA_KINDS]
+            and service.autoscale.queues.kind in KEDA_NATIVE_KINDS]
 
 
 def _policy_facts(policy: Policy | None) -> dict[str, Fact]:

@@ -39,7 +39,7 @@ from stackblaze.engine.autoscale.readers import Reader, open_reader
 from stackblaze.engine.autoscale.sampling import MeanWork, mean_work, sample_count, sample_work
 from stackblaze.engine.autoscale.work import ReadError, Work
 from stackblaze.errors import StackblazeError
-from stackblaze.spec.autoscale import QUEUE_KINDS, Queues
+from stackblaze.spec.autoscale import DEFAULT_TOLERANCE, QUEUE_KINDS, Queues, is_tolerance
 
 CONFIG_ENV = "STACKBLAZE_QUEUE_METRICS_CONFIG"
 POLL_ENV = "STACKBLAZE_QUEUE_METRICS_POLL"
@@ -60,10 +60,10 @@ class Served:
     queues: Queues
     poll: float = DEFAULT_POLL
     latency_slo: float | None = None  # its worker's autoscale.latency_slo, and the tolerance the ratio passes
-    tolerance: float = 0.1
+    tolerance: float = DEFAULT_TOLERANCE
 
 
-def _poll(value: object, where: str, *, most: float | None = 3600, example: str = "5.0") -> float:
+def _seconds(value: object, where: str, *, most: float | None = 3600, example: str = "5.0") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise SystemExit(f"{where}: {value!r} is not a number of seconds (e.g. {example})")
     try:
@@ -93,11 +93,11 @@ def load_config(text: str, where: str, *, default_poll: float = DEFAULT_POLL) ->
                 or not isinstance(raw.get("names"), list) or not raw["names"]):
             raise SystemExit(f"{where}: services.{name}: not {{kind, url, names}} with kind one of "
                              f"{', '.join(QUEUE_KINDS)}")
-        poll = _poll(raw["poll"], f"{where}: services.{name}.poll") if "poll" in raw else default_poll
-        slo = (_poll(raw["latency_slo"], f"{where}: services.{name}.latency_slo", most=None, example="30.0")
+        poll = _seconds(raw["poll"], f"{where}: services.{name}.poll") if "poll" in raw else default_poll
+        slo = (_seconds(raw["latency_slo"], f"{where}: services.{name}.latency_slo", most=None, example="30.0")
                if "latency_slo" in raw else None)
-        tolerance = raw.get("tolerance", 0.1)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < 1:
+        tolerance = raw.get("tolerance", DEFAULT_TOLERANCE)
+        if not is_tolerance(tolerance):
             raise SystemExit(f"{where}: services.{name}.tolerance: {tolerance!r} is not a fraction from 0 to below 1 "
                              f"(e.g. 0.1)")
         out[str(name)] = Served(Queues(raw["kind"], raw["url"], tuple(str(n) for n in raw["names"])), poll, slo,
@@ -112,7 +112,7 @@ class Sampler:
     sleep on it; `wall` gives the epoch time readers reckon due jobs and ages from."""
 
     def __init__(self, name: str, reader: Reader, poll: float, *, url: str = "",
-                 latency_slo: float | None = None, tolerance: float = 0.1,
+                 latency_slo: float | None = None, tolerance: float = DEFAULT_TOLERANCE,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
@@ -245,7 +245,7 @@ def main() -> None:
     except OSError as error:
         raise SystemExit(f"{CONFIG_ENV}={path}: {error.strerror or error}") from None
     raw_poll = os.environ.get(POLL_ENV)
-    default_poll = _poll(raw_poll, POLL_ENV) if raw_poll else DEFAULT_POLL
+    default_poll = _seconds(raw_poll, POLL_ENV) if raw_poll else DEFAULT_POLL
     host = os.environ.get("STACKBLAZE_QUEUE_METRICS_HOST", "0.0.0.0")  # all of the pod's addresses: KEDA calls in
     port = os.environ.get("STACKBLAZE_QUEUE_METRICS_PORT", str(PORT))
     if not port.isdigit() or not 0 < int(port) < 65536:

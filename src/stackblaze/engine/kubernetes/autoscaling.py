@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from stackblaze.engine.autoscale.decide import resolve_target
-from stackblaze.engine.kubernetes.keda import METRICS_API_KINDS, keda_objects
+from stackblaze.engine.kubernetes.keda import keda_objects
 from stackblaze.engine.kubernetes.manifests import Manifest, _cluster_names, expand_offline, user_env
 from stackblaze.engine.kubernetes.queue_metrics import (
     QUEUE_METRICS_IMAGE,
@@ -17,7 +17,7 @@ from stackblaze.engine.kubernetes.queue_metrics import (
     queue_metrics_manifests,
 )
 from stackblaze.engine.protocol import Desired
-from stackblaze.spec.autoscale import Autoscale, Queues
+from stackblaze.spec.autoscale import METRICS_API_KINDS, Autoscale, Queues
 from stackblaze.spec.model import Project, Service
 
 

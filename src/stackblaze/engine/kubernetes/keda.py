@@ -16,14 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from stackblaze.engine.kubernetes.manifests import Manifest, labels, object_name
 from stackblaze.errors import UserError
-from stackblaze.spec.autoscale import Autoscale, Direction, Queues
+from stackblaze.spec.autoscale import DEFAULT_TOLERANCE, Autoscale, Direction, Queues
 
 API_VERSION = "keda.sh/v1alpha1"
 CRD = "scaledobjects.keda.sh"
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 FAILURE_THRESHOLD = 3  # as the local loop's (engine/autoscale/decide.py FAILURE_THRESHOLD)
-METRICS_API_KINDS = ("celery", "rq", "bullmq", "dramatiq", "redis-list")
-DEFAULT_TOLERANCE = 0.1  # the HPA's cluster-wide default (--horizontal-pod-autoscaler-tolerance)
 MAX_WINDOW = 3600  # the HPA's limit on stabilizationWindowSeconds
 # A per-replica target no queue reaches: ceil(value / NEVER_DRIVES) is 1 for any value above 0, so a trigger
 # there only activates (metrics-api's wake and busy triggers) and never sizes.

@@ -181,7 +181,7 @@ def test_latency_over_half_the_slo_blocks_a_scale_down() -> None:
 def test_on_kubernetes_the_latency_ratio_makes_the_hpa_do_what_the_local_rule_does() -> None:
     """keda.py's latency trigger (metricType Value, target 1) carries latency_ratio; the HPA proposes
     replicas_for_ratio for it and replicas_for_work for the work trigger, and takes the max. With every pod ready
-    and up to 1 / tolerance replicas that is the local loop's count, for every age: one more past the slo, the
+    and below 1 / tolerance replicas that is the local loop's count, for every age: one more past the slo, the
     count held past half of it, the work's count below. Past 1 / tolerance the HPA's ceil adds about tolerance × N
     instead of one, and a pod not ready yet holds the addition back (the README says both)."""
     s = spec(latency_slo=30.0, max=40, scale_down=Direction(0.0, SCALE_UP.policies[1:]))
